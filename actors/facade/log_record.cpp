@@ -1,0 +1,33 @@
+#include "pyvisor/log_record.hpp"
+
+#include <cstdio>
+#include <string>
+
+namespace pyvisor {
+
+std::string_view to_string(log_source s) noexcept {
+  switch (s) {
+    case log_source::python_stdout: return "stdout";
+    case log_source::python_stderr: return "stderr";
+    case log_source::runtime: return "runtime";
+  }
+  return "unknown";
+}
+
+void stderr_log_sink(const log_record& r) {
+  std::string s;
+  s.reserve(r.label.size() + r.line.size() + 32);
+  s += '[';
+  s += r.label;
+  s += ' ';
+  s += std::to_string(r.pid);
+  s += ' ';
+  s += to_string(r.source);
+  s += "] ";
+  s += r.line;
+  s += '\n';
+  // One fwrite per line keeps lines whole when several threads log.
+  std::fwrite(s.data(), 1, s.size(), stderr);
+}
+
+} // namespace pyvisor

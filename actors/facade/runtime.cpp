@@ -1,0 +1,245 @@
+#include "pyvisor/runtime.hpp"
+
+#include <algorithm>
+#include <csignal>
+#include <cstdlib>
+#include <mutex>
+#include <unistd.h>
+#include <vector>
+
+#include <caf/all.hpp>
+
+#include "facade/interpreter_shared.hpp"
+#include "interpreter/interpreter_actor.hpp"
+#include "process/python_resolver.hpp"
+#include "process/spawn.hpp"
+#include "pyvisor/actor_interface.hpp"
+
+extern char** environ;
+
+#ifndef PYVISOR_SOURCE_RUNNER_DIR
+#define PYVISOR_SOURCE_RUNNER_DIR ""
+#endif
+#ifndef PYVISOR_INSTALL_RUNNER_DIR
+#define PYVISOR_INSTALL_RUNNER_DIR ""
+#endif
+
+namespace pyvisor {
+
+namespace {
+
+struct system_config : caf::actor_system_config {
+  explicit system_config(std::size_t threads) {
+    // Work stealing polls and sleeps; every message from a non-CAF thread (the I/O thread,
+    // blocking callers) then waits for a sleeping worker: measured ~7x slower here.
+    set("scheduler.policy", caf::atom("sharing"));
+    if (threads > 0)
+      set("scheduler.max-threads", threads);
+    add_error_category(error_category, [](std::uint8_t code, caf::atom_value,
+                                          const caf::message& ctx) -> std::string {
+      if (ctx.match_elements<error>())
+        return "pyvisor::" + ctx.get_as<error>(0).to_string();
+      return "pyvisor::" + std::string{to_string(static_cast<errc>(code))};
+    });
+  }
+};
+
+bool usable_runner_dir(const std::string& d) {
+  return !d.empty() && ::access((d + "/pyvisor/_runner.py").c_str(), R_OK) == 0;
+}
+
+std::string default_runner_dir() {
+  if (const char* e = std::getenv("PYVISOR_RUNNER_DIR"); e != nullptr && usable_runner_dir(e))
+    return e;
+  if (usable_runner_dir(PYVISOR_INSTALL_RUNNER_DIR))
+    return PYVISOR_INSTALL_RUNNER_DIR;
+  return PYVISOR_SOURCE_RUNNER_DIR;
+}
+
+// The runner's entry: put its directory first on sys.path (isolated mode adds none), then run.
+constexpr const char* boot_code =
+  "import sys;sys.path.insert(0,sys.argv[1]);from pyvisor._runner import main;main()";
+
+} // namespace
+
+struct runtime::impl {
+  runtime_options opts;
+  std::mutex log_mu;
+  process::python_resolver resolver;
+  std::unique_ptr<io::io_loop> loop;
+  std::unique_ptr<system_config> cfg;
+  std::unique_ptr<caf::actor_system> sys;
+  std::mutex mu;
+  std::vector<std::pair<std::weak_ptr<interp::status>, caf::actor_addr>> live;
+  bool shut_down = false;
+
+  void log(const log_record& r) {
+    if (!opts.log)
+      return;
+    std::lock_guard<std::mutex> g{log_mu};
+    opts.log(r);
+  }
+
+  void shutdown() {
+    std::vector<caf::actor> to_stop;
+    {
+      std::lock_guard<std::mutex> g{mu};
+      if (shut_down)
+        return;
+      shut_down = true;
+      for (auto& [st, addr] : live)
+        if (auto a = caf::actor_cast<caf::actor>(addr))
+          to_stop.push_back(std::move(a));
+      live.clear();
+    }
+    for (auto& a : to_stop)
+      caf::anon_send(a, stop_atom::value);
+    to_stop.clear();
+    // Every interpreter runs its stop sequence (bounded) and quits once its process is reaped,
+    // which needs the I/O thread: stop that only afterwards.
+    sys->await_all_actors_done();
+    loop->stop();
+  }
+
+  ~impl() {
+    shutdown();
+  }
+};
+
+runtime::runtime(runtime_options opts) : impl_(std::make_shared<impl>()) {
+  // A write to a dead child must be EPIPE, not a process-killing signal. A handler the host
+  // installed itself is left alone.
+  struct sigaction old{};
+  if (::sigaction(SIGPIPE, nullptr, &old) == 0 && old.sa_handler == SIG_DFL)
+    ::signal(SIGPIPE, SIG_IGN);
+  process::reserve_low_fds();
+  impl_->opts = std::move(opts);
+  impl_->loop = std::make_unique<io::io_loop>();
+  impl_->cfg = std::make_unique<system_config>(impl_->opts.scheduler_threads);
+  impl_->sys = std::make_unique<caf::actor_system>(*impl_->cfg);
+}
+
+runtime::~runtime() {
+  impl_->shutdown();
+}
+
+caf::actor_system& runtime::system() {
+  return *impl_->sys;
+}
+
+expected<interpreter> runtime::spawn_interpreter(interpreter_options opts) {
+  {
+    std::lock_guard<std::mutex> g{impl_->mu};
+    if (impl_->shut_down)
+      return make_error(errc::shutting_down, "the runtime is shutting down");
+  }
+  if (opts.max_frame_bytes < 1024 || opts.max_frame_bytes > (std::size_t{1} << 31))
+    return make_error(errc::config_error, "max_frame_bytes must be between 1 KiB and 2 GiB");
+  if (opts.init_script_timeout.count() <= 0)
+    return make_error(errc::config_error, "init_script_timeout must be positive");
+  if (opts.default_timeout.count() < 0)
+    return make_error(errc::config_error, "default_timeout must not be negative");
+  for (auto& [k, v] : opts.environment)
+    if (k.empty() || k.find('=') != std::string::npos)
+      return make_error(errc::config_error, "invalid environment variable name '" + k + "'");
+  auto runner_dir = opts.runner_dir.empty() ? default_runner_dir() : opts.runner_dir;
+  if (!usable_runner_dir(runner_dir))
+    return make_error(errc::config_error,
+                      "runner not found: no pyvisor/_runner.py in '" + runner_dir +
+                        "' (set runner_dir or PYVISOR_RUNNER_DIR)");
+
+  process::spawn_request req;
+  if (opts.launcher.empty()) {
+    auto py = impl_->resolver.resolve(opts.python);
+    if (!py)
+      return std::move(py).error();
+    req.argv.push_back(std::move(*py));
+  } else {
+    auto exe = process::find_executable(opts.launcher[0]);
+    if (exe.empty())
+      return make_error(errc::spawn_failed,
+                        "launcher '" + opts.launcher[0] + "' not found or not executable");
+    if (exe[0] != '/') {
+      char buf[4096];
+      if (::getcwd(buf, sizeof buf))
+        exe = std::string{buf} + "/" + exe;
+    }
+    req.argv.push_back(exe);
+    req.argv.insert(req.argv.end(), opts.launcher.begin() + 1, opts.launcher.end());
+    req.argv.push_back(opts.python);  // as given: the launcher's side resolves it
+  }
+  req.argv.insert(req.argv.end(), opts.args.begin(), opts.args.end());
+  if (opts.isolated)
+    req.argv.emplace_back("-I");
+  if (opts.no_site)
+    req.argv.emplace_back("-S");
+  req.argv.insert(req.argv.end(), {"-c", boot_code, runner_dir, "--transport",
+                                   opts.transport == transport::stdio ? "stdio" : "fds",
+                                   "--max-frame-bytes", std::to_string(opts.max_frame_bytes)});
+  if (!opts.label.empty())
+    req.argv.insert(req.argv.end(), {"--label", opts.label});
+  req.stdio_transport = opts.transport == transport::stdio;
+  req.cwd = opts.cwd;
+
+  for (char** e = environ; opts.inherit_environment && *e != nullptr; ++e) {
+    std::string_view kv{*e};
+    auto name = kv.substr(0, kv.find('='));
+    if (!opts.inherit_only.empty() &&
+        std::find(opts.inherit_only.begin(), opts.inherit_only.end(), name) ==
+          opts.inherit_only.end())
+      continue;
+    bool overridden = std::any_of(opts.environment.begin(), opts.environment.end(),
+                                  [&](auto& p) { return p.first == name; });
+    if (!overridden)
+      req.env.emplace_back(kv);
+  }
+  for (auto& [k, v] : opts.environment)
+    req.env.push_back(k + "=" + v);
+
+  auto shared = std::make_shared<detail::interpreter_shared>();
+  shared->rt = impl_;
+  protocol::limits lim;
+  lim.max_frame_bytes = opts.max_frame_bytes;
+  std::weak_ptr<impl> weak_rt = impl_;
+  shared->ch = std::make_shared<interp::channel>(
+    *impl_->loop, lim, opts.label, [weak_rt](const log_record& r) {
+      if (auto rt = weak_rt.lock())
+        rt->log(r);
+    });
+  shared->st = std::make_shared<interp::status>();
+  shared->opts = opts;
+  interp::actor_args args;
+  args.ch = shared->ch;
+  args.st = shared->st;
+  args.loop = impl_->loop.get();
+  args.spawn = std::move(req);
+  args.opts = std::move(opts);
+  {
+    std::lock_guard<std::mutex> g{impl_->mu};
+    if (impl_->shut_down)
+      return make_error(errc::shutting_down, "the runtime is shutting down");
+    shared->actor = interp::spawn_interpreter_actor(*impl_->sys, std::move(args));
+    // Forget interpreters that ended, then remember this one for the shutdown.
+    auto& live = impl_->live;
+    live.erase(std::remove_if(live.begin(), live.end(),
+                              [](auto& p) {
+                                auto st = p.first.lock();
+                                return !st || st->get() == interpreter_state::stopped;
+                              }),
+               live.end());
+    live.emplace_back(shared->st, shared->actor.address());
+  }
+  interpreter handle{shared};
+  if (!shared->opts.sync_start)
+    return handle;
+  auto ready = handle.wait_ready(std::chrono::milliseconds{0});
+  if (!ready) {
+    // Return only once the process is gone: a failed start leaves nothing behind.
+    shared->st->wait([](interpreter_state s) { return s == interpreter_state::stopped; },
+                     std::chrono::milliseconds{0});
+    return ready.error();
+  }
+  return handle;
+}
+
+} // namespace pyvisor

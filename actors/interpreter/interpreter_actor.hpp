@@ -1,0 +1,31 @@
+#pragma once
+
+#include <memory>
+
+#include "interpreter/channel.hpp"
+#include "interpreter/status.hpp"
+#include "io/io_loop.hpp"
+#include "process/spawn.hpp"
+#include "pyvisor/interpreter_options.hpp"
+
+namespace caf {
+class actor;
+class actor_system;
+} // namespace caf
+
+namespace pyvisor::interp {
+
+/// Everything the interpreter actor needs to run one Python process.
+struct actor_args {
+  std::shared_ptr<channel> ch;
+  std::shared_ptr<status> st;
+  io::io_loop* loop = nullptr;
+  process::spawn_request spawn;
+  interpreter_options opts;
+};
+
+/// Spawns the interpreter actor (see interpreter_state.hpp for its lifecycle and
+/// actor_interface.hpp for its messages). It starts the process at once.
+caf::actor spawn_interpreter_actor(caf::actor_system& sys, actor_args args);
+
+} // namespace pyvisor::interp

@@ -1,0 +1,228 @@
+#include "process/spawn.hpp"
+
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <fcntl.h>
+#include <linux/close_range.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <boost/process/args.hpp>
+#include <boost/process/child.hpp>
+#include <boost/process/exe.hpp>
+#include <boost/process/extend.hpp>
+#include <boost/process/start_dir.hpp>
+
+namespace bp = boost::process;
+
+namespace pyvisor::process {
+
+namespace {
+
+/// Runs in the child between fork and exec: async-signal-safe calls only, no allocation.
+/// On failure it reports through Boost's exec-error pipe (set_error) and exits 127.
+struct child_setup : bp::extend::handler {
+  // Sources (host fds, all O_CLOEXEC) and where they go in the child.
+  int to_child_src = -1;    // -> 3 (or 0)
+  int from_child_src = -1;  // -> 4 (or 1)
+  int out_src = -1;         // -> 1 (fds transport only)
+  int err_src = -1;         // -> 2
+  bool stdio = false;
+  pid_t parent = 0;
+  char** envp = nullptr;
+
+  template <class Executor>
+  void on_setup(Executor& e) const {
+    e.env = envp;  // our environment array instead of the host's
+  }
+
+  template <class Executor>
+  [[noreturn]] void fail(Executor& e, const char* what) const {
+    e.set_error(std::error_code(errno, std::system_category()), what);
+    ::_exit(127);
+  }
+
+  template <class Executor>
+  void on_exec_setup(Executor& e) const {
+    // 1. Default dispositions and an empty mask: handlers and blocked signals of the host
+    //    (CAF, libuv, an ignored SIGPIPE) must not reach Python.
+    struct sigaction sa;
+    std::memset(&sa, 0, sizeof sa);
+    sa.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; ++sig)
+      if (sig != SIGKILL && sig != SIGSTOP)
+        ::sigaction(sig, &sa, nullptr);  // fails harmlessly for the reserved RT signals
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    // 2. Own process group: stop sequences signal the whole group (grandchildren too).
+    if (::setpgid(0, 0) != 0)
+      fail(e, "setpgid");
+    // 3. Die with the host; close the race where the host died before prctl.
+    if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
+      fail(e, "prctl(PR_SET_PDEATHSIG)");
+    if (::getppid() != parent)
+      ::_exit(127);
+    // 4. fds: move the sources above 10 first (a source already numbered like a target would
+    //    otherwise be clobbered, or keep its CLOEXEC after dup2(fd, fd)), then dup2 into place
+    //    (dup2 clears CLOEXEC on the target), then mark everything >= 5 CLOEXEC.
+    int in = ::fcntl(to_child_src, F_DUPFD_CLOEXEC, 10);
+    int out_proto = ::fcntl(from_child_src, F_DUPFD_CLOEXEC, 10);
+    int err = ::fcntl(err_src, F_DUPFD_CLOEXEC, 10);
+    int out = stdio ? -1 : ::fcntl(out_src, F_DUPFD_CLOEXEC, 10);
+    if (in < 0 || out_proto < 0 || err < 0 || (!stdio && out < 0))
+      fail(e, "fcntl(F_DUPFD_CLOEXEC)");
+    if (stdio) {
+      if (::dup2(in, 0) < 0 || ::dup2(out_proto, 1) < 0 || ::dup2(err, 2) < 0)
+        fail(e, "dup2");
+      // fds 3/4 are not part of the stdio contract: whatever the host had there (reserved
+      // /dev/null fds, Boost's error pipe) is CLOEXEC and goes away at exec.
+    } else {
+      int devnull = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+      if (devnull < 0)
+        fail(e, "open(/dev/null)");
+      if (::dup2(devnull, 0) < 0 || ::dup2(out, 1) < 0 || ::dup2(err, 2) < 0 ||
+          ::dup2(in, 3) < 0 || ::dup2(out_proto, 4) < 0)
+        fail(e, "dup2");
+    }
+    int first_other = stdio ? 3 : 5;
+    if (::syscall(SYS_close_range, first_other, ~0U, CLOSE_RANGE_CLOEXEC) != 0) {
+      // Kernels before 5.11: mark a bounded range by hand.
+      long max = ::sysconf(_SC_OPEN_MAX);
+      if (max < 0 || max > 65536)
+        max = 65536;
+      for (int fd = first_other; fd < max; ++fd)
+        ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+    }
+  }
+};
+
+void close_fd(int& fd) {
+  if (fd >= 0) {
+    ::close(fd);
+    fd = -1;
+  }
+}
+
+bool set_nonblocking(int fd) {
+  int fl = ::fcntl(fd, F_GETFL);
+  return fl >= 0 && ::fcntl(fd, F_SETFL, fl | O_NONBLOCK) == 0;
+}
+
+error spawn_error(const std::string& what, int err) {
+  return make_error(errc::spawn_failed, what + ": " + std::strerror(err));
+}
+
+} // namespace
+
+void reserve_low_fds() {
+  for (int fd = 0; fd <= 4; ++fd) {
+    if (::fcntl(fd, F_GETFD) == -1 && errno == EBADF) {
+      // open() returns the lowest free fd, which is `fd` since all below are open.
+      int got = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+      if (got >= 0 && got != fd)
+        ::close(got);
+    }
+  }
+}
+
+void close_fds(spawned_process& p) {
+  close_fd(p.pidfd);
+  close_fd(p.to_child);
+  close_fd(p.from_child);
+  close_fd(p.out);
+  close_fd(p.err);
+}
+
+expected<spawned_process> spawn(const spawn_request& req) {
+  if (req.argv.empty() || req.argv[0].empty() || req.argv[0][0] != '/')
+    return make_error(errc::spawn_failed, "executable must be an absolute path");
+  if (::access(req.argv[0].c_str(), X_OK) != 0)
+    return spawn_error("cannot execute '" + req.argv[0] + "'", errno);
+  if (!req.cwd.empty()) {
+    struct stat st;
+    if (::stat(req.cwd.c_str(), &st) != 0)
+      return spawn_error("working directory '" + req.cwd + "'", errno);
+    if (!S_ISDIR(st.st_mode))
+      return spawn_error("working directory '" + req.cwd + "'", ENOTDIR);
+  }
+
+  int in[2] = {-1, -1}, out_proto[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1};
+  auto cleanup = [&] {
+    for (int* p : {in, out_proto, out, err}) {
+      close_fd(p[0]);
+      close_fd(p[1]);
+    }
+  };
+  if (::pipe2(in, O_CLOEXEC) != 0 || ::pipe2(out_proto, O_CLOEXEC) != 0 ||
+      ::pipe2(err, O_CLOEXEC) != 0 || (!req.stdio_transport && ::pipe2(out, O_CLOEXEC) != 0)) {
+    int e = errno;
+    cleanup();
+    return spawn_error("pipe2", e);
+  }
+
+  std::vector<char*> envp;
+  envp.reserve(req.env.size() + 1);
+  for (const auto& s : req.env)
+    envp.push_back(const_cast<char*>(s.c_str()));
+  envp.push_back(nullptr);
+
+  child_setup setup;
+  setup.to_child_src = in[0];
+  setup.from_child_src = out_proto[1];
+  setup.out_src = out[1];
+  setup.err_src = err[1];
+  setup.stdio = req.stdio_transport;
+  setup.parent = ::getpid();
+  setup.envp = envp.data();
+
+  std::vector<std::string> args(req.argv.begin() + 1, req.argv.end());
+  std::error_code ec;
+  pid_t pid = -1;
+  {
+    bp::child c = req.cwd.empty()
+                    ? bp::child(bp::exe = req.argv[0], bp::args = args, setup, ec)
+                    : bp::child(bp::exe = req.argv[0], bp::args = args,
+                                bp::start_dir = req.cwd, setup, ec);
+    if (!ec && c.valid()) {
+      pid = c.id();
+      c.detach();  // we reap it ourselves; ~child() would SIGKILL an attached child
+    }
+  }
+  // The child's ends, closed in the host right away (else EOF never comes).
+  close_fd(in[0]);
+  close_fd(out_proto[1]);
+  close_fd(out[1]);
+  close_fd(err[1]);
+  if (ec || pid <= 0) {
+    cleanup();
+    return make_error(errc::spawn_failed,
+                      "cannot start '" + req.argv[0] + "': " + (ec ? ec.message() : "unknown"));
+  }
+
+  spawned_process p;
+  p.pid = pid;
+  p.to_child = in[1];
+  p.from_child = out_proto[0];
+  p.out = out[0];
+  p.err = err[0];
+  p.pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  if (p.pidfd < 0) {
+    int e = errno;
+    ::kill(pid, SIGKILL);
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    close_fds(p);
+    return spawn_error("pidfd_open (Linux >= 5.3 required)", e);
+  }
+  for (int fd : {p.to_child, p.from_child, p.out, p.err})
+    if (fd >= 0)
+      set_nonblocking(fd);
+  return p;
+}
+
+} // namespace pyvisor::process

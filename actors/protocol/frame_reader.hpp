@@ -1,0 +1,59 @@
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+#include <vector>
+
+namespace pyvisor::protocol {
+
+/// Splits a byte stream into frames (4-byte big-endian length + body). Pure: no I/O.
+///
+/// Use: `auto [p, n] = r.write_area(); n = read(fd, p, n); r.commit(n);` then call `next()`
+/// until it returns `need_more`. A declared length above the limit or zero is reported as an
+/// error *before* any buffer for it is allocated.
+class frame_reader {
+public:
+  enum class status : std::uint8_t { frame, need_more, too_large, empty_frame };
+
+  struct result {
+    status st;
+    std::string_view body;        ///< valid until the next call of write_area/commit/feed
+    std::uint32_t declared = 0;   ///< the declared length, for error messages
+  };
+
+  explicit frame_reader(std::size_t max_frame_bytes, std::size_t read_chunk = 256 * 1024);
+
+  /// A writable area of at least one byte (sized for the frame being assembled, if known).
+  std::pair<char*, std::size_t> write_area();
+
+  /// Marks `n` bytes of the last write_area as filled.
+  void commit(std::size_t n) noexcept { end_ += n; }
+
+  /// Copies `data` in (for tests and for callers that already have the bytes).
+  void feed(std::string_view data);
+
+  /// The next complete frame, or why there is none.
+  result next();
+
+  /// Bytes buffered but not yet returned as frames.
+  std::size_t buffered() const noexcept { return end_ - begin_; }
+
+private:
+  std::size_t max_;
+  std::size_t chunk_;
+  std::vector<char> buf_;
+  std::size_t begin_ = 0;
+  std::size_t end_ = 0;
+  std::size_t want_ = 0;  // total bytes (header + body) of the frame being assembled, 0 = unknown
+};
+
+/// Writes the 4-byte big-endian length prefix for `n` at `out`.
+inline void put_length(char* out, std::uint32_t n) noexcept {
+  out[0] = static_cast<char>(n >> 24);
+  out[1] = static_cast<char>(n >> 16);
+  out[2] = static_cast<char>(n >> 8);
+  out[3] = static_cast<char>(n);
+}
+
+} // namespace pyvisor::protocol

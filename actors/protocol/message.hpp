@@ -1,0 +1,79 @@
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <variant>
+
+#include <msgpack.hpp>
+
+#include "protocol/limits.hpp"
+#include "pyvisor/expected.hpp"
+#include "pyvisor/msgpack_writer.hpp"
+#include "pyvisor/value.hpp"
+#include "pyvisor/vars.hpp"
+
+namespace pyvisor::protocol {
+
+/// Protocol version spoken by this host (docs/protocol.md).
+inline constexpr int version = 1;
+
+enum class kind : std::uint8_t { request = 0, response = 1, notification = 2 };
+
+/// One decoded frame body `[kind, id, op, payload]`. `payload` lives in `zone`.
+struct message {
+  protocol::kind kind = kind::notification;
+  std::uint64_t id = 0;
+  std::string op;
+  msgpack::object payload;
+  std::shared_ptr<msgpack::zone> zone;
+};
+
+/// Decodes one frame body after check_structure; returns a description on any violation.
+std::variant<message, std::string> decode(std::string_view body, const limits& lim);
+
+/// Builds a frame (length prefix + body) in one string; msgpack-cxx packs straight into it.
+class frame_builder {
+public:
+  frame_builder() { buf_.resize(4); }
+  frame_builder(const frame_builder&) = delete;
+  frame_builder& operator=(const frame_builder&) = delete;
+  msgpack::packer<detail::msgpack_writer>& packer() noexcept { return pk_; }
+  /// Appends bytes that already hold one msgpack value.
+  void raw(const std::string& bytes) { buf_.append(bytes); }
+  /// Size of the body written so far.
+  std::size_t body_size() const noexcept { return buf_.size() - 4; }
+  /// Patches the length and hands out the frame.
+  std::string finish() &&;
+
+private:
+  std::string buf_;
+  detail::msgpack_writer w_{&buf_};
+  msgpack::packer<detail::msgpack_writer> pk_{w_};
+};
+
+/// `[0, id, op, {"code", "vars", "file", "line"}]` for the ops `init` and `eval`.
+std::string encode_code_request(std::uint64_t id, std::string_view op, std::string_view code,
+                                const vars& v, std::string_view file, int line);
+
+/// `[0, id, op, {}]`.
+std::string encode_empty_request(std::uint64_t id, std::string_view op);
+
+/// `[2, 0, "cancel", {"id": id}]`.
+std::string encode_cancel(std::uint64_t id);
+
+/// `[2, 0, "shutdown", {}]`.
+std::string encode_shutdown();
+
+/// Turns a response payload (`{"ok": v}` or `{"error": {...}}`) into a result.
+expected<value> parse_response(const message& m);
+
+/// Looks up a key of a msgpack map by string; nullptr when absent or not a map.
+const msgpack::object* map_get(const msgpack::object& map, std::string_view key) noexcept;
+
+/// A string field of a map, or `fallback`.
+std::string map_string(const msgpack::object& map, std::string_view key,
+                       std::string fallback = {});
+
+} // namespace pyvisor::protocol

@@ -1,0 +1,58 @@
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include <msgpack.hpp>
+
+#include "pyvisor/expected.hpp"
+
+namespace pyvisor {
+
+/// A value that came back from Python: a decoded msgpack object plus the memory it lives in.
+/// Copies are cheap (they share the memory). Convert with msgpack-cxx's adaptors:
+/// `v.as<int>()`, `v.as<std::vector<std::string>>()`, `v.as<std::map<std::string, double>>()`,
+/// `v.as<std::optional<int>>()`, `v.as<std::tuple<int, std::string>>()`, ...
+/// Python tuples, sets, frozensets and big ints arrive as msgpack ext types 1-4 (see the
+/// README's type table).
+class value {
+public:
+  /// nil (Python None).
+  value();
+
+  /// Wraps `obj`, which must stay valid as long as `owner` lives.
+  value(std::shared_ptr<const void> owner, const msgpack::object& obj);
+
+  /// The underlying msgpack object (valid while this value or a copy lives).
+  const msgpack::object& object() const noexcept { return obj_; }
+
+  /// Whether this is nil / None.
+  bool is_nil() const noexcept { return obj_.type == msgpack::type::NIL; }
+
+  /// Converts with msgpack-cxx; throws msgpack::type_error on a mismatch.
+  template <class T>
+  T as() const {
+    return obj_.as<T>();
+  }
+
+  /// Converts with msgpack-cxx; a mismatch gives errc::type_mismatch instead of throwing.
+  template <class T>
+  expected<T> to() const noexcept {
+    try {
+      return obj_.as<T>();
+    } catch (const std::exception& e) {
+      return make_error(errc::type_mismatch, std::string("cannot convert ") + type_name() +
+                                                 " value: " + e.what());
+    }
+  }
+
+  /// The msgpack type of this value: "nil", "bool", "int", "float", "str", "bin", "array",
+  /// "map", "tuple", "set", "frozenset", "bigint" or "ext".
+  const char* type_name() const noexcept;
+
+private:
+  std::shared_ptr<const void> owner_;
+  msgpack::object obj_;
+};
+
+} // namespace pyvisor

@@ -1,0 +1,160 @@
+"""Codec on top of the ``msgpack`` C extension (>= 1.0), byte-identical to ``_pure``.
+
+What the C extension does not do by itself, and how it is covered here:
+
+* depth limit and our ext rules: ``_scan.check`` walks the bytes first (skipped when
+  ``_scan.may_skip`` proves it unnecessary), and walks packed replies too, so a reply the
+  host would reject as too deep never leaves the runner;
+* element counts / lengths: ``max_*_len`` arguments bounded by the body length, so nothing
+  larger than the frame is ever allocated;
+* tuples, sets, frozensets, bigints and subclasses of mapped types: ``strict_types=True``
+  routes them to ``default``, which converts them with the shared ``_typemap`` rules.
+"""
+
+import msgpack
+
+from ._scan import check, may_skip
+from ._typemap import bigint_from_payload, bigint_payload, in_native_int_range, to_base
+from ._wire import (
+    DecodeError,
+    EncodeError,
+    EXT_BIGINT,
+    EXT_FROZENSET,
+    EXT_SET,
+    EXT_TUPLE,
+    MAX_DEPTH,
+    MAX_ELEMENTS,
+)
+
+__all__ = ["CCodec", "available"]
+
+_ExtType = msgpack.ExtType
+_unpackb = msgpack.unpackb
+
+
+def available():
+    """True when ``msgpack`` is the C extension, version 1.0 or later."""
+    version = getattr(msgpack, "version", (0,))
+    return tuple(version) >= (1, 0) and "_cmsgpack" in getattr(msgpack.Packer, "__module__", "")
+
+
+class CCodec(object):
+    """packb/unpackb with the protocol's canonical encoding and limits."""
+
+    name = "c"
+
+    def __init__(self, max_depth=MAX_DEPTH, max_elements=MAX_ELEMENTS):
+        self.max_depth = max_depth
+        self.max_elements = max_elements
+        # Idle packers.  ``default`` packs tuple/set payloads while the outer packer is
+        # busy, so nested collections need one packer per level; a free list avoids
+        # building a Packer for every tuple.
+        self._free = []
+        self._packer_kwargs = dict(
+            use_bin_type=True,
+            strict_types=True,
+            use_single_float=False,
+            autoreset=True,
+            default=self._default,
+            datetime=False,
+        )
+
+    # -- encoding ---------------------------------------------------------------------
+
+    def _new_packer(self):
+        try:
+            return msgpack.Packer(**self._packer_kwargs)
+        except TypeError:  # msgpack builds without the ``datetime`` option
+            kwargs = dict(self._packer_kwargs)
+            del kwargs["datetime"]
+            self._packer_kwargs = kwargs
+            return msgpack.Packer(**kwargs)
+
+    def _pack_raw(self, obj):
+        packer = self._free.pop() if self._free else self._new_packer()
+        data = packer.pack(obj)
+        # Only a packer that finished cleanly goes back to the free list.
+        self._free.append(packer)
+        return data
+
+    def packb(self, obj):
+        """Encode ``obj``; raise EncodeError for anything the protocol cannot carry."""
+        try:
+            data = self._pack_raw(obj)
+        except EncodeError:
+            raise
+        except (ValueError, TypeError, OverflowError, BufferError, RecursionError) as e:
+            # ValueError includes UnicodeEncodeError (lone surrogates) and the packer's own
+            # "recursion limit exceeded"; the runner builds the user-facing message.
+            raise EncodeError(str(e))
+        if not may_skip(data, self.max_depth):
+            try:
+                check(data, self.max_depth, self.max_elements)
+            except DecodeError as e:
+                raise EncodeError(str(e))
+        return data
+
+    def _collection(self, code, items):
+        return _ExtType(code, self._pack_raw(list(items)))
+
+    def _default(self, obj):
+        t = type(obj)
+        if t is tuple:
+            return self._collection(EXT_TUPLE, obj)
+        if t is set:
+            return self._collection(EXT_SET, obj)
+        if t is frozenset:
+            return self._collection(EXT_FROZENSET, obj)
+        if t is int:  # an exact int only gets here when it overflows 64 bits
+            return _ExtType(EXT_BIGINT, bigint_payload(obj))
+        base = to_base(obj)  # raises EncodeError for unmapped types
+        t = type(base)
+        if t is int and not in_native_int_range(base):
+            # returning the int would overflow again, and ``default`` is used once per object
+            return _ExtType(EXT_BIGINT, bigint_payload(base))
+        if t is tuple or t is set or t is frozenset:
+            return self._default(base)
+        return base
+
+    # -- decoding ---------------------------------------------------------------------
+
+    def _limits(self, n):
+        return dict(
+            raw=False,
+            strict_map_key=False,
+            use_list=True,
+            ext_hook=self._ext_hook,
+            max_str_len=n,
+            max_bin_len=n,
+            max_ext_len=n,
+            max_array_len=min(n, self.max_elements),
+            max_map_len=min(n // 2, self.max_elements),
+        )
+
+    def unpackb(self, data):
+        """Decode exactly one value from ``data`` (bytes); raise DecodeError otherwise."""
+        if not may_skip(data, self.max_depth):
+            check(data, self.max_depth, self.max_elements)
+        try:
+            return _unpackb(data, **self._limits(len(data)))
+        except DecodeError:
+            raise
+        except Exception as e:  # msgpack's own errors, UnicodeDecodeError, unhashable keys
+            raise DecodeError("%s: %s" % (type(e).__name__, e))
+
+    def _ext_hook(self, code, data):
+        # check() has validated the payload shape already (an ext forces the scan).
+        if code == EXT_BIGINT:
+            if not data:
+                raise DecodeError("empty bigint ext")
+            return bigint_from_payload(data)
+        if code == EXT_TUPLE or code == EXT_SET or code == EXT_FROZENSET:
+            items = _unpackb(data, **self._limits(len(data)))
+            if type(items) is not list:
+                raise DecodeError("ext payload is not an array")
+            if code == EXT_TUPLE:
+                return tuple(items)
+            if code == EXT_SET:
+                return set(items)
+            return frozenset(items)
+        raise DecodeError("unknown ext type %d" % code)

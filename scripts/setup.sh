@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs every system package pyvisor needs to build, test and benchmark, idempotently:
+# packages already present are skipped, and `apt-get update` runs only when one is missing.
+set -euo pipefail
+
+packages=(
+  g++ cmake make pkg-config
+  libcaf-dev                       # CAF 0.17.6 core/io/openssl (no CMake package: cmake/FindCAF.cmake)
+  libboost1.74-dev libboost-filesystem1.74-dev libboost-system1.74-dev   # Boost.Process v1
+  libmsgpack-cxx-dev               # msgpack-cxx 4.1.3 (never the C library's -dev package: its CMake config clashes)
+  libuv1-dev                       # libuv 1.44
+  libtomlplusplus-dev              # toml++ 3.3 (config files)
+  googletest libgtest-dev libgmock-dev   # GoogleTest 1.12
+  libbenchmark-dev                 # Google Benchmark 1.7
+  python3 python3-msgpack          # /usr/bin/python3 with the msgpack C extension
+  util-linux procps                # taskset (bench pinning), ps/pgrep (leak audits)
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  SUDO=""
+  if [[ $(id -u) -ne 0 ]]; then SUDO=sudo; fi
+  $SUDO apt-get update
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends "${missing[@]}"
+else
+  echo "setup: all ${#packages[@]} packages present"
+fi

@@ -1,0 +1,271 @@
+"""Shared helpers for the runner tests: paths, a per-test time limit, and a real runner
+subprocess driven over its protocol pipes."""
+
+import fcntl
+import os
+import select
+import signal
+import sys
+import time
+import unittest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+RUNNER_DIR = os.path.join(REPO, "python")
+GOLDEN_DIR = os.path.join(REPO, "tests", "data", "golden")
+if RUNNER_DIR not in sys.path:
+    sys.path.insert(0, RUNNER_DIR)
+
+from pyvisor._codec import PureCodec, select as select_codec  # noqa: E402
+from pyvisor._framing import FrameSplitter, frame_header  # noqa: E402
+
+# The boot line the host passes with -c (docs/protocol.md, "Runner command line").
+BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from pyvisor._runner import main; main()"
+
+# Scales every time limit, for slow machines / sanitizer-like environments.
+TIME_SCALE = float(os.environ.get("PYVISOR_TEST_TIMEOUT_MULTIPLIER", "1"))
+
+
+def c_codec_available():
+    """True when this interpreter has the msgpack C extension (>= 1.0)."""
+    try:
+        from pyvisor import _cext
+    except ImportError:
+        return False
+    return _cext.available()
+
+
+def codecs_under_test():
+    """Codec names to exercise in-process: always "python", plus "c" when available."""
+    return ["python", "c"] if c_codec_available() else ["python"]
+
+
+class TimedTestCase(unittest.TestCase):
+    """Fails a test that runs longer than ``time_limit`` seconds instead of hanging the run."""
+
+    time_limit = 20.0
+
+    def setUp(self):
+        super().setUp()
+        if hasattr(signal, "SIGALRM"):
+            def on_alarm(signum, frame):
+                raise TimeoutError("test exceeded %.0f s" % (self.time_limit * TIME_SCALE))
+
+            self._old_alarm = signal.signal(signal.SIGALRM, on_alarm)
+            signal.setitimer(signal.ITIMER_REAL, self.time_limit * TIME_SCALE)
+            self.addCleanup(self._clear_alarm)
+
+    def _clear_alarm(self):
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, self._old_alarm)
+
+
+def _high_fd(fd):
+    # Keep our pipe ends above 9 so posix_spawn's dup2 actions onto 0..4 cannot clobber
+    # another source fd; F_DUPFD_CLOEXEC keeps them out of the child.
+    if fd >= 10:
+        return fd
+    new = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10)
+    os.close(fd)
+    return new
+
+
+def _pipe():
+    r, w = os.pipe()
+    return _high_fd(r), _high_fd(w)
+
+
+class RunnerProcess(object):
+    """A runner started like the host starts it, with fds 3/4 (or 0/1) as protocol pipes.
+
+    Use as a context manager: the process is always killed if still running and reaped.
+    """
+
+    def __init__(self, args=(), transport="fds", python=None, env=None, flags=("-I",)):
+        self.python = python or sys.executable
+        self.transport = transport
+        self.codec = PureCodec()
+        self._splitter = FrameSplitter(1 << 30)
+        self._frames = []  # received but not yet consumed
+        self._next_id = 1
+        self.stdout = b""
+        self.stderr = b""
+        self.returncode = None
+        to_r, to_w = _pipe()  # host -> runner
+        from_r, from_w = _pipe()  # runner -> host
+        err_r, err_w = _pipe()
+        out_r = out_w = None
+        actions = []
+        argv = [self.python] + list(flags) + ["-c", BOOT, RUNNER_DIR] + list(args)
+        if transport == "fds":
+            out_r, out_w = _pipe()
+            actions += [
+                (os.POSIX_SPAWN_DUP2, to_r, 3),
+                (os.POSIX_SPAWN_DUP2, from_w, 4),
+                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_DUP2, out_w, 1),
+                (os.POSIX_SPAWN_DUP2, err_w, 2),
+            ]
+        else:
+            argv += ["--transport", "stdio"]
+            actions += [
+                (os.POSIX_SPAWN_DUP2, to_r, 0),
+                (os.POSIX_SPAWN_DUP2, from_w, 1),
+                (os.POSIX_SPAWN_DUP2, err_w, 2),
+            ]
+        self.argv = argv
+        self.started = time.monotonic()
+        try:
+            self.pid = os.posix_spawn(self.python, argv, dict(os.environ if env is None else env), file_actions=actions)
+        finally:
+            for fd in (to_r, from_w, err_w, out_w):
+                if fd is not None:
+                    os.close(fd)
+        self.to_runner = to_w
+        self.from_runner = from_r
+        self.err_fd = err_r
+        self.out_fd = out_r
+        for fd in (from_r, err_r, out_r):
+            if fd is not None:
+                os.set_blocking(fd, False)
+
+    # -- context management -----------------------------------------------------------
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        """Kill (if needed) and reap the process, close our pipe ends."""
+        if self.returncode is None:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            _, status = os.waitpid(self.pid, 0)
+            self.returncode = _decode_status(status)
+        for name in ("to_runner", "from_runner", "err_fd", "out_fd"):
+            fd = getattr(self, name)
+            if fd is not None:
+                os.close(fd)
+                setattr(self, name, None)
+
+    # -- sending ----------------------------------------------------------------------
+
+    def send_raw(self, data):
+        view = memoryview(data)
+        while view:
+            written = os.write(self.to_runner, view)
+            view = view[written:]
+
+    def send(self, kind, request_id, op, payload):
+        body = self.codec.packb([kind, request_id, op, payload])
+        self.send_raw(frame_header(len(body)) + body)
+
+    def request(self, op, payload):
+        request_id = self._next_id
+        self._next_id += 1
+        self.send(0, request_id, op, payload)
+        return request_id
+
+    def notify(self, op, payload):
+        self.send(2, 0, op, payload)
+
+    def close_input(self):
+        os.close(self.to_runner)
+        self.to_runner = None
+
+    # -- receiving --------------------------------------------------------------------
+
+    def _pump(self, timeout):
+        """Wait up to ``timeout`` for output and collect it; False once the protocol pipe
+        reached EOF.  Pipes at EOF are closed, so a dead runner makes this a plain wait."""
+        fds = [fd for fd in (self.from_runner, self.err_fd, self.out_fd) if fd is not None]
+        readable, _, _ = select.select(fds, [], [], max(timeout, 0))
+        for fd in readable:
+            try:
+                data = os.read(fd, 1 << 20)
+            except BlockingIOError:
+                continue
+            if not data:
+                os.close(fd)
+                for name in ("from_runner", "err_fd", "out_fd"):
+                    if getattr(self, name) == fd:
+                        setattr(self, name, None)
+            elif fd == self.from_runner:
+                self._frames.extend(self.codec.unpackb(b) for b in self._splitter.feed(data))
+            elif fd == self.err_fd:
+                self.stderr += data
+            else:
+                self.stdout += data
+        return self.from_runner is not None
+
+    def recv(self, timeout=10.0):
+        """Next frame from the runner as [kind, id, op, payload]."""
+        deadline = time.monotonic() + timeout * TIME_SCALE
+        while not self._frames:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("no frame from the runner; stderr: %r" % self.stderr[-2000:])
+            if not self._pump(remaining):
+                if not self._frames:
+                    raise EOFError("runner closed its output; stderr: %r" % self.stderr[-2000:])
+        return self._frames.pop(0)
+
+    def response(self, request_id, timeout=10.0):
+        """Payload of the response to ``request_id`` (other frames are kept for later)."""
+        deadline = time.monotonic() + timeout * TIME_SCALE
+        while True:
+            for i, frame in enumerate(self._frames):
+                if frame[0] == 1 and frame[1] == request_id:
+                    del self._frames[i]
+                    return frame[3]
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("no response to %d; stderr: %r" % (request_id, self.stderr[-2000:]))
+            if not self._pump(remaining) and not any(f[1] == request_id for f in self._frames):
+                raise EOFError("runner closed its output; stderr: %r" % self.stderr[-2000:])
+
+    def call(self, op, payload, timeout=10.0):
+        return self.response(self.request(op, payload), timeout)
+
+    def eval(self, code, variables=None, file="<pyvisor>", line=1, op="eval", timeout=10.0):
+        payload = {"code": code, "vars": variables or {}, "file": file, "line": line}
+        return self.call(op, payload, timeout)
+
+    def read_until(self, predicate, timeout=10.0):
+        """Pump output until ``predicate(self)`` holds (e.g. some stderr text arrived)."""
+        deadline = time.monotonic() + timeout * TIME_SCALE
+        while not predicate(self):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("condition not met; stderr: %r" % self.stderr[-2000:])
+            self._pump(min(remaining, 0.5))
+
+    def wait(self, timeout=10.0):
+        """Wait for the process to exit (draining its pipes meanwhile); return its exit code."""
+        deadline = time.monotonic() + timeout * TIME_SCALE
+        while self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = _decode_status(status)
+                break
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("runner did not exit; stderr: %r" % self.stderr[-2000:])
+            # Exit is not selectable portably (pidfd is 3.9+/Linux): wait on the pipes, which
+            # also drains them, in short slices.
+            self._pump(min(remaining, 0.01))
+        while any(fd is not None for fd in (self.from_runner, self.err_fd, self.out_fd)):
+            fds = [fd for fd in (self.from_runner, self.err_fd, self.out_fd) if fd is not None]
+            if not select.select(fds, [], [], 0)[0]:
+                break
+            self._pump(0)
+        return self.returncode
+
+
+def _decode_status(status):
+    if os.WIFEXITED(status):
+        return os.WEXITSTATUS(status)
+    return -os.WTERMSIG(status)
