@@ -3,14 +3,13 @@
 namespace pyvisor {
 
 std::string error::to_string() const {
-  std::string s{pyvisor::to_string(code)};
-  s += ": ";
-  s += message;
-  if (!python_type.empty() && message.rfind(python_type, 0) != 0) {
-    s += " (";
-    s += python_type;
-    s += ')';
-  }
+  auto name = pyvisor::to_string(code);
+  bool with_type = !python_type.empty() && message.rfind(python_type, 0) != 0;
+  std::string s;
+  s.reserve(name.size() + message.size() + python_type.size() + 5);
+  s.append(name).append(": ").append(message);
+  if (with_type)
+    s.append(" (").append(python_type).append(")");
   return s;
 }
 

@@ -65,11 +65,17 @@ public:
       }
       begin_stop();
     });
-    ch->on_event([self = caf::actor_cast<caf::actor>(this)](channel_event ev) {
+    // The channel (and the completions it stores) hold this actor only weakly: the actor
+    // owns the channel, so a strong reference would be a cycle that leaks both whenever no
+    // exit event comes to break it (a failed spawn).
+    ch->on_event([self = address()](channel_event ev) {
+      auto a = caf::actor_cast<caf::actor>(self);
+      if (!a)
+        return;
       if (auto r = std::get_if<ready_info>(&ev))
-        caf::anon_send(self, std::move(*r));
+        caf::anon_send(a, std::move(*r));
       else
-        caf::anon_send(self, std::move(std::get<exit_info>(ev)));
+        caf::anon_send(a, std::move(std::get<exit_info>(ev)));
     });
     start();
     return {
@@ -147,19 +153,20 @@ private:
   void start() {
     // The init script timeout bounds the whole start: spawn, runner start-up and init.
     delayed_send(this, a_.opts.init_script_timeout, start_timeout_atom::value);
-    auto self = caf::actor_cast<caf::actor>(this);
-    a_.loop->post([ch = a_.ch, req = a_.spawn, self]() mutable {
+    a_.loop->post([ch = a_.ch, req = a_.spawn, self = address()]() mutable {
       auto p = process::spawn(req);
       if (!p) {
         // Not attached: no exit event will come, so report the end ourselves.
         exit_info info;
         info.reason = p.error();
-        caf::anon_send(self, std::move(info));
+        if (auto a = caf::actor_cast<caf::actor>(self))
+          caf::anon_send(a, std::move(info));
         return;
       }
       int pid = p->pid;
       ch->attach(std::move(*p));
-      caf::anon_send(self, spawned_atom::value, pid);
+      if (auto a = caf::actor_cast<caf::actor>(self))
+        caf::anon_send(a, spawned_atom::value, pid);
     });
   }
 
@@ -175,11 +182,11 @@ private:
     auto frame = protocol::encode_code_request(id, "init", a_.opts.init_script.code,
                                                a_.opts.init_script.vars,
                                                a_.opts.init_script.file, 1);
-    auto self = caf::actor_cast<caf::actor>(this);
     a_.ch->submit(
       id, std::move(frame),
-      [self](expected<value> r) {
-        caf::anon_send(self, init_done_atom::value, call_result::from(std::move(r)));
+      [self = address()](expected<value> r) {
+        if (auto a = caf::actor_cast<caf::actor>(self))
+          caf::anon_send(a, init_done_atom::value, call_result::from(std::move(r)));
       },
       /*priority=*/true);
   }
@@ -248,9 +255,9 @@ private:
     auto frame = protocol::encode_code_request(id, "eval", req.code, req.vars,
                                                req.options.file, req.options.line);
     evals_.emplace(id, rp);
-    auto self = caf::actor_cast<caf::actor>(this);
-    a_.ch->submit(id, std::move(frame), [self, id](expected<value> r) {
-      caf::anon_send(self, eval_done_atom::value, id, call_result::from(std::move(r)));
+    a_.ch->submit(id, std::move(frame), [self = address(), id](expected<value> r) {
+      if (auto a = caf::actor_cast<caf::actor>(self))
+        caf::anon_send(a, eval_done_atom::value, id, call_result::from(std::move(r)));
     });
     auto timeout = req.options.timeout.count() > 0 ? req.options.timeout
                                                    : a_.opts.default_timeout;

@@ -15,6 +15,10 @@ namespace pyvisor {
 /// `v.as<std::optional<int>>()`, `v.as<std::tuple<int, std::string>>()`, ...
 /// Python tuples, sets, frozensets and big ints arrive as msgpack ext types 1-4 (see the
 /// README's type table).
+///
+/// Lifetime: a T that holds `msgpack::object` (e.g. `std::map<std::string, msgpack::object>`)
+/// holds views into this value's memory; keep the value (or a copy) alive while you use them.
+/// Owning types (std::string, std::vector<int>, ...) copy and are independent.
 class value {
 public:
   /// nil (Python None).

@@ -87,7 +87,8 @@ class CCodec(object):
             # ValueError includes UnicodeEncodeError (lone surrogates) and the packer's own
             # "recursion limit exceeded"; the runner builds the user-facing message.
             raise EncodeError(str(e))
-        if not may_skip(data, self.max_depth):
+        # may_skip() bounds depth and element counts (fix containers only).
+        if not may_skip(data, self.max_depth, self.max_elements):
             try:
                 check(data, self.max_depth, self.max_elements)
             except DecodeError as e:
@@ -133,7 +134,7 @@ class CCodec(object):
 
     def unpackb(self, data):
         """Decode exactly one value from ``data`` (bytes); raise DecodeError otherwise."""
-        if not may_skip(data, self.max_depth):
+        if not may_skip(data, self.max_depth, self.max_elements):
             check(data, self.max_depth, self.max_elements)
         try:
             return _unpackb(data, **self._limits(len(data)))

@@ -11,6 +11,7 @@ and rejects exactly what ``_scan.check`` + the C extension do.
 
 import struct
 import sys
+from array import array
 
 from ._scan import check as _scan_check
 from ._typemap import bigint_from_payload, bigint_payload, to_base
@@ -38,6 +39,9 @@ _B_i = struct.Struct(">Bi").pack
 _B_q = struct.Struct(">Bq").pack
 _B_d = struct.Struct(">Bd").pack
 _FIXEXT = {1: 0xD4, 2: 0xD5, 4: 0xD6, 8: 0xD7, 16: 0xD8}
+
+# Arrays at least this long try the homogeneous fast paths (all floats / one scalar format).
+_RUN_MIN = 16
 
 _U8 = struct.Struct(">B").unpack_from
 _U16 = struct.Struct(">H").unpack_from
@@ -95,6 +99,8 @@ def _pack(obj, out, budget, max_elements):
         out += _B_d(0xCB, obj)
     elif t is list:
         _pack_array_header(len(obj), out, budget, max_elements)
+        if len(obj) >= _RUN_MIN and _pack_float_run(obj, out):
+            return
         budget -= 1
         for item in obj:
             _pack(item, out, budget, max_elements)
@@ -129,6 +135,26 @@ def _pack(obj, out, budget, max_elements):
         _pack_bin(obj.tobytes(), obj.nbytes, out)
     else:
         _pack_other(obj, t, out, budget, max_elements)
+
+
+def _pack_float_run(items, out):
+    """Pack a list made only of floats with slice assignments (C speed); False otherwise."""
+    if set(map(type, items)) != _FLOAT_ONLY:
+        return False
+    values = array("d", items)
+    if sys.byteorder == "little":
+        values.byteswap()
+    payload = values.tobytes()
+    n = len(items)
+    packed = bytearray(9 * n)
+    packed[0::9] = b"\xcb" * n
+    for k in range(8):
+        packed[1 + k :: 9] = payload[k::8]
+    out += packed
+    return True
+
+
+_FLOAT_ONLY = {float}
 
 
 def _pack_int(n, out):
@@ -355,8 +381,37 @@ def _check_container(count, room, budget, max_elements, pos):
         raise DecodeError("container of %d elements cannot fit in the remaining bytes" % count)
 
 
+# first byte -> (Struct of "header byte + value", element size) for homogeneous runs
+_RUN_STRUCTS = {
+    b: (struct.Struct(">x" + fmt), 1 + struct.calcsize(">" + fmt))
+    for b, fmt in ((0xCA, "f"), (0xCB, "d"), (0xCC, "B"), (0xCD, "H"), (0xCE, "I"), (0xCF, "Q"),
+                   (0xD0, "b"), (0xD1, "h"), (0xD2, "i"), (0xD3, "q"))
+}
+def _unpack_run(data, pos, end, n):
+    # Large numeric arrays usually repeat one header byte at a fixed stride: decode those
+    # with one C-level pass (same acceptance: every element is a valid fixed-size scalar).
+    b = data[pos]
+    if b <= 0x7F:
+        chunk = data[pos : pos + n]
+        if len(chunk) == n and chunk.isascii():
+            return list(chunk)
+        return None
+    run = _RUN_STRUCTS.get(b)
+    if run is None:
+        return None
+    packed, size = run
+    span = size * n
+    if pos + span > end or data[pos : pos + span : size].count(b) != n:
+        return None
+    return [item for (item,) in packed.iter_unpack(data[pos : pos + span])]
+
+
 def _unpack_array(data, pos, end, n, budget, max_elements):
     _check_container(n, end - pos, budget, max_elements, pos)
+    if n >= _RUN_MIN:
+        items = _unpack_run(data, pos, end, n)
+        if items is not None:
+            return items, pos + (n if data[pos] <= 0x7F else _RUN_STRUCTS[data[pos]][1] * n)
     budget -= 1
     items = []
     append = items.append

@@ -14,7 +14,13 @@ Lifecycle (one asyncio event loop, one thread):
               together leave in one write; a full pipe buffers them and waits for POLLOUT.
     stopping  on EOF of the input, a ``shutdown`` notification or a broken output pipe:
               cancel every task, give them SHUTDOWN_GRACE seconds, flush the output -> exit 0.
-              On a protocol violation: one line on stderr -> exit 70.
+              On a protocol violation: one line on stderr -> exit 70.  Bad command line or
+              missing protocol fds: exit 2.
+
+Consequences worth knowing: synchronous code runs on the loop thread, so while it runs no
+frame is read (a ``cancel`` can only stop async code, at an ``await``); a cancelled request
+always replies ``cancelled``, even if the code caught the CancelledError; requests complete
+in any order (replies carry the request id).
 """
 
 import asyncio
@@ -327,6 +333,7 @@ class Runner(object):
         # The root namespace: init code runs in it, every eval in a shallow copy of it.
         self.root = {"__builtins__": builtins, "__name__": "__pyvisor__"}
         self._tasks = {}  # request id -> Task of async init/eval code still running
+        self._cancelled = set()  # ids of those tasks the host cancelled
         self._request_count = 0
         self._loop = None
         self._done = None  # future: the exit code
@@ -454,8 +461,12 @@ class Runner(object):
             handler = self._requests.get(op)
             if handler is None:
                 self._reply(request_id, op, protocol_error_payload("unknown request op %r" % op))
-            else:
+                return
+            try:
                 handler(request_id, op, payload)
+            except Exception as e:  # a runner bug must not leave the host waiting forever
+                self._log("internal error in %s request %d: %r" % (op, request_id, e))
+                self._reply(request_id, op, exception_payload("python_exception", e))
         elif kind == KIND_NOTIFICATION:
             handler = self._notifications.get(op)
             if handler is None:
@@ -545,17 +556,27 @@ class Runner(object):
         self._reply(request_id, op, {"ok": None if is_init else value})
 
     def _on_task_done(self, request_id, op, failure_code, user_code, task):
+        cancel_requested = False
         if self._tasks.get(request_id) is task:
             del self._tasks[request_id]
-        if task.cancelled():
-            payload = cancelled_payload(request_id)
-        else:
-            ok, value = task.result()
-            if ok:
-                payload = {"ok": None if op == "init" else value}
+            cancel_requested = request_id in self._cancelled
+            self._cancelled.discard(request_id)
+        try:
+            # A cancelled request replies "cancelled" even if the code swallowed the
+            # CancelledError and returned: the host asked for it to stop, and may already
+            # have completed the request as cancelled on its side.
+            if task.cancelled() or cancel_requested:
+                payload = cancelled_payload(request_id)
             else:
-                payload = exception_payload(failure_code, value, user_code)
-        self._reply(request_id, op, payload)
+                ok, value = task.result()
+                if ok:
+                    payload = {"ok": None if op == "init" else value}
+                else:
+                    payload = exception_payload(failure_code, value, user_code)
+            self._reply(request_id, op, payload)
+        except Exception as e:  # a runner bug must not leave the host waiting forever
+            self._log("internal error completing request %d: %r" % (request_id, e))
+            self._reply(request_id, op, exception_payload("python_exception", e))
         self._out.schedule_flush()
 
     def _on_stats(self, request_id, op, payload):
@@ -570,8 +591,8 @@ class Runner(object):
             self._log("ignoring malformed cancel notification")
             return
         task = self._tasks.get(target)
-        if task is not None:  # unknown or finished ids are ignored
-            task.cancel()
+        if task is not None and task.cancel():  # unknown or finished ids are ignored
+            self._cancelled.add(target)
 
     def _on_shutdown(self, payload):
         self._pause_reading()

@@ -80,25 +80,33 @@ _CAT[0xC7], _CAT[0xC8], _CAT[0xC9] = _EXT8, _EXT16, _EXT32
 _FIXEXT_LEN = {0xD4: 1, 0xD5: 2, 0xD6: 4, 0xD7: 8, 0xD8: 16}
 del _b
 
-# Bytes that could start a container (array/map/ext).  Used by may_skip().
+# Bytes that could start a container (array/map/ext), and the fixarray/fixmap subset.
 _EXT_HEADERS = bytes((0xC7, 0xC8, 0xC9, 0xD4, 0xD5, 0xD6, 0xD7, 0xD8))
 _CONTAINER_HEADERS = bytes(range(0x80, 0xA0)) + bytes((0xDC, 0xDD, 0xDE, 0xDF)) + _EXT_HEADERS
 _NOT_CONTAINER = bytes(b for b in range(256) if b not in _CONTAINER_HEADERS)
-_NOT_EXT = bytes(b for b in range(256) if b not in _EXT_HEADERS)
+_FIX_CONTAINERS = bytes(range(0x80, 0xA0))
+# One-byte scalars: fixints, nil, booleans.
+_NOT_ONE_BYTE = bytes(b for b in range(256) if not (_CAT[b] == _FIXED and _SIZE[b] == 1))
+
+# Arrays at least this long are first tried as a homogeneous run of fixed-size scalars.
+_RUN_MIN = 16
 
 
-def may_skip(data, max_depth=MAX_DEPTH):
+def may_skip(data, max_depth=MAX_DEPTH, max_elements=MAX_ELEMENTS):
     """True when ``data`` provably needs no check() before the C extension decodes it.
 
-    Every container header is a byte of ``data``, so at most ``max_depth`` bytes that could
-    be container headers bound the depth by ``max_depth``; no byte that could be an ext
-    header means no ext (the C extension would decode ext -1 as a Timestamp on its own).
-    Element counts and truncation are checked by the C extension itself with the same
-    outcome.  Two C-speed translate() calls: this keeps typical small frames off the
-    Python-level walk.
+    Every container header is a byte of ``data``.  So when at most ``max_depth`` bytes could
+    be container headers, and all of them could only be fixarray/fixmap headers:
+    the depth is bounded by ``max_depth``; there is no ext (the C extension would decode
+    ext -1 as a Timestamp on its own); and no container declares more than 15 elements, so
+    nothing is preallocated for elements that are not there.  Everything else the C
+    extension rejects by itself, exactly like check().  Two C-speed translate() calls
+    keep typical request frames off the Python-level walk.
     """
+    if max_elements < 15:  # only in tests: fix containers could exceed it
+        return False
     candidates = data.translate(None, _NOT_CONTAINER)
-    return len(candidates) <= max_depth and not candidates.translate(None, _NOT_EXT)
+    return len(candidates) <= max_depth and not candidates.translate(None, _FIX_CONTAINERS)
 
 
 def check(data, max_depth=MAX_DEPTH, max_elements=MAX_ELEMENTS):
@@ -225,6 +233,12 @@ def check(data, max_depth=MAX_DEPTH, max_elements=MAX_ELEMENTS):
             if count == 0:
                 left -= 1
                 continue
+            if count >= _RUN_MIN and not is_map:
+                span = _scalar_run(data, pos, end, count)
+                if span:
+                    pos += span
+                    left -= 1
+                    continue
             stack.append((left - 1, end, exact))
             left, exact = slots, False
         # the innermost level is complete
@@ -235,6 +249,25 @@ def check(data, max_depth=MAX_DEPTH, max_elements=MAX_ELEMENTS):
         if not stack:
             return
         left, end, exact = stack.pop()
+
+
+def _scalar_run(data, pos, end, count):
+    """Bytes spanned by ``count`` scalars at ``pos`` if they all share one fixed size, else 0.
+
+    Numeric arrays (floats, small ints) are the common large payload; checking them with
+    two C-level slice operations instead of one Python iteration per element is what keeps
+    the structural check cheap next to the C extension.
+    """
+    size = _SIZE[data[pos]]
+    if not size or _CAT[data[pos]] != _FIXED:
+        return 0
+    span = size * count
+    if pos + span > end:
+        return 0
+    if size == 1:
+        return span if not data[pos : pos + span].translate(None, _NOT_ONE_BYTE) else 0
+    first = data[pos]
+    return span if data[pos : pos + span : size].count(first) == count else 0
 
 
 def _check_container(count, room, open_levels, max_depth, max_elements, pos):

@@ -75,7 +75,8 @@ TEST_F(eval_test, binary_types) {
 
 TEST_F(eval_test, containers_and_ext_types) {
   EXPECT_EQ(ok("return [1, 2, 3]").as<std::vector<int>>(), std::vector<int>({1, 2, 3}));
-  auto m = ok("return {'a': 1, 'b': [2, 3]}").as<std::map<std::string, msgpack::object>>();
+  auto mv = ok("return {'a': 1, 'b': [2, 3]}");  // msgpack::object views need mv alive
+  auto m = mv.as<std::map<std::string, msgpack::object>>();
   EXPECT_EQ(m.at("a").as<int>(), 1);
   EXPECT_EQ(m.at("b").as<std::vector<int>>(), std::vector<int>({2, 3}));
   auto keyed = ok("return {1: 'x'}").as<std::map<int, std::string>>();

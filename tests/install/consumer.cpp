@@ -1,0 +1,19 @@
+#include <pyvisor/runtime.hpp>
+
+#include <iostream>
+
+int main() {
+  pyvisor::runtime rt;
+  auto py = rt.spawn_interpreter();
+  if (!py) {
+    std::cerr << py.error().to_string() << "\n";
+    return 1;
+  }
+  auto r = py->eval("return 20 + 22");
+  if (!r || r->as<int>() != 42) {
+    std::cerr << "unexpected result\n";
+    return 1;
+  }
+  std::cout << "consumer ok\n";
+  return 0;
+}

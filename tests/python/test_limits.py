@@ -1,0 +1,219 @@
+"""Limits and framing: everything hostile is rejected before anything large is allocated,
+and both codecs draw the line in exactly the same place."""
+
+import random
+import tracemalloc
+import unittest
+
+from tests.python import support
+from pyvisor import _codec, _scan
+from pyvisor._framing import FrameSplitter, frame_header
+from pyvisor._wire import DecodeError, EncodeError, FrameTooLarge, MAX_DEPTH, MAX_ELEMENTS
+
+PREFIX = bytes.fromhex("940200a6676f6c64656e")  # [2, 0, "golden", ...
+
+
+def codecs():
+    return [_codec.select(name) for name in support.codecs_under_test()]
+
+
+def nested(depth, inner=b"\x90"):
+    """A body whose total depth is ``depth``: the 4-element frame array plus arrays."""
+    return PREFIX + b"\x91" * (depth - 2) + inner
+
+
+class FramingTest(support.TimedTestCase):
+    def test_zero_and_oversize_lengths_rejected_on_the_prefix(self):
+        for length in (0, 1001, 0xFFFFFFFF):
+            splitter = FrameSplitter(1000)
+            with self.assertRaises(FrameTooLarge):
+                splitter.feed(frame_header(length))
+        # the limit itself is fine
+        splitter = FrameSplitter(1000)
+        self.assertEqual(splitter.feed(frame_header(1000) + b"x" * 1000), [b"x" * 1000])
+
+    def test_oversize_prefix_rejected_without_allocating(self):
+        splitter = FrameSplitter(64 << 20)
+        tracemalloc.start()
+        try:
+            with self.assertRaises(FrameTooLarge):
+                splitter.feed(frame_header((64 << 20) + 1) + b"\x00" * 10)
+            # A legal but huge announced frame is not preallocated either.
+            splitter = FrameSplitter(64 << 20)
+            self.assertEqual(splitter.feed(frame_header(64 << 20) + b"\x00" * 10), [])
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        self.assertLess(peak, 1 << 20)
+
+    def test_every_cut_point_needs_more(self):
+        frame = frame_header(len(PREFIX) + 1) + PREFIX + b"\x07"
+        for cut in range(len(frame)):
+            splitter = FrameSplitter(1000)
+            self.assertEqual(splitter.feed(frame[:cut]), [], cut)
+            self.assertEqual(splitter.buffered, cut)
+            self.assertEqual(splitter.feed(frame[cut:]), [PREFIX + b"\x07"], cut)
+            self.assertEqual(splitter.buffered, 0)
+
+    def test_chunked_feed_equals_whole_feed(self):
+        rng = random.Random(5)
+        bodies = [bytes(rng.getrandbits(8) for _ in range(rng.choice([1, 3, 100, 5000]))) for _ in range(40)]
+        stream = b"".join(frame_header(len(b)) + b for b in bodies)
+        self.assertEqual(FrameSplitter(10000).feed(stream), bodies)
+        for sizes in ([1], [2, 3], [7, 1, 4096], [100000]):
+            splitter = FrameSplitter(10000)
+            out = []
+            pos = 0
+            while pos < len(stream):
+                size = rng.choice(sizes)
+                out += splitter.feed(stream[pos : pos + size])
+                pos += size
+            self.assertEqual(out, bodies, sizes)
+
+    def test_large_frame_in_small_chunks_is_linear(self):
+        # 8 MiB in 4 KiB chunks: quadratic re-buffering would take minutes.
+        body = bytes(8 << 20)
+        frame = frame_header(len(body)) + body
+        splitter = FrameSplitter(16 << 20)
+        got = []
+        for pos in range(0, len(frame), 4096):
+            got += splitter.feed(frame[pos : pos + 4096])
+        self.assertEqual(got, [body])
+
+
+class DecodeLimitsTest(support.TimedTestCase):
+    def assert_rejected(self, body, what):
+        for codec in codecs():
+            with self.assertRaises(DecodeError, msg="%s (%s codec)" % (what, codec.name)):
+                codec.unpackb(body)
+        with self.assertRaises(DecodeError, msg=what):
+            _scan.check(body)
+
+    def assert_accepted(self, body, what):
+        values = [codec.unpackb(body) for codec in codecs()]
+        _scan.check(body)
+        for value in values[1:]:
+            self.assertEqual(value, values[0], what)
+        return values[0]
+
+    def test_depth_128_accepted_129_rejected(self):
+        value = self.assert_accepted(nested(128), "depth 128")
+        for _ in range(127):
+            self.assertEqual(len(value), 1 if _ else 4)
+            value = value[-1] if _ == 0 else value[0]
+        self.assert_rejected(nested(129), "depth 129")
+        self.assert_rejected(nested(129, b"\x80"), "depth 129 (empty map)")
+        self.assert_rejected(nested(2000), "depth 2000")
+
+    def test_depth_counts_maps_and_collections(self):
+        # a tuple/set/frozenset is one level: its payload array is that level
+        body = PREFIX + b"\x81\xa1k" + b"\x91" * 125 + bytes.fromhex("d40190")
+        self.assert_accepted(body, "map + arrays + tuple = 128")
+        body = PREFIX + b"\x81\xa1k" + b"\x91" * 125 + bytes.fromhex("d5019190")
+        self.assert_rejected(body, "tuple holding an array at 129")
+        body = PREFIX + b"\x91" * 126 + bytes.fromhex("d5019101")
+        self.assert_accepted(body, "tuple at 128")
+        frozenset_of_tuple = bytes.fromhex("c7070391c7030191a161")  # frozenset([("a",)])
+        self.assert_accepted(PREFIX + b"\x91" * 125 + frozenset_of_tuple, "frozenset holding a tuple at 128")
+        self.assert_rejected(PREFIX + b"\x91" * 126 + frozenset_of_tuple, "frozenset holding a tuple at 129")
+
+    def test_count_cannot_exceed_remaining_bytes(self):
+        for header in ("dd ffffffff", "dc ffff", "9f", "df ffffffff", "de 0005", "85", "dd 00000003"):
+            body = PREFIX + bytes.fromhex(header) + b"\x01\x01"
+            self.assert_rejected(body, header)
+
+    def test_count_vs_remaining_rejected_without_allocating(self):
+        body = PREFIX + bytes.fromhex("dd 003fffff") + b"\x00" * 100
+        tracemalloc.start()
+        try:
+            for codec in codecs():
+                with self.assertRaises(DecodeError):
+                    codec.unpackb(body)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        self.assertLess(peak, 1 << 20)
+
+    def test_count_above_max_elements(self):
+        n = MAX_ELEMENTS + 1
+        body = PREFIX + b"\xdd" + n.to_bytes(4, "big") + b"\x00" * n
+        self.assert_rejected(body, "array of max_elements + 1")
+        body = PREFIX + b"\xdd" + MAX_ELEMENTS.to_bytes(4, "big") + b"\x00" * MAX_ELEMENTS
+        self.assertEqual(len(self.assert_accepted(body, "array of max_elements")[3]), MAX_ELEMENTS)
+
+    def test_lengths_cannot_exceed_remaining_bytes(self):
+        for header in ("db 7fffffff", "c6 7fffffff", "da 0010", "c4 05", "a5", "c9 7fffffff 01", "d8 01"):
+            self.assert_rejected(PREFIX + bytes.fromhex(header) + b"ab", header)
+
+    def test_malformed_bodies(self):
+        cases = {
+            "reserved byte": PREFIX + b"\xc1",
+            "trailing bytes": PREFIX + b"\x01\x02",
+            "invalid utf-8": PREFIX + b"\xa2\xc3\x28",
+            "surrogate in utf-8": PREFIX + b"\xa3\xed\xa0\x80",
+            "unknown ext": PREFIX + bytes.fromhex("d4 05 00"),
+            "timestamp ext -1": PREFIX + bytes.fromhex("d6 ff 00000001"),
+            "empty bigint": PREFIX + bytes.fromhex("c7 00 04"),
+            "tuple payload not an array": PREFIX + bytes.fromhex("d4 01 01"),
+            "tuple payload with trailing bytes": PREFIX + bytes.fromhex("d5 01 90 01"),
+            "tuple payload truncated": PREFIX + bytes.fromhex("d5 01 92 01"),
+            "unhashable map key": PREFIX + bytes.fromhex("81 91 01 02"),
+            "unhashable set item": PREFIX + bytes.fromhex("d6 02 91 91 01 01"),
+            "empty body": b"",
+        }
+        for what, body in cases.items():
+            for codec in codecs():
+                with self.assertRaises(DecodeError, msg="%s (%s)" % (what, codec.name)):
+                    codec.unpackb(body)
+
+    def test_truncated_bodies_rejected_at_every_cut(self):
+        body = support.PureCodec().packb([0, 7, "eval", {"code": "return x", "vars": {"x": (1, {2}, 2 ** 80, 1.5)},
+                                                         "file": "f", "line": 3}])
+        for cut in range(len(body)):
+            self.assert_rejected(body[:cut], "cut at %d" % cut)
+
+
+class ScanGateTest(support.TimedTestCase):
+    """_scan.may_skip() lets typical frames bypass the Python-level walk, never unsafe ones."""
+
+    def test_gate(self):
+        pure = support.PureCodec()
+        request = pure.packb([0, 1, "eval", {"code": "return x + 1", "vars": {"x": 1}, "file": "f", "line": 1}])
+        self.assertTrue(_scan.may_skip(request))
+        self.assertTrue(_scan.may_skip(nested(20)))
+        for unsafe in (nested(129), PREFIX + bytes.fromhex("d40190"), PREFIX + bytes.fromhex("dc0001 01"),
+                       PREFIX + bytes.fromhex("d6ff00000001")):
+            self.assertFalse(_scan.may_skip(unsafe), unsafe.hex())
+        self.assertFalse(_scan.may_skip(request, max_elements=3))
+
+
+class EncodeLimitsTest(support.TimedTestCase):
+    def test_depth_limit_on_encode(self):
+        for codec in codecs():
+            value = 0
+            for _ in range(MAX_DEPTH - 1):
+                value = [value]
+            codec.packb([value])  # depth 128
+            with self.assertRaises(EncodeError):
+                codec.packb([[value]])
+            with self.assertRaises(EncodeError):
+                codec.packb([(value,)])
+
+    def test_element_limit_on_encode(self):
+        small = _codec.PureCodec(max_elements=3)
+        small.packb([1, 2, 3])
+        for value in ([1, 2, 3, 4], {1: 1, 2: 2, 3: 3, 4: 4}, (1, 2, 3, 4), {1, 2, 3, 4}):
+            with self.assertRaises(EncodeError):
+                small.packb(value)
+        if support.c_codec_available():
+            from pyvisor._cext import CCodec
+
+            small_c = CCodec(max_elements=3)
+            small_c.packb([1, 2, 3])
+            for value in ([1, 2, 3, 4], {1: 1, 2: 2, 3: 3, 4: 4}, (1, 2, 3, 4), {1, 2, 3, 4}):
+                with self.assertRaises(EncodeError):
+                    small_c.packb(value)
+
+
+if __name__ == "__main__":
+    unittest.main()
