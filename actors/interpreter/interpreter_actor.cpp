@@ -68,7 +68,11 @@ public:
     // The channel (and the completions it stores) hold this actor only weakly: the actor
     // owns the channel, so a strong reference would be a cycle that leaks both whenever no
     // exit event comes to break it (a failed spawn).
-    ch->on_event([self = address()](channel_event ev) {
+    ch->on_event([self = address(), st = a_.st](channel_event ev) {
+      // The final state is published here, not only by the actor: an actor killed
+      // unconditionally would never do it, and blocking stop() callers wait for it.
+      if (auto x = std::get_if<exit_info>(&ev))
+        st->set(interpreter_state::stopped, x->reason);
       auto a = caf::actor_cast<caf::actor>(self);
       if (!a)
         return;

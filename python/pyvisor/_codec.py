@@ -73,13 +73,13 @@ def describe_unencodable(value, root="result", used_depth=2, max_depth=MAX_DEPTH
     ``cannot serialize 'module' at result[2]["k"]``.
     """
     try:
-        found = _find(value, root, max_depth - used_depth, max_elements)
+        found = _find(value, root, max_depth - used_depth, max_depth, max_elements)
     except RecursionError:
         found = None
     return found or "cannot serialize %s" % root
 
 
-def _find(obj, path, budget, max_elements):
+def _find(obj, path, budget, max_depth, max_elements):
     # Mirrors the encoders' rules; returns a message for the first offending value or None.
     t = type(obj)
     if obj is None or t is int or t is bool or t is float or t is bytes or t is bytearray:
@@ -96,20 +96,20 @@ def _find(obj, path, budget, max_elements):
         return None
     if t is list or t is tuple or t is dict or t is set or t is frozenset:
         if budget <= 0:
-            return "cannot serialize %s: nesting deeper than the limit of %d levels" % (path, MAX_DEPTH)
+            return "cannot serialize %s: nesting deeper than the limit of %d levels" % (path, max_depth)
         if len(obj) > max_elements:
             return "cannot serialize %s: %d elements exceed the limit of %d" % (path, len(obj), max_elements)
         if t is dict:
             for i, (key, item) in enumerate(obj.items()):
-                found = _find(key, "%s{key %d}" % (path, i), budget - 1, max_elements)
+                found = _find(key, "%s{key %d}" % (path, i), budget - 1, max_depth, max_elements)
                 if found is None:
-                    found = _find(item, "%s[%s]" % (path, _key_text(key)), budget - 1, max_elements)
+                    found = _find(item, "%s[%s]" % (path, _key_text(key)), budget - 1, max_depth, max_elements)
                 if found:
                     return found
             return None
         fmt = "%s[%d]" if t is list or t is tuple else "%s{%d}"
         for i, item in enumerate(obj):
-            found = _find(item, fmt % (path, i), budget - 1, max_elements)
+            found = _find(item, fmt % (path, i), budget - 1, max_depth, max_elements)
             if found:
                 return found
         return None
@@ -124,7 +124,7 @@ def _find(obj, path, budget, max_elements):
         except EncodeError:
             return "cannot serialize '%s' at %s" % (type_name(t), path)
         return None
-    return _find(base, path, budget, max_elements)
+    return _find(base, path, budget, max_depth, max_elements)
 
 
 def _key_text(key):

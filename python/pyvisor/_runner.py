@@ -360,7 +360,8 @@ class Runner(object):
                     "python": sys.version.split()[0],
                     "pid": os.getpid(),
                     "codec": self._codec.name,
-                    "executable": sys.executable or "",
+                    # a non-UTF-8 path must not make the very first frame unencodable
+                    "executable": (sys.executable or "").encode("utf-8", "backslashreplace").decode("utf-8"),
                 },
             )
             self._out.flush()

@@ -102,3 +102,15 @@ TEST_F(actor_test, an_exit_message_from_a_supervisor_stops_the_process) {
                 caf::after(std::chrono::seconds(10)) >> [] { ADD_FAILURE() << "no down_msg"; });
   EXPECT_TRUE(eventually([&] { return process_gone(pid); }));
 }
+
+TEST_F(actor_test, an_unconditional_kill_of_the_actor_still_ends_the_process) {
+  auto py = must_spawn(options());
+  int pid = py.os_pid();
+  caf::anon_send_exit(py.actor(), caf::exit_reason::kill);
+  // stop() must not hang: the process is killed with its actor and the state published.
+  EXPECT_TRUE(py.stop());
+  EXPECT_EQ(py.state(), interpreter_state::stopped);
+  EXPECT_TRUE(eventually([&] { return process_gone(pid); }));
+  auto r = py.eval("return 1");
+  ASSERT_FALSE(r);
+}

@@ -15,7 +15,7 @@ GOLDEN_DIR = os.path.join(REPO, "tests", "data", "golden")
 if RUNNER_DIR not in sys.path:
     sys.path.insert(0, RUNNER_DIR)
 
-from pyvisor._codec import PureCodec, select as select_codec  # noqa: E402
+from pyvisor._codec import PureCodec  # noqa: E402
 from pyvisor._framing import FrameSplitter, frame_header  # noqa: E402
 
 # The boot line the host passes with -c (docs/protocol.md, "Runner command line").
@@ -57,6 +57,14 @@ class TimedTestCase(unittest.TestCase):
     def _clear_alarm(self):
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, self._old_alarm)
+
+
+def open_fd_count():
+    """Number of fds this process has open (Linux), or None where that cannot be read."""
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return None
 
 
 def _high_fd(fd):
@@ -116,10 +124,23 @@ class RunnerProcess(object):
         self.started = time.monotonic()
         try:
             self.pid = os.posix_spawn(self.python, argv, dict(os.environ if env is None else env), file_actions=actions)
+        except BaseException:
+            for fd in (to_w, from_r, err_r, out_r):
+                if fd is not None:
+                    os.close(fd)
+            raise
         finally:
             for fd in (to_r, from_w, err_w, out_w):
                 if fd is not None:
                     os.close(fd)
+        # A pidfd becomes readable when the process exits (Linux 5.3+, Python 3.9+): wait()
+        # can then block on it instead of polling.
+        self._pidfd = None
+        if hasattr(os, "pidfd_open"):
+            try:
+                self._pidfd = os.pidfd_open(self.pid)
+            except OSError:
+                pass
         self.to_runner = to_w
         self.from_runner = from_r
         self.err_fd = err_r
@@ -145,7 +166,7 @@ class RunnerProcess(object):
                 pass
             _, status = os.waitpid(self.pid, 0)
             self.returncode = _decode_status(status)
-        for name in ("to_runner", "from_runner", "err_fd", "out_fd"):
+        for name in ("to_runner", "from_runner", "err_fd", "out_fd", "_pidfd"):
             fd = getattr(self, name)
             if fd is not None:
                 os.close(fd)
@@ -178,12 +199,16 @@ class RunnerProcess(object):
 
     # -- receiving --------------------------------------------------------------------
 
-    def _pump(self, timeout):
-        """Wait up to ``timeout`` for output and collect it; False once the protocol pipe
-        reached EOF.  Pipes at EOF are closed, so a dead runner makes this a plain wait."""
+    def _pump(self, timeout, watch_exit=False):
+        """Wait up to ``timeout`` for output (or, with ``watch_exit``, the process exit) and
+        collect it; False once the protocol pipe reached EOF.  Pipes at EOF are closed."""
         fds = [fd for fd in (self.from_runner, self.err_fd, self.out_fd) if fd is not None]
+        if watch_exit and self._pidfd is not None:
+            fds.append(self._pidfd)
         readable, _, _ = select.select(fds, [], [], max(timeout, 0))
         for fd in readable:
+            if fd == self._pidfd:
+                continue
             try:
                 data = os.read(fd, 1 << 20)
             except BlockingIOError:
@@ -254,9 +279,9 @@ class RunnerProcess(object):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError("runner did not exit; stderr: %r" % self.stderr[-2000:])
-            # Exit is not selectable portably (pidfd is 3.9+/Linux): wait on the pipes, which
-            # also drains them, in short slices.
-            self._pump(min(remaining, 0.01))
+            # Wait on the pidfd and the pipes (draining them, so the runner never blocks on
+            # a full stderr pipe); without a pidfd, in short slices.
+            self._pump(remaining if self._pidfd is not None else min(remaining, 0.01), watch_exit=True)
         while any(fd is not None for fd in (self.from_runner, self.err_fd, self.out_fd)):
             fds = [fd for fd in (self.from_runner, self.err_fd, self.out_fd) if fd is not None]
             if not select.select(fds, [], [], 0)[0]:

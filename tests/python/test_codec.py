@@ -7,7 +7,7 @@ import random
 import struct
 import unittest
 
-from tests.python import support
+from tests.python import support  # first: it puts python/ on sys.path
 from pyvisor import _codec, _pure
 from pyvisor._wire import DecodeError, EncodeError, MAX_DEPTH
 

@@ -7,7 +7,7 @@ import textwrap
 import unittest
 import warnings
 
-from tests.python import support
+from tests.python import support  # first: it puts python/ on sys.path
 from pyvisor._compile import CodeCache, compile_code
 from pyvisor._errors import exception_payload
 

@@ -7,7 +7,7 @@ import math
 import os
 import unittest
 
-from tests.python import support
+from tests.python import support  # first: it puts python/ on sys.path
 from pyvisor import _codec
 from pyvisor._framing import FrameSplitter
 from pyvisor._typemap import bigint_payload, in_native_int_range

@@ -5,7 +5,7 @@ import random
 import tracemalloc
 import unittest
 
-from tests.python import support
+from tests.python import support  # first: it puts python/ on sys.path
 from pyvisor import _codec, _scan
 from pyvisor._framing import FrameSplitter, frame_header
 from pyvisor._wire import DecodeError, EncodeError, FrameTooLarge, MAX_DEPTH, MAX_ELEMENTS

@@ -5,7 +5,7 @@ import os
 import time
 import unittest
 
-from tests.python import support
+from tests.python import support  # first: it puts python/ on sys.path
 from tests.python.support import RunnerProcess
 
 
@@ -28,6 +28,12 @@ def error(payload):
 
 class RunnerTestCase(support.TimedTestCase):
     args = ()
+
+    def setUp(self):
+        super().setUp()
+        # Leak audit, run after every runner of the test was killed/reaped and closed.
+        before = support.open_fd_count()
+        self.addCleanup(lambda: self.assertEqual(support.open_fd_count(), before, "fd leak"))
 
     def start(self, *args, **kwargs):
         runner = RunnerProcess(list(self.args) + list(args), **kwargs)
@@ -116,6 +122,8 @@ class EvalTest(RunnerTestCase):
         # eval assignments stay in the throwaway copy
         self.assertIsNone(ok(runner.eval("leaked = 1\nscale = 100")))
         self.assertEqual(ok(runner.eval("return 'leaked' in globals(), scale")), (False, 2))
+        # the runner directory is on sys.path: user code can import the public module
+        self.assertEqual(ok(runner.eval("import pyvisor\nreturn pyvisor.PROTOCOL, pyvisor.__version__")), (1, "0.1.0"))
         # vars shadow root names for one eval only
         self.assertEqual(ok(runner.eval("return scale", {"scale": 5})), 5)
         self.assertEqual(ok(runner.eval("return scale")), 2)
@@ -125,7 +133,7 @@ class EvalTest(RunnerTestCase):
         self.assertEqual(ok(runner.eval("return v", {"v": value})), value)
         stats = ok(runner.call("stats", {}))
         self.assertEqual(stats["tasks"], 0)
-        self.assertEqual(stats["requests"], 9)  # 8 init/evals + this stats request
+        self.assertEqual(stats["requests"], 10)  # 9 init/evals + this stats request
         self.assertGreaterEqual(stats["cache_size"], 6)
 
     def test_errors(self):
