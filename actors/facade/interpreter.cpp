@@ -7,7 +7,10 @@
 #include <caf/actor.hpp>
 #include <caf/send.hpp>
 
+#include "facade/blocking_call.hpp"
+#include "facade/env_shared.hpp"
 #include "facade/interpreter_shared.hpp"
+#include "interpreter/messages.hpp"
 #include "protocol/message.hpp"
 #include "pyvisor/actor_interface.hpp"
 
@@ -20,17 +23,15 @@ interpreter_shared::~interpreter_shared() {
     caf::anon_send(actor, stop_atom::value);
 }
 
-} // namespace detail
-
 namespace {
 
 /// One blocked caller. The I/O thread completes it straight from the request table.
 struct waiter {
   std::mutex mu;
   std::condition_variable cv;
-  std::optional<expected<value>> result;
+  std::optional<protocol::reply> result;
 
-  void set(expected<value> r) {
+  void set(protocol::reply r) {
     {
       std::lock_guard<std::mutex> g{mu};
       result.emplace(std::move(r));
@@ -41,28 +42,117 @@ struct waiter {
 
 } // namespace
 
-interpreter::interpreter(std::shared_ptr<detail::interpreter_shared> s) : s_(std::move(s)) {
-}
-
-expected<value> interpreter::eval(std::string_view code, const vars& v, const eval_options& o) {
-  auto& ch = *s_->ch;
-  auto id = ch.next_id();
-  auto frame = protocol::encode_code_request(id, "eval", code, v, o.file, o.line);
+protocol::reply blocking_call(interpreter_shared& s, std::uint64_t id, std::string frame,
+                              std::chrono::milliseconds timeout) {
+  auto& ch = *s.ch;
   auto w = std::make_shared<waiter>();
-  ch.submit(id, std::move(frame), [w](expected<value> r) { w->set(std::move(r)); });
-  auto timeout = o.timeout.count() > 0 ? o.timeout : s_->opts.default_timeout;
+  ch.submit(id, std::move(frame), [w](protocol::reply r) { w->set(std::move(r)); });
+  if (timeout.count() == 0)
+    timeout = s.opts.default_timeout;
   std::unique_lock<std::mutex> lk{w->mu};
   if (timeout.count() > 0) {
     if (!w->cv.wait_for(lk, timeout, [&] { return w->result.has_value(); })) {
       lk.unlock();
-      if (ch.abandon(id))  // sends cancel(id) to the runner
-        return make_error(errc::timeout, "eval did not finish within " +
-                                           std::to_string(timeout.count()) + " ms");
+      if (ch.abandon(id)) {  // sends cancel(id) to the runner
+        caf::anon_send(s.actor, interp::abandoned_atom::value, id);
+        return {make_error(errc::timeout, "request did not finish within " +
+                                            std::to_string(timeout.count()) + " ms")};
+      }
       lk.lock();  // the reply won the race: it is being delivered right now
     }
   }
   w->cv.wait(lk, [&] { return w->result.has_value(); });
   return std::move(*w->result);
+}
+
+expected<value> blocking_value(interpreter_shared& s, std::uint64_t id, std::string frame,
+                               const eval_options& o) {
+  auto r = blocking_call(s, id, std::move(frame), o.timeout);
+  if (o.capture != nullptr) {
+    o.capture->out = r.out.value_or(std::string{});
+    o.capture->err = r.err.value_or(std::string{});
+  }
+  return std::move(r.result);
+}
+
+void env_shared::drop() {
+  if (destroyed.exchange(true))
+    return;
+  interp->ch->notify(protocol::encode_drop_env(id));
+}
+
+} // namespace detail
+
+namespace {
+
+protocol::request_extras extras(const eval_options& o, std::uint64_t env = 0) {
+  return protocol::request_extras{env, o.capture != nullptr, o.bytes_as_bytearray};
+}
+
+} // namespace
+
+interpreter::interpreter(std::shared_ptr<detail::interpreter_shared> s) : s_(std::move(s)) {
+}
+
+expected<value> interpreter::eval(std::string_view code, const vars& v, const eval_options& o) {
+  auto id = s_->ch->next_id();
+  return detail::blocking_value(
+    *s_, id, protocol::encode_code_request(id, "eval", code, v, o.file, o.line, extras(o)), o);
+}
+
+void interpreter::eval_async(std::string_view code, const vars& v, const eval_options& o,
+                             std::function<void(expected<value>)> done) {
+  auto id = s_->ch->next_id();
+  protocol::request_extras x{0, false, o.bytes_as_bytearray};
+  s_->ch->submit(id, protocol::encode_code_request(id, "eval", code, v, o.file, o.line, x),
+                 [done = std::move(done)](protocol::reply r) { done(std::move(r.result)); });
+}
+
+interpreter_stats interpreter::stats() const {
+  return s_->ch->stats();
+}
+
+expected<value> interpreter::call(std::string_view name, const std::vector<arg>& args,
+                                  const vars& kwargs, const eval_options& o) {
+  auto id = s_->ch->next_id();
+  return detail::blocking_value(*s_, id, protocol::encode_call(id, name, args, kwargs, extras(o)),
+                                o);
+}
+
+expected<env> interpreter::make_env(const env_options& o) {
+  std::vector<protocol::env_spec> from;
+  for (const auto& src : o.from) {
+    if (src.only && src.except)
+      return make_error(errc::invalid_argument, "an env source takes `only` or `except`, not both");
+    if (!src.source.s_ || src.source.s_->interp != s_)
+      return make_error(errc::invalid_argument, "an env source belongs to another interpreter");
+    if (src.source.s_->destroyed.load())
+      return make_error(errc::env_not_found,
+                        "env " + std::to_string(src.source.id()) + " was destroyed");
+    from.push_back({src.source.id(), src.only, src.except});
+  }
+  if (s_->st->get() == interpreter_state::stopped)
+    return make_error(errc::env_lost, "the interpreter is stopped");
+  auto shared = std::make_shared<detail::env_shared>();
+  shared->interp = s_;
+  shared->id = s_->ch->next_env_id();
+  shared->durable = o.durable;
+  auto id = s_->ch->next_id();
+  auto r = detail::blocking_call(*s_, id, protocol::encode_make_env(id, shared->id, from, o.vars),
+                                 std::chrono::milliseconds{0});
+  if (!r.result) {
+    shared->destroyed = true;  // nothing to drop
+    return std::move(r.result).error();
+  }
+  return env{std::move(shared)};
+}
+
+expected<std::size_t> interpreter::interrupt() {
+  // The actor schedules the kill bound; the reply comes after the cancels went out.
+  auto ids = s_->ch->interrupt_all();
+  for (auto id : ids)
+    caf::anon_send(s_->actor, interp::abandoned_atom::value, id);
+  return ids.size();
 }
 
 expected<void> interpreter::stop() {
@@ -110,6 +200,64 @@ std::string interpreter::python_version() const {
 
 caf::actor interpreter::actor() const {
   return s_->actor;
+}
+
+// ---- env ------------------------------------------------------------------------------------
+
+env::env(std::shared_ptr<detail::env_shared> s) : s_(std::move(s)) {
+}
+
+namespace {
+
+/// env_lost when the env's interpreter is gone; env_not_found when the env was destroyed.
+std::optional<error> env_unusable(const detail::env_shared& e) {
+  if (e.destroyed.load())
+    return make_error(errc::env_not_found, "env " + std::to_string(e.id) + " was destroyed");
+  if (e.interp->st->get() == interpreter_state::stopped) {
+    std::string why;
+    {
+      std::lock_guard<std::mutex> g{e.interp->st->mu};
+      if (e.interp->st->end_error)
+        why = ": " + e.interp->st->end_error->message;
+    }
+    return make_error(errc::env_lost, "env " + std::to_string(e.id) +
+                                        " is lost: its interpreter stopped" + why);
+  }
+  return std::nullopt;
+}
+
+} // namespace
+
+expected<value> env::eval(std::string_view code, const vars& v, const eval_options& o) {
+  if (auto e = env_unusable(*s_))
+    return *e;
+  auto& in = *s_->interp;
+  auto id = in.ch->next_id();
+  return detail::blocking_value(
+    in, id, protocol::encode_code_request(id, "eval", code, v, o.file, o.line, extras(o, s_->id)),
+    o);
+}
+
+expected<value> env::call(std::string_view name, const std::vector<arg>& args, const vars& kwargs,
+                          const eval_options& o) {
+  if (auto e = env_unusable(*s_))
+    return *e;
+  auto& in = *s_->interp;
+  auto id = in.ch->next_id();
+  return detail::blocking_value(
+    in, id, protocol::encode_call(id, name, args, kwargs, extras(o, s_->id)), o);
+}
+
+void env::destroy() {
+  s_->drop();
+}
+
+std::uint64_t env::id() const noexcept {
+  return s_->id;
+}
+
+bool env::durable() const noexcept {
+  return s_->durable;
 }
 
 } // namespace pyvisor

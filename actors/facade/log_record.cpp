@@ -23,6 +23,10 @@ void stderr_log_sink(const log_record& r) {
   s += std::to_string(r.pid);
   s += ' ';
   s += to_string(r.source);
+  if (r.request_id != 0) {
+    s += " #";
+    s += std::to_string(r.request_id);
+  }
   s += "] ";
   s += r.line;
   s += '\n';

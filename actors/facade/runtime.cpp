@@ -10,6 +10,7 @@
 #include <caf/all.hpp>
 
 #include "facade/interpreter_shared.hpp"
+#include "interpreter/host_registry.hpp"
 #include "interpreter/interpreter_actor.hpp"
 #include "process/python_resolver.hpp"
 #include "process/spawn.hpp"
@@ -66,6 +67,7 @@ struct runtime::impl {
   runtime_options opts;
   std::mutex log_mu;
   process::python_resolver resolver;
+  std::shared_ptr<interp::host_registry> hosts = std::make_shared<interp::host_registry>();
   std::unique_ptr<io::io_loop> loop;
   std::unique_ptr<system_config> cfg;
   std::unique_ptr<caf::actor_system> sys;
@@ -98,6 +100,7 @@ struct runtime::impl {
     // Every interpreter runs its stop sequence (bounded) and quits once its process is reaped,
     // which needs the I/O thread: stop that only afterwards.
     sys->await_all_actors_done();
+    hosts->clear();  // exposed actors' references go before the actor system
     loop->stop();
   }
 
@@ -125,6 +128,22 @@ runtime::~runtime() {
 
 caf::actor_system& runtime::system() {
   return *impl_->sys;
+}
+
+void runtime::expose_function(std::string name, host_function f) {
+  impl_->hosts->expose(std::move(name), std::move(f));
+}
+
+void runtime::expose_actor(std::string name, caf::actor a) {
+  impl_->hosts->expose(std::move(name), std::move(a));
+}
+
+void runtime::unexpose(const std::string& name) {
+  impl_->hosts->unexpose(name);
+}
+
+host_handle runtime::handle_for(const caf::actor& a) {
+  return host_handle{impl_->hosts->handle_for(a)};
 }
 
 expected<interpreter> runtime::spawn_interpreter(interpreter_options opts) {
@@ -178,6 +197,8 @@ expected<interpreter> runtime::spawn_interpreter(interpreter_options opts) {
                                    "--max-frame-bytes", std::to_string(opts.max_frame_bytes)});
   if (!opts.label.empty())
     req.argv.insert(req.argv.end(), {"--label", opts.label});
+  if (opts.transport == transport::fds)
+    req.argv.insert(req.argv.end(), {"--interrupt-fd", "5"});
   req.stdio_transport = opts.transport == transport::stdio;
   req.cwd = opts.cwd;
 
@@ -201,17 +222,20 @@ expected<interpreter> runtime::spawn_interpreter(interpreter_options opts) {
   protocol::limits lim;
   lim.max_frame_bytes = opts.max_frame_bytes;
   std::weak_ptr<impl> weak_rt = impl_;
-  shared->ch = std::make_shared<interp::channel>(
-    *impl_->loop, lim, opts.label, [weak_rt](const log_record& r) {
-      if (auto rt = weak_rt.lock())
-        rt->log(r);
-    });
+  log_sink sink = [weak_rt](const log_record& r) {
+    if (auto rt = weak_rt.lock())
+      rt->log(r);
+  };
+  shared->ch = std::make_shared<interp::channel>(*impl_->loop, lim, opts.busy_limits, opts.label,
+                                                 sink);
   shared->st = std::make_shared<interp::status>();
   shared->opts = opts;
   interp::actor_args args;
   args.ch = shared->ch;
   args.st = shared->st;
   args.loop = impl_->loop.get();
+  args.hosts = impl_->hosts;
+  args.log = sink;
   args.spawn = std::move(req);
   args.opts = std::move(opts);
   {

@@ -3,6 +3,7 @@
 #include <cerrno>
 #include <csignal>
 #include <cstring>
+#include <limits>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -12,17 +13,35 @@ namespace pyvisor::interp {
 namespace {
 
 constexpr std::size_t max_log_line = 64 * 1024;
+// Python -> host messages being handled at once before the host stops reading the runner's
+// output (the runner then blocks in its writes and its cast/send awaits drain).
+constexpr std::int64_t host_high_water = 10000;
+constexpr std::int64_t host_low_water = 5000;
 
 std::string signal_name(int sig) {
   const char* abbrev = sigabbrev_np(sig);
   return abbrev ? std::string{"SIG"} + abbrev : std::to_string(sig);
 }
 
+busy_limits effective(busy_limits b) {
+  if (b.disabled) {
+    constexpr auto inf = std::numeric_limits<std::size_t>::max();
+    b.high_water = b.low_water = b.max_inflight = b.max_queued = inf;
+  }
+  if (b.low_water > b.high_water)
+    b.low_water = b.high_water;
+  if (b.max_inflight == 0)
+    b.max_inflight = 1;
+  return b;
+}
+
 } // namespace
 
-channel::channel(io::io_loop& loop, protocol::limits lim, std::string label, log_sink sink)
+channel::channel(io::io_loop& loop, protocol::limits lim, busy_limits busy, std::string label,
+                 log_sink sink)
   : loop_(loop),
     limits_(lim),
+    busy_(effective(busy)),
     label_(std::move(label)),
     sink_(std::move(sink)),
     reader_(lim.max_frame_bytes) {
@@ -31,8 +50,6 @@ channel::channel(io::io_loop& loop, protocol::limits lim, std::string label, log
 channel::~channel() {
   // Normally everything was closed at exit; this covers a process that never attached.
   process::close_fds(proc_);
-  if (to_child_ >= 0 && to_child_ != proc_.to_child)
-    ::close(to_child_);
 }
 
 // ---- writing (any thread) -------------------------------------------------------------------
@@ -44,26 +61,80 @@ void channel::submit(std::uint64_t id, std::string frame, completion cb, bool pr
                                      : make_error(errc::interpreter_down,
                                                   "interpreter '" + label_ + "' is stopped");
     lk.unlock();
-    cb(std::move(e));
+    cb(protocol::reply{std::move(e)});
     return;
   }
   if (frame.size() - 4 > limits_.max_frame_bytes) {
     lk.unlock();
-    cb(make_error(errc::frame_too_large, "request of " + std::to_string(frame.size() - 4) +
-                                           " bytes exceeds max_frame_bytes (" +
-                                           std::to_string(limits_.max_frame_bytes) + ")"));
+    cb(protocol::reply{make_error(errc::frame_too_large,
+                                  "request of " + std::to_string(frame.size() - 4) +
+                                    " bytes exceeds max_frame_bytes (" +
+                                    std::to_string(limits_.max_frame_bytes) + ")")});
+    return;
+  }
+  if (priority) {
+    pending_.emplace(id, pending_entry{std::move(cb), true});
+    ++inflight_;
+    write_locked(std::move(frame));
+    return;
+  }
+  bool send_now = gate_open_ && !is_busy_ && queue_.empty() && inflight_ < busy_.max_inflight;
+  if (!send_now && queued_requests_ >= busy_.max_queued) {
+    ++overloaded_;
+    auto e = make_error(errc::overloaded,
+                        "interpreter '" + label_ + "' is overloaded: " +
+                          std::to_string(inflight_) + " requests in flight, " +
+                          std::to_string(queued_requests_) + " queued (max_queued " +
+                          std::to_string(busy_.max_queued) + ")");
+    lk.unlock();
+    cb(protocol::reply{std::move(e)});
     return;
   }
   // Registered before the write: the reply may arrive before write() returns.
-  pending_.emplace(id, std::move(cb));
-  if (!gate_open_ && !priority) {
-    held_.push_back({id, std::move(frame)});
-    return;
+  pending_.emplace(id, pending_entry{std::move(cb), send_now});
+  if (send_now) {
+    ++inflight_;
+    write_locked(std::move(frame));
+  } else {
+    queue_.push_back({id, std::move(frame)});
+    ++queued_requests_;
   }
-  enqueue_locked(std::move(frame));
 }
 
-void channel::enqueue_locked(std::string frame) {
+void channel::notify(std::string frame) {
+  std::lock_guard<std::mutex> g{mu_};
+  if (closed_ || stopping_)
+    return;
+  if (!gate_open_ || !queue_.empty()) {
+    queue_.push_back({0, std::move(frame)});  // keeps its place behind queued requests
+    return;
+  }
+  write_locked(std::move(frame));
+}
+
+void channel::respond(std::string frame) {
+  std::lock_guard<std::mutex> g{mu_};
+  if (closed_ || to_child_ < 0)
+    return;
+  write_locked(std::move(frame));
+}
+
+void channel::host_done() {
+  host_handled_.fetch_add(1, std::memory_order_relaxed);
+  auto left = host_outstanding_.fetch_sub(1) - 1;
+  if (left == host_low_water) {
+    loop_.post([weak = weak_from_this()] {
+      auto self = weak.lock();
+      if (self && self->read_paused_ && self->host_outstanding_.load() <= host_low_water) {
+        self->read_paused_ = false;
+        if (self->w_read_ && self->proc_.from_child >= 0)
+          self->w_read_->start(UV_READABLE);
+      }
+    });
+  }
+}
+
+void channel::write_locked(std::string frame) {
   if (out_.empty() && to_child_ >= 0) {
     auto n = ::write(to_child_, frame.data(), frame.size());
     if (n == static_cast<ssize_t>(frame.size())) {
@@ -76,13 +147,40 @@ void channel::enqueue_locked(std::string frame) {
       n = 0;
     }
     bytes_out_.fetch_add(static_cast<std::uint64_t>(n), std::memory_order_relaxed);
+    out_bytes_ += frame.size() - static_cast<std::size_t>(n);
     out_.push_back({std::move(frame), static_cast<std::size_t>(n)});
     arm_writer_locked();
-    return;
+  } else {
+    out_bytes_ += frame.size();
+    out_.push_back({std::move(frame), 0});
+    if (to_child_ >= 0)
+      arm_writer_locked();
   }
-  out_.push_back({std::move(frame), 0});
-  if (to_child_ >= 0)
-    arm_writer_locked();
+  if (!is_busy_ && out_bytes_ > busy_.high_water) {
+    is_busy_ = true;
+    ++busy_transitions_;
+  }
+}
+
+void channel::pump_locked() {
+  while (gate_open_ && !is_busy_ && !queue_.empty() && !closed_) {
+    auto& q = queue_.front();
+    if (q.id != 0) {
+      if (inflight_ >= busy_.max_inflight)
+        break;
+      auto i = pending_.find(q.id);
+      --queued_requests_;
+      if (i == pending_.end()) {  // cannot happen: abandon removes its queue entry
+        queue_.pop_front();
+        continue;
+      }
+      i->second.sent = true;
+      ++inflight_;
+    }
+    auto frame = std::move(q.frame);
+    queue_.pop_front();
+    write_locked(std::move(frame));
+  }
 }
 
 void channel::arm_writer_locked() {
@@ -107,12 +205,15 @@ void channel::flush_locked() {
     if (n < 0) {
       if (errno == EINTR)
         continue;
-      if (errno != EAGAIN)
-        out_.clear();  // EPIPE: the process is gone
+      if (errno != EAGAIN) {  // EPIPE: the process is gone
+        out_.clear();
+        out_bytes_ = 0;
+      }
       break;
     }
     bytes_out_.fetch_add(static_cast<std::uint64_t>(n), std::memory_order_relaxed);
     auto left = static_cast<std::size_t>(n);
+    out_bytes_ -= left;
     while (left > 0) {
       auto& f = out_.front();
       auto rest = f.frame.size() - f.offset;
@@ -124,6 +225,10 @@ void channel::flush_locked() {
         left = 0;
       }
     }
+  }
+  if (is_busy_ && out_bytes_ <= busy_.low_water) {
+    is_busy_ = false;
+    pump_locked();
   }
   if (out_.empty() && close_after_flush_ && to_child_ >= 0) {
     // EOF tells the runner to finish even if it missed the shutdown frame.
@@ -143,19 +248,103 @@ void channel::on_writable() {
   }
 }
 
-bool channel::abandon(std::uint64_t id) {
-  std::unique_lock<std::mutex> lk{mu_};
-  if (pending_.erase(id) == 0)
-    return false;
-  for (auto i = held_.begin(); i != held_.end(); ++i) {
-    if (i->id == id) {
-      held_.erase(i);  // never sent: nothing to cancel
-      return true;
+void channel::forget_locked(std::unordered_map<std::uint64_t, pending_entry>::iterator i) {
+  if (i->second.sent) {
+    --inflight_;
+  } else {
+    for (auto q = queue_.begin(); q != queue_.end(); ++q) {
+      if (q->id == i->first) {
+        queue_.erase(q);
+        --queued_requests_;
+        break;
+      }
     }
   }
-  if (!closed_ && to_child_ >= 0)
-    enqueue_locked(protocol::encode_cancel(id));
+  pending_.erase(i);
+}
+
+bool channel::abandon(std::uint64_t id) {
+  std::lock_guard<std::mutex> g{mu_};
+  auto i = pending_.find(id);
+  if (i == pending_.end())
+    return false;
+  bool was_sent = i->second.sent;
+  forget_locked(i);
+  if (was_sent && !closed_ && to_child_ >= 0) {
+    unacknowledged_.insert(id);
+    write_locked(protocol::encode_cancel(id));
+  }
+  pump_locked();
   return true;
+}
+
+bool channel::is_pending(std::uint64_t id) const {
+  std::lock_guard<std::mutex> g{mu_};
+  return pending_.count(id) > 0;
+}
+
+bool channel::unacknowledged(std::uint64_t id) const {
+  std::lock_guard<std::mutex> g{mu_};
+  return unacknowledged_.count(id) > 0;
+}
+
+bool channel::interrupt(const std::vector<std::uint64_t>& ids) {
+  std::lock_guard<std::mutex> g{mu_};
+  if (closed_ || interrupt_fd_ < 0 || reaped_.load())
+    return false;
+  std::string records;
+  records.reserve(ids.size() * 8);
+  for (auto id : ids)
+    for (int i = 0; i < 8; ++i)
+      records.push_back(static_cast<char>(id >> (56 - 8 * i)));
+  // A few records always fit in the pipe; when the runner stopped reading them (the pipe is
+  // full of stale ids) the signal still goes, and the kill bound does the rest.
+  auto n = ::write(interrupt_fd_, records.data(), records.size());
+  (void) n;
+  auto pid = pid_.load();
+  if (pid > 0)
+    ::kill(pid, SIGINT);
+  return true;
+}
+
+std::deque<std::pair<std::uint64_t, channel::completion>> channel::take_queued_locked() {
+  std::deque<std::pair<std::uint64_t, completion>> out;
+  for (auto& q : queue_) {
+    if (q.id == 0)
+      continue;
+    auto i = pending_.find(q.id);
+    if (i != pending_.end()) {
+      out.emplace_back(q.id, std::move(i->second.cb));
+      pending_.erase(i);
+    }
+  }
+  queue_.clear();
+  queued_requests_ = 0;
+  return out;
+}
+
+std::vector<std::uint64_t> channel::interrupt_all() {
+  std::vector<std::uint64_t> in_flight;
+  std::deque<std::pair<std::uint64_t, completion>> never_sent;
+  {
+    std::lock_guard<std::mutex> g{mu_};
+    if (closed_)
+      return in_flight;
+    never_sent = take_queued_locked();
+    for (auto& [id, p] : pending_) {
+      if (!p.sent)
+        continue;
+      in_flight.push_back(id);
+      if (to_child_ >= 0)
+        write_locked(protocol::encode_cancel(id));
+    }
+  }
+  auto e = make_error(errc::cancelled, "cancelled by interrupt() before it was sent");
+  for (auto& [id, cb] : never_sent)
+    cb(protocol::reply{e});
+  if (!in_flight.empty())
+    interrupt(in_flight);
+  return in_flight;
 }
 
 void channel::open_gate() {
@@ -163,10 +352,7 @@ void channel::open_gate() {
   if (gate_open_ || closed_)
     return;
   gate_open_ = true;
-  while (!held_.empty()) {
-    enqueue_locked(std::move(held_.front().frame));
-    held_.pop_front();
-  }
+  pump_locked();
 }
 
 void channel::begin_stop() {
@@ -177,16 +363,9 @@ void channel::begin_stop() {
       return;
     stopping_ = true;
     // Requests never sent fail now; requests in flight get their answer or fail at exit.
-    for (auto& h : held_) {
-      auto i = pending_.find(h.id);
-      if (i != pending_.end()) {
-        failed.emplace_back(h.id, std::move(i->second));
-        pending_.erase(i);
-      }
-    }
-    held_.clear();
+    failed = take_queued_locked();
     if (to_child_ >= 0) {
-      enqueue_locked(protocol::encode_shutdown());
+      write_locked(protocol::encode_shutdown());
       close_after_flush_ = true;
       if (out_.empty())
         flush_locked();
@@ -194,15 +373,17 @@ void channel::begin_stop() {
   }
   auto e = make_error(errc::interpreter_down, "interpreter '" + label_ + "' is stopping");
   for (auto& [id, cb] : failed)
-    cb(e);
+    cb(protocol::reply{e});
 }
 
 std::deque<std::pair<std::uint64_t, channel::completion>> channel::take_all_locked() {
   std::deque<std::pair<std::uint64_t, completion>> all;
-  for (auto& [id, cb] : pending_)
-    all.emplace_back(id, std::move(cb));
+  for (auto& [id, p] : pending_)
+    all.emplace_back(id, std::move(p.cb));
   pending_.clear();
-  held_.clear();
+  queue_.clear();
+  queued_requests_ = 0;
+  inflight_ = 0;
   return all;
 }
 
@@ -213,7 +394,7 @@ void channel::fail_all(const error& e) {
     all = take_all_locked();
   }
   for (auto& [id, cb] : all)
-    cb(e);
+    cb(protocol::reply{e});
 }
 
 void channel::signal_group(int sig) {
@@ -235,6 +416,21 @@ void channel::set_exit_reason(error e) {
 std::size_t channel::pending_count() const {
   std::lock_guard<std::mutex> g{mu_};
   return pending_.size();
+}
+
+interpreter_stats channel::stats() const {
+  std::lock_guard<std::mutex> g{mu_};
+  interpreter_stats s;
+  s.queued_bytes = out_bytes_;
+  s.in_flight = inflight_;
+  s.admission_queue = queued_requests_;
+  s.busy_transitions = busy_transitions_;
+  s.requests_served = served_;
+  s.overloaded = overloaded_;
+  s.host_calls = host_handled_.load();
+  s.bytes_in = bytes_in_.load();
+  s.bytes_out = bytes_out_.load();
+  return s;
 }
 
 // ---- I/O thread ------------------------------------------------------------------------------
@@ -278,13 +474,14 @@ void channel::attach(process::spawned_process p) {
   w_read_->start(UV_READABLE);
   std::lock_guard<std::mutex> g{mu_};
   to_child_ = p.to_child;
+  interrupt_fd_ = p.interrupt;
   if (!out_.empty())
     arm_writer_locked();
 }
 
 void channel::on_readable() {
   // A bounded number of reads per wake-up keeps the loop fair to other interpreters.
-  for (int i = 0; i < 8 && proc_.from_child >= 0; ++i) {
+  for (int i = 0; i < 8 && proc_.from_child >= 0 && !read_paused_; ++i) {
     auto [p, n] = reader_.write_area();
     auto r = ::read(proc_.from_child, p, n);
     if (r > 0) {
@@ -336,12 +533,32 @@ void channel::dispatch(protocol::message m) {
     {
       std::lock_guard<std::mutex> g{mu_};
       auto i = pending_.find(m.id);
-      if (i == pending_.end())
-        return;  // a late reply to an abandoned request
-      cb = std::move(i->second);
-      pending_.erase(i);
+      if (i == pending_.end()) {
+        unacknowledged_.erase(m.id);  // a late reply to an abandoned request
+        return;
+      }
+      cb = std::move(i->second.cb);
+      forget_locked(i);
+      ++served_;
+      pump_locked();
     }
     cb(protocol::parse_response(m));
+    return;
+  }
+  if ((m.kind == kind::request && m.op == "host_call") ||
+      (m.kind == kind::notification && (m.op == "host_cast" || m.op == "host_send"))) {
+    dispatch_host(m);
+    return;
+  }
+  if (m.kind == kind::notification && m.op == "log") {
+    auto stream = protocol::map_string(m.payload, "stream");
+    auto line = protocol::map_get(m.payload, "line");
+    std::uint64_t id = 0;
+    if (auto v = protocol::map_get(m.payload, "id"); v && v->type == msgpack::type::POSITIVE_INTEGER)
+      id = v->via.u64;
+    if (line != nullptr && line->type == msgpack::type::STR)
+      emit_line(stream == "stderr" ? log_source::python_stderr : log_source::python_stdout,
+                std::string_view{line->via.str.ptr, line->via.str.size}, id);
     return;
   }
   if (m.kind == kind::notification && m.op == "ready") {
@@ -368,13 +585,48 @@ void channel::dispatch(protocol::message m) {
       events_(std::move(info));
     return;
   }
-  // Requests from the runner (python -> host calls) come with a later protocol revision;
-  // unknown notifications are ignored for forward compatibility.
-  if (m.kind == kind::request)
-    violation(errc::protocol_error, "unexpected request '" + m.op + "' from the runner");
+  // Unknown notifications are ignored for forward compatibility; unknown requests are
+  // answered with an error so the runner's caller does not wait forever.
+  if (m.kind == kind::request) {
+    respond(protocol::encode_error_response(m.id, m.op, "not_exposed", "HostError",
+                                            "the host does not serve '" + m.op + "'"));
+  }
+}
+
+void channel::dispatch_host(protocol::message& m) {
+  host_message h;
+  h.kind = m.op == "host_call" ? host_message::call
+                               : (m.op == "host_cast" ? host_message::cast : host_message::send);
+  h.rid = m.id;
+  if (h.kind == host_message::send) {
+    auto target = protocol::map_get(m.payload, "target");
+    auto v = protocol::map_get(m.payload, "value");
+    if (target && target->type == msgpack::type::STR)
+      h.name.assign(target->via.str.ptr, target->via.str.size);
+    else if (target)
+      h.target = value{m.zone, *target, m.zone.get()};
+    h.args.push_back(v ? value{m.zone, *v, m.zone.get()} : value{});
+  } else {
+    h.name = protocol::map_string(m.payload, "name");
+    if (auto a = protocol::map_get(m.payload, "args"); a && a->type == msgpack::type::ARRAY)
+      for (std::uint32_t i = 0; i < a->via.array.size; ++i)
+        h.args.emplace_back(m.zone, a->via.array.ptr[i], m.zone.get());
+  }
+  // Flow control: while too many host messages are being handled, stop reading the runner;
+  // its writes then block and its cast/send/call awaits the drain (bounded memory both ways).
+  if (host_outstanding_.fetch_add(1) + 1 >= host_high_water && !read_paused_) {
+    read_paused_ = true;
+    if (w_read_)
+      w_read_->stop();
+  }
+  if (events_)
+    events_(std::move(h));
+  else
+    host_done();
 }
 
 void channel::violation(errc code, std::string what) {
+  violated_ = true;
   emit_line(log_source::runtime, what + "; killing the interpreter");
   set_exit_reason(make_error(code, what));
   // Stop reading: nothing after a violation can be trusted.
@@ -424,12 +676,18 @@ void channel::on_log_readable(int& fd, std::shared_ptr<io::fd_watcher>& w, std::
   }
 }
 
-void channel::emit_line(log_source src, std::string_view line) {
-  if (!sink_)
-    return;
+void channel::emit_line(log_source src, std::string_view line, std::uint64_t request_id) {
   if (!line.empty() && line.back() == '\r')
     line.remove_suffix(1);
-  sink_(log_record{label_, pid_.load(), src, line});
+  if (src == log_source::python_stderr && !ready_seen_) {
+    // Until the runner is up, stderr is where a broken start explains itself.
+    recent_stderr_.emplace_back(line.substr(0, 500));
+    if (recent_stderr_.size() > 8)
+      recent_stderr_.pop_front();
+  }
+  if (!sink_)
+    return;
+  sink_(log_record{label_, pid_.load(), src, line, request_id});
 }
 
 error channel::exit_error(int status) const {
@@ -454,7 +712,8 @@ void channel::on_exit() {
   // Whatever the group still holds (grandchildren) goes too: no orphans.
   ::kill(-proc_.pid, SIGKILL);
   // Replies written before the exit are still in the pipe: deliver them first.
-  if (proc_.from_child >= 0 && w_read_ && w_read_->active()) {
+  if (proc_.from_child >= 0 && !violated_) {
+    read_paused_ = false;
     for (int i = 0; i < 1024 && proc_.from_child >= 0; ++i) {
       auto [p, n] = reader_.write_area();
       auto k = ::read(proc_.from_child, p, n);
@@ -489,15 +748,23 @@ void channel::on_exit() {
                                  exit_error(status).message + ")");
     else
       info.reason = exit_error(status);
+    if (!ready_seen_ && !recent_stderr_.empty()) {
+      info.reason.message += " before it was ready; its stderr ended with:";
+      for (auto& l : recent_stderr_)
+        info.reason.message += "\n  " + l;
+    }
     exit_reason_ = info.reason;
     closed_ = true;
     to_child_ = -1;
+    interrupt_fd_ = -1;
+    unacknowledged_.clear();
     out_.clear();
+    out_bytes_ = 0;
     all = take_all_locked();
     process::close_fds(proc_);
   }
   for (auto& [id, cb] : all)
-    cb(info.reason);
+    cb(protocol::reply{info.reason});
   auto ev = events_;
   events_ = nullptr;  // breaks the channel <-> actor reference cycle
   if (ev)

@@ -9,7 +9,9 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <variant>
+#include <vector>
 
 #include "io/io_loop.hpp"
 #include "process/spawn.hpp"
@@ -17,6 +19,8 @@
 #include "protocol/limits.hpp"
 #include "protocol/message.hpp"
 #include "pyvisor/expected.hpp"
+#include "pyvisor/interpreter_options.hpp"
+#include "pyvisor/interpreter_stats.hpp"
 #include "pyvisor/log_record.hpp"
 #include "pyvisor/value.hpp"
 
@@ -39,26 +43,42 @@ struct exit_info {
   pyvisor::error reason;   ///< what pending calls were failed with
 };
 
-/// Events the channel reports to its owner (the interpreter actor), from the I/O thread.
-using channel_event = std::variant<ready_info, exit_info>;
+/// A call, cast or send from Python to the host (docs/protocol.md, issue 4).
+struct host_message {
+  enum kind_t : std::uint8_t { call, cast, send } kind = call;
+  std::uint64_t rid = 0;     ///< the runner's request id (calls only)
+  std::string name;          ///< function name, or the send target's name
+  std::vector<value> args;   ///< call/cast arguments; for send: the one value
+  std::optional<value> target;  ///< send: an opaque handle target instead of a name
+};
 
-/// The connection to one Python process: request table, ordered writer, frame reader, log
-/// forwarding and reaping. It is the hot path, so it is not an actor: a caller thread encodes
-/// its frame and writes it itself when nothing is queued ahead (order is kept by one mutex),
-/// and the I/O thread completes the caller straight from the request table. So a blocking
-/// call costs exactly one wake-up of the caller; lifecycle and policy stay in the actor.
+/// Events the channel reports to its owner (the interpreter actor), from the I/O thread.
+using channel_event = std::variant<ready_info, exit_info, host_message>;
+
+/// The connection to one Python process: request table, admission and busy limits, ordered
+/// writer, frame reader, log forwarding and reaping. It is the hot path, so it is not an actor:
+/// a caller thread encodes its frame and writes it itself when nothing is queued ahead (order
+/// is kept by one mutex), and the I/O thread completes the caller straight from the request
+/// table. So a blocking call costs exactly one wake-up of the caller; lifecycle and policy stay
+/// in the actor.
+///
+/// Admission: a request is *sent* at once when the interpreter is ready, not busy, nothing is
+/// queued ahead and fewer than max_inflight are unanswered; otherwise it waits in the admission
+/// queue (which also holds requests made before ready); when that is full the caller gets
+/// `overloaded` at once. Busy = bytes not yet written above high_water, until below low_water.
 ///
 /// Thread-safety: every public function may be called from any thread, except `attach` and
 /// the watcher callbacks, which run on the I/O thread.
 class channel : public std::enable_shared_from_this<channel> {
 public:
-  using completion = std::function<void(expected<value>)>;
+  using completion = std::function<void(protocol::reply)>;
   using event_handler = std::function<void(channel_event)>;
 
-  channel(io::io_loop& loop, protocol::limits lim, std::string label, log_sink sink);
+  channel(io::io_loop& loop, protocol::limits lim, busy_limits busy, std::string label,
+          log_sink sink);
   ~channel();
 
-  /// Sets who receives ready/exit events. Call before attach.
+  /// Sets who receives events. Call before attach.
   void on_event(event_handler h) { events_ = std::move(h); }
 
   /// Takes over a spawned process: watches its pipes and its pidfd. I/O thread only.
@@ -67,25 +87,54 @@ public:
   /// A fresh request id (never 0).
   std::uint64_t next_id() noexcept { return next_id_.fetch_add(1, std::memory_order_relaxed); }
 
-  /// Registers `cb` under `id`, then writes `frame` (or holds it until open_gate() when the
-  /// interpreter is not ready yet). `cb` runs exactly once: with the response, or with the
-  /// error that ended the request (exit, stop, abandon does NOT call it).
-  /// `priority` frames (the init script) pass the gate.
+  /// A fresh environment id for this process (never 0).
+  std::uint64_t next_env_id() noexcept { return next_env_id_.fetch_add(1, std::memory_order_relaxed); }
+
+  /// Registers `cb` under `id`, then sends `frame` or queues it (see Admission). `cb` runs
+  /// exactly once: with the response, or with the error that ended the request (exit, stop,
+  /// overloaded, ...); abandon() cancels it instead. `priority` frames (the init script) pass
+  /// the gate and every limit.
   void submit(std::uint64_t id, std::string frame, completion cb, bool priority = false);
+
+  /// Sends a notification (drop_env, ...) in order with the requests (queued behind them when
+  /// they are queued); dropped when the interpreter is stopping or gone.
+  void notify(std::string frame);
+
+  /// Writes a response to a runner's request (host_call), ahead of any queue.
+  void respond(std::string frame);
+
+  /// A host message reported by an event is finished (flow control of Python -> host).
+  void host_done();
 
   /// Forgets request `id` (its completion will not run; a late reply is dropped) and tells the
   /// runner to cancel it if it was already sent. Returns false when it was no longer pending
   /// (its completion ran or is running).
   bool abandon(std::uint64_t id);
 
-  /// Lets held and new requests through (the interpreter became ready).
+  /// Whether `id` is waiting for its reply (registered and not abandoned).
+  bool is_pending(std::uint64_t id) const;
+
+  /// Whether `id` was abandoned (timed out) and the runner has not answered it yet.
+  bool unacknowledged(std::uint64_t id) const;
+
+  /// Interrupts synchronous code that ignores cancellation: writes the ids to the interrupt
+  /// pipe (child fd 5), then sends SIGINT to the runner (docs/protocol.md). Returns false when
+  /// there is no interrupt pipe (stdio transport) or the process is gone.
+  bool interrupt(const std::vector<std::uint64_t>& ids);
+
+  /// Cancels everything: requests not yet sent fail with `cancelled` at once; requests in
+  /// flight get a `cancel` frame and an interrupt, so they reply `cancelled`. Returns the ids
+  /// in flight.
+  std::vector<std::uint64_t> interrupt_all();
+
+  /// Lets queued and new requests through (the interpreter became ready).
   void open_gate();
 
-  /// Stop requested: new requests fail with interpreter_down, held ones too; a `shutdown`
-  /// notification is sent after what is queued and then the write end is closed.
+  /// Stop requested: new requests fail with interpreter_down, queued ones too; a `shutdown`
+  /// notification is sent after what is being written and then the write end is closed.
   void begin_stop();
 
-  /// Fails every pending and held request with `e` (used for init failures).
+  /// Fails every pending and queued request with `e` (used for init failures).
   void fail_all(const error& e);
 
   /// Sends `sig` to the child's whole process group, unless it was reaped already.
@@ -97,15 +146,15 @@ public:
 
   int pid() const noexcept { return pid_.load(); }
   bool reaped() const noexcept { return reaped_.load(); }
+
   /// The label (fixed once the process is attached).
   std::string label() const {
     std::lock_guard<std::mutex> g{mu_};
     return label_;
   }
 
-  /// Counters for stats.
-  std::uint64_t bytes_out() const noexcept { return bytes_out_.load(); }
-  std::uint64_t bytes_in() const noexcept { return bytes_in_.load(); }
+  /// Host-side counters.
+  interpreter_stats stats() const;
   std::size_t pending_count() const;
 
 private:
@@ -113,55 +162,80 @@ private:
     std::string frame;
     std::size_t offset = 0;
   };
-  struct held {
-    std::uint64_t id;
+  struct queued {
+    std::uint64_t id;  // 0: a notification
     std::string frame;
   };
+  struct pending_entry {
+    completion cb;
+    bool sent = false;
+  };
 
-  void enqueue_locked(std::string frame);
+  void send_locked(std::uint64_t id, std::string frame);
+  void write_locked(std::string frame);
+  void pump_locked();
   void arm_writer_locked();
   void flush_locked();
   void on_writable();
   void on_readable();
   void on_log_readable(int& fd, std::shared_ptr<io::fd_watcher>& w, std::string& partial,
                        log_source src);
-  void emit_line(log_source src, std::string_view line);
+  void emit_line(log_source src, std::string_view line, std::uint64_t request_id = 0);
   void process_frames();
   void dispatch(protocol::message m);
+  void dispatch_host(protocol::message& m);
   void violation(errc code, std::string what);
   void on_exit();
   std::deque<std::pair<std::uint64_t, completion>> take_all_locked();
+  std::deque<std::pair<std::uint64_t, completion>> take_queued_locked();
+  void forget_locked(std::unordered_map<std::uint64_t, pending_entry>::iterator i);
   error exit_error(int status) const;
 
   io::io_loop& loop_;
   protocol::limits limits_;
+  busy_limits busy_;
   std::string label_;
   log_sink sink_;
   event_handler events_;
 
   mutable std::mutex mu_;
-  std::unordered_map<std::uint64_t, completion> pending_;  // guarded by mu_
-  std::deque<held> held_;                                    // guarded by mu_
-  std::deque<outgoing> out_;                                 // guarded by mu_
-  bool gate_open_ = false;                                   // guarded by mu_
-  bool stopping_ = false;                                    // guarded by mu_
-  bool closed_ = false;                                      // guarded by mu_
-  bool writer_armed_ = false;                                // guarded by mu_
-  bool close_after_flush_ = false;                           // guarded by mu_
-  int to_child_ = -1;                                        // guarded by mu_
-  std::optional<error> exit_reason_;                         // guarded by mu_
+  std::unordered_map<std::uint64_t, pending_entry> pending_;  // guarded by mu_
+  std::deque<queued> queue_;                                  // guarded by mu_
+  std::size_t queued_requests_ = 0;                           // guarded by mu_
+  std::size_t inflight_ = 0;                                  // guarded by mu_
+  std::deque<outgoing> out_;                                  // guarded by mu_
+  std::size_t out_bytes_ = 0;                                 // guarded by mu_
+  bool is_busy_ = false;                                      // guarded by mu_
+  bool gate_open_ = false;                                    // guarded by mu_
+  bool stopping_ = false;                                     // guarded by mu_
+  bool closed_ = false;                                       // guarded by mu_
+  bool writer_armed_ = false;                                 // guarded by mu_
+  bool close_after_flush_ = false;                            // guarded by mu_
+  int to_child_ = -1;                                         // guarded by mu_
+  int interrupt_fd_ = -1;                                     // guarded by mu_
+  std::optional<error> exit_reason_;                          // guarded by mu_
+  std::unordered_set<std::uint64_t> unacknowledged_;          // guarded by mu_
+  std::uint64_t busy_transitions_ = 0;                        // guarded by mu_
+  std::uint64_t overloaded_ = 0;                              // guarded by mu_
+  std::uint64_t served_ = 0;                                  // guarded by mu_
 
   // I/O thread only.
   process::spawned_process proc_;
   protocol::frame_reader reader_;
   std::shared_ptr<io::fd_watcher> w_read_, w_write_, w_out_, w_err_, w_exit_;
   std::string out_partial_, err_partial_;
+  std::deque<std::string> recent_stderr_;  // last lines, quoted when the start fails
   bool ready_seen_ = false;
+  bool read_paused_ = false;  // too many host messages outstanding
+  bool violated_ = false;     // a protocol violation: nothing more is read
 
   std::atomic<std::uint64_t> next_id_{1};
+  std::atomic<std::uint64_t> next_env_id_{1};
   std::atomic<int> pid_{0};
   std::atomic<bool> reaped_{false};
   std::atomic<std::uint64_t> bytes_out_{0}, bytes_in_{0};
+  std::atomic<std::int64_t> host_outstanding_{0};
+  std::atomic<std::uint64_t> host_handled_{0};
 };
 
 } // namespace pyvisor::interp

@@ -5,8 +5,10 @@
 
 #include <caf/all.hpp>
 
+#include "interpreter/messages.hpp"
 #include "protocol/message.hpp"
 #include "pyvisor/actor_interface.hpp"
+#include "pyvisor/types.hpp"
 
 namespace pyvisor::interp {
 
@@ -18,19 +20,21 @@ using init_done_atom = caf::atom_constant<caf::atom("i_initdone")>;
 using start_timeout_atom = caf::atom_constant<caf::atom("i_starttmo")>;
 using term_atom = caf::atom_constant<caf::atom("i_term")>;
 using kill_atom = caf::atom_constant<caf::atom("i_kill")>;
-using eval_done_atom = caf::atom_constant<caf::atom("i_evaldone")>;
-using eval_timeout_atom = caf::atom_constant<caf::atom("i_evaltmo")>;
+using done_atom = caf::atom_constant<caf::atom("i_done")>;
+using timeout_atom = caf::atom_constant<caf::atom("i_timeout")>;
+using intr_check_atom = caf::atom_constant<caf::atom("i_intrchk")>;
+using kill_check_atom = caf::atom_constant<caf::atom("i_killchk")>;
 
 /// A finished call: a value or an error, as one message type.
 struct call_result {
   std::optional<value> ok;
   error err;
-  static call_result from(expected<value> r) {
+  static call_result from(protocol::reply rep) {
     call_result c;
-    if (r)
-      c.ok = std::move(*r);
+    if (rep.result)
+      c.ok = std::move(*rep.result);
     else
-      c.err = std::move(r).error();
+      c.err = std::move(rep.result).error();
     return c;
   }
 };
@@ -41,6 +45,7 @@ struct call_result {
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(pyvisor::interp::ready_info)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(pyvisor::interp::exit_info)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(pyvisor::interp::call_result)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(pyvisor::interp::host_message)
 
 namespace pyvisor::interp {
 
@@ -68,12 +73,20 @@ public:
     // The channel (and the completions it stores) hold this actor only weakly: the actor
     // owns the channel, so a strong reference would be a cycle that leaks both whenever no
     // exit event comes to break it (a failed spawn).
-    ch->on_event([self = address(), st = a_.st](channel_event ev) {
+    // The lambda lives inside the channel, so a raw pointer to it is always valid here.
+    ch->on_event([self = address(), st = a_.st, raw = ch.get()](channel_event ev) {
       // The final state is published here, not only by the actor: an actor killed
       // unconditionally would never do it, and blocking stop() callers wait for it.
       if (auto x = std::get_if<exit_info>(&ev))
         st->set(interpreter_state::stopped, x->reason);
       auto a = caf::actor_cast<caf::actor>(self);
+      if (auto h = std::get_if<host_message>(&ev)) {
+        if (a)
+          caf::anon_send(a, std::move(*h));
+        else
+          raw->host_done();
+        return;
+      }
       if (!a)
         return;
       if (auto r = std::get_if<ready_info>(&ev))
@@ -103,27 +116,85 @@ public:
                                   std::to_string(a_.opts.init_script_timeout.count()) + " ms"));
       },
       [this](exit_info& info) { on_exit(info); },
-      [this](eval_atom, eval_request& req) { return eval(req); },
-      [this](eval_done_atom, std::uint64_t id, call_result& r) {
-        auto i = evals_.find(id);
-        if (i == evals_.end())
-          return;
-        auto rp = std::move(i->second);
-        evals_.erase(i);
-        if (r.ok)
-          rp.deliver(std::move(*r.ok));
-        else
-          rp.deliver(to_caf_error(r.err));
+      [this](host_message& h) { on_host(h); },
+      [this](eval_atom, eval_request& req) {
+        protocol::request_extras x{req.env, false, req.options.bytes_as_bytearray};
+        auto id = a_.ch->next_id();
+        return send_request(id,
+                       protocol::encode_code_request(id, "eval", req.code, req.vars,
+                                                     req.options.file, req.options.line, x),
+                       req.options.timeout, 0);
       },
-      [this](eval_timeout_atom, std::uint64_t id, std::int64_t ms) {
-        auto i = evals_.find(id);
-        if (i == evals_.end())
+      [this](call_atom, call_request& req) {
+        protocol::request_extras x{req.env, false, req.options.bytes_as_bytearray};
+        auto id = a_.ch->next_id();
+        return send_request(id, protocol::encode_call(id, req.name, req.args, req.kwargs, x),
+                       req.options.timeout, 0);
+      },
+      [this](make_env_atom, make_env_request& req) {
+        std::vector<protocol::env_spec> from;
+        for (auto& f : req.from) {
+          if (f.only && f.except) {
+            auto rp = make_response_promise();
+            rp.deliver(to_caf_error(make_error(
+              errc::invalid_argument, "an env source takes `only` or `except`, not both")));
+            return rp;
+          }
+          from.push_back({f.env, f.only, f.except});
+        }
+        auto env = a_.ch->next_env_id();
+        auto id = a_.ch->next_id();
+        return send_request(id, protocol::encode_make_env(id, env, from, req.vars),
+                       std::chrono::milliseconds{0}, env);
+      },
+      [this](drop_env_atom, std::uint64_t env) { a_.ch->notify(protocol::encode_drop_env(env)); },
+      [this](interrupt_atom) {
+        auto ids = a_.ch->interrupt_all();
+        for (auto id : ids)
+          schedule_kill_check(id);
+        return ids.size();
+      },
+      [this](done_atom, std::uint64_t id, call_result& r) {
+        auto i = calls_.find(id);
+        if (i == calls_.end())
           return;
-        auto rp = std::move(i->second);
-        evals_.erase(i);
-        a_.ch->abandon(id);
-        rp.deliver(to_caf_error(make_error(
-          errc::timeout, "eval did not finish within " + std::to_string(ms) + " ms")));
+        auto c = std::move(i->second);
+        calls_.erase(i);
+        if (!r.ok)
+          c.rp.deliver(to_caf_error(r.err));
+        else if (c.env != 0)
+          c.rp.deliver(c.env);  // make_env answers with the new env's id
+        else
+          c.rp.deliver(std::move(*r.ok));
+      },
+      [this](timeout_atom, std::uint64_t id, std::int64_t ms) {
+        auto i = calls_.find(id);
+        if (i == calls_.end())
+          return;
+        auto c = std::move(i->second);
+        calls_.erase(i);
+        if (a_.ch->abandon(id))
+          escalate(id);
+        c.rp.deliver(to_caf_error(make_error(
+          errc::timeout, "request did not finish within " + std::to_string(ms) + " ms")));
+      },
+      [this](abandoned_atom, std::uint64_t id) { escalate(id); },
+      [this](intr_check_atom, std::uint64_t id) {
+        // Still no answer to the cancel: the code does not yield. Interrupt it.
+        if (!a_.ch->unacknowledged(id))
+          return;
+        a_.ch->interrupt({id});
+        schedule_kill_check(id);
+      },
+      [this](kill_check_atom, std::uint64_t id) {
+        if (!a_.ch->unacknowledged(id) && !a_.ch->is_pending(id))
+          return;
+        auto e = make_error(errc::interpreter_exited,
+                            "killed: request " + std::to_string(id) +
+                              " ignored cancellation and SIGINT for " +
+                              std::to_string(a_.opts.interrupt.kill_after.count()) + " ms");
+        a_.ch->set_exit_reason(e);
+        a_.ch->signal_group(SIGKILL);
       },
       [this](stop_atom) {
         auto rp = make_response_promise();
@@ -154,6 +225,11 @@ public:
   }
 
 private:
+  struct pending_call {
+    caf::response_promise rp;
+    std::uint64_t env = 0;  // make_env: the id to answer with
+  };
+
   void start() {
     // The init script timeout bounds the whole start: spawn, runner start-up and init.
     delayed_send(this, a_.opts.init_script_timeout, start_timeout_atom::value);
@@ -188,7 +264,7 @@ private:
                                                a_.opts.init_script.file, 1);
     a_.ch->submit(
       id, std::move(frame),
-      [self = address()](expected<value> r) {
+      [self = address()](protocol::reply r) {
         if (auto a = caf::actor_cast<caf::actor>(self))
           caf::anon_send(a, init_done_atom::value, call_result::from(std::move(r)));
       },
@@ -248,27 +324,115 @@ private:
     delayed_send(this, seq.graceful + seq.terminate, kill_atom::value);
   }
 
-  caf::response_promise eval(eval_request& req) {
+  /// Sends a request and answers `rp` when its reply comes (or its timeout passes).
+  caf::response_promise send_request(std::uint64_t id, std::string frame,
+                                std::chrono::milliseconds timeout, std::uint64_t env) {
     auto rp = make_response_promise();
     auto s = a_.st->get();
     if (s == interpreter_state::draining || s == interpreter_state::stopped) {
       rp.deliver(to_caf_error(end_error()));
       return rp;
     }
-    auto id = a_.ch->next_id();
-    auto frame = protocol::encode_code_request(id, "eval", req.code, req.vars,
-                                               req.options.file, req.options.line);
-    evals_.emplace(id, rp);
-    a_.ch->submit(id, std::move(frame), [self = address(), id](expected<value> r) {
+    calls_.emplace(id, pending_call{rp, env});
+    a_.ch->submit(id, std::move(frame), [self = address(), id](protocol::reply r) {
       if (auto a = caf::actor_cast<caf::actor>(self))
-        caf::anon_send(a, eval_done_atom::value, id, call_result::from(std::move(r)));
+        caf::anon_send(a, done_atom::value, id, call_result::from(std::move(r)));
     });
-    auto timeout = req.options.timeout.count() > 0 ? req.options.timeout
-                                                   : a_.opts.default_timeout;
-    if (timeout.count() > 0)
-      delayed_send(this, timeout, eval_timeout_atom::value, id,
-                   static_cast<std::int64_t>(timeout.count()));
+    auto t = timeout.count() > 0 ? timeout : a_.opts.default_timeout;
+    if (t.count() > 0)
+      delayed_send(this, t, timeout_atom::value, id, static_cast<std::int64_t>(t.count()));
     return rp;
+  }
+
+  /// A request was abandoned after its `cancel` frame went out: async code stops at its next
+  /// await; if nothing answers within the grace, the code does not yield and gets SIGINT.
+  void escalate(std::uint64_t id) {
+    delayed_send(this, a_.opts.interrupt.grace, intr_check_atom::value, id);
+  }
+
+  void schedule_kill_check(std::uint64_t id) {
+    if (a_.opts.interrupt.kill_after.count() > 0)
+      delayed_send(this, a_.opts.interrupt.kill_after, kill_check_atom::value, id);
+  }
+
+  /// A call, cast or send from Python. Functions run right here (on this actor's worker);
+  /// exposed actors get a message. Every message ends with host_done() (flow control).
+  void on_host(host_message& h) {
+    auto ch = a_.ch;
+    auto respond_error = [&](std::string_view code, std::string message) {
+      if (h.kind == host_message::call)
+        ch->respond(protocol::encode_error_response(h.rid, "host_call", code, "HostError", message));
+      else
+        log_runtime(message);
+    };
+    if (h.kind == host_message::send) {
+      caf::actor target;
+      if (h.target) {
+        if (auto t = h.target->to<host_handle>())
+          target = a_.hosts->by_handle(t->bytes);
+      } else {
+        target = a_.hosts->actor(h.name);
+      }
+      if (target)
+        caf::anon_send(target, python_message_atom::value, h.args.empty() ? value{} : h.args[0]);
+      else
+        log_runtime("pyvisor.send: no actor exposed as '" + h.name + "' (message dropped)");
+      ch->host_done();
+      return;
+    }
+    std::optional<host_function> fn;
+    for (auto& [name, f] : a_.opts.functions)
+      if (name == h.name)
+        fn = f;
+    if (!fn)
+      fn = a_.hosts->function(h.name);
+    if (fn) {
+      try {
+        auto label = ch->label();
+        auto r = (*fn)(host_call{h.name, h.args, label, ch->pid()});
+        if (h.kind == host_message::call) {
+          if (r)
+            ch->respond(protocol::encode_ok_response(h.rid, "host_call", *r));
+          else
+            respond_error("host_error", "host function '" + h.name + "' failed: " + r.error().to_string());
+        } else if (!r) {
+          log_runtime("host function '" + h.name + "' failed in a cast: " + r.error().to_string());
+        }
+      } catch (const std::exception& e) {
+        respond_error("host_error", "host function '" + h.name + "' threw: " + e.what());
+      }
+      ch->host_done();
+      return;
+    }
+    if (auto target = a_.hosts->actor(h.name)) {
+      if (h.kind == host_message::cast) {
+        caf::anon_send(target, host_cast_atom::value, h.name, std::move(h.args));
+        ch->host_done();
+        return;
+      }
+      auto rid = h.rid;
+      auto name = h.name;
+      this->request(target, caf::infinite, host_call_atom::value, name, std::move(h.args))
+        .then(
+          [ch, rid](const arg& r) {
+            ch->respond(protocol::encode_ok_response(rid, "host_call", r));
+            ch->host_done();
+          },
+          [ch, rid, name, this](const caf::error& e) {
+            ch->respond(protocol::encode_error_response(
+              rid, "host_call", "host_error", "HostError",
+              "host actor '" + name + "' failed: " + system().render(e)));
+            ch->host_done();
+          });
+      return;
+    }
+    respond_error("not_exposed", "'" + h.name + "' is not exposed by the host");
+    ch->host_done();
+  }
+
+  void log_runtime(const std::string& line) {
+    if (a_.log)
+      a_.log(log_record{a_.opts.label, a_.ch->pid(), log_source::runtime, line, 0});
   }
 
   void on_exit(exit_info& info) {
@@ -277,9 +441,9 @@ private:
     for (auto& w : waiters_)
       w.deliver(cerr);
     waiters_.clear();
-    for (auto& [id, rp] : evals_)
-      rp.deliver(cerr);
-    evals_.clear();
+    for (auto& [id, c] : calls_)
+      c.rp.deliver(cerr);
+    calls_.clear();
     for (auto& s : stoppers_)
       s.deliver(true);
     stoppers_.clear();
@@ -298,7 +462,7 @@ private:
 
   actor_args a_;
   bool stopping_ = false;
-  std::unordered_map<std::uint64_t, caf::response_promise> evals_;
+  std::unordered_map<std::uint64_t, pending_call> calls_;
   std::vector<caf::response_promise> waiters_;
   std::vector<caf::response_promise> stoppers_;
 };

@@ -3,6 +3,7 @@
 #include <memory>
 
 #include "interpreter/channel.hpp"
+#include "interpreter/host_registry.hpp"
 #include "interpreter/status.hpp"
 #include "io/io_loop.hpp"
 #include "process/spawn.hpp"
@@ -20,6 +21,8 @@ struct actor_args {
   std::shared_ptr<channel> ch;
   std::shared_ptr<status> st;
   io::io_loop* loop = nullptr;
+  std::shared_ptr<host_registry> hosts;
+  log_sink log;  ///< runtime events of this interpreter
   process::spawn_request spawn;
   interpreter_options opts;
 };

@@ -30,6 +30,7 @@ struct child_setup : bp::extend::handler {
   int from_child_src = -1;  // -> 4 (or 1)
   int out_src = -1;         // -> 1 (fds transport only)
   int err_src = -1;         // -> 2
+  int intr_src = -1;        // -> 5 (fds transport only)
   bool stdio = false;
   pid_t parent = 0;
   char** envp = nullptr;
@@ -68,12 +69,13 @@ struct child_setup : bp::extend::handler {
       ::_exit(127);
     // 4. fds: move the sources above 10 first (a source already numbered like a target would
     //    otherwise be clobbered, or keep its CLOEXEC after dup2(fd, fd)), then dup2 into place
-    //    (dup2 clears CLOEXEC on the target), then mark everything >= 5 CLOEXEC.
+    //    (dup2 clears CLOEXEC on the target), then mark everything above them CLOEXEC.
     int in = ::fcntl(to_child_src, F_DUPFD_CLOEXEC, 10);
     int out_proto = ::fcntl(from_child_src, F_DUPFD_CLOEXEC, 10);
     int err = ::fcntl(err_src, F_DUPFD_CLOEXEC, 10);
     int out = stdio ? -1 : ::fcntl(out_src, F_DUPFD_CLOEXEC, 10);
-    if (in < 0 || out_proto < 0 || err < 0 || (!stdio && out < 0))
+    int intr = stdio ? -1 : ::fcntl(intr_src, F_DUPFD_CLOEXEC, 10);
+    if (in < 0 || out_proto < 0 || err < 0 || (!stdio && (out < 0 || intr < 0)))
       fail(e, "fcntl(F_DUPFD_CLOEXEC)");
     if (stdio) {
       if (::dup2(in, 0) < 0 || ::dup2(out_proto, 1) < 0 || ::dup2(err, 2) < 0)
@@ -85,10 +87,10 @@ struct child_setup : bp::extend::handler {
       if (devnull < 0)
         fail(e, "open(/dev/null)");
       if (::dup2(devnull, 0) < 0 || ::dup2(out, 1) < 0 || ::dup2(err, 2) < 0 ||
-          ::dup2(in, 3) < 0 || ::dup2(out_proto, 4) < 0)
+          ::dup2(in, 3) < 0 || ::dup2(out_proto, 4) < 0 || ::dup2(intr, 5) < 0)
         fail(e, "dup2");
     }
-    int first_other = stdio ? 3 : 5;
+    int first_other = stdio ? 3 : 6;
     if (::syscall(SYS_close_range, first_other, ~0U, CLOSE_RANGE_CLOEXEC) != 0) {
       // Kernels before 5.11: mark a bounded range by hand.
       long max = ::sysconf(_SC_OPEN_MAX);
@@ -130,6 +132,7 @@ void reserve_low_fds() {
 }
 
 void close_fds(spawned_process& p) {
+  close_fd(p.interrupt);
   close_fd(p.pidfd);
   close_fd(p.to_child);
   close_fd(p.from_child);
@@ -150,15 +153,17 @@ expected<spawned_process> spawn(const spawn_request& req) {
       return spawn_error("working directory '" + req.cwd + "'", ENOTDIR);
   }
 
-  int in[2] = {-1, -1}, out_proto[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1};
+  int in[2] = {-1, -1}, out_proto[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1},
+      intr[2] = {-1, -1};
   auto cleanup = [&] {
-    for (int* p : {in, out_proto, out, err}) {
+    for (int* p : {in, out_proto, out, err, intr}) {
       close_fd(p[0]);
       close_fd(p[1]);
     }
   };
   if (::pipe2(in, O_CLOEXEC) != 0 || ::pipe2(out_proto, O_CLOEXEC) != 0 ||
-      ::pipe2(err, O_CLOEXEC) != 0 || (!req.stdio_transport && ::pipe2(out, O_CLOEXEC) != 0)) {
+      ::pipe2(err, O_CLOEXEC) != 0 ||
+      (!req.stdio_transport && (::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(intr, O_CLOEXEC) != 0))) {
     int e = errno;
     cleanup();
     return spawn_error("pipe2", e);
@@ -175,6 +180,7 @@ expected<spawned_process> spawn(const spawn_request& req) {
   setup.from_child_src = out_proto[1];
   setup.out_src = out[1];
   setup.err_src = err[1];
+  setup.intr_src = intr[0];
   setup.stdio = req.stdio_transport;
   setup.parent = ::getpid();
   setup.envp = envp.data();
@@ -197,6 +203,7 @@ expected<spawned_process> spawn(const spawn_request& req) {
   close_fd(out_proto[1]);
   close_fd(out[1]);
   close_fd(err[1]);
+  close_fd(intr[0]);
   if (ec || pid <= 0) {
     cleanup();
     return make_error(errc::spawn_failed,
@@ -209,6 +216,7 @@ expected<spawned_process> spawn(const spawn_request& req) {
   p.from_child = out_proto[0];
   p.out = out[0];
   p.err = err[0];
+  p.interrupt = intr[1];
   p.pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
   if (p.pidfd < 0) {
     int e = errno;
@@ -219,7 +227,7 @@ expected<spawned_process> spawn(const spawn_request& req) {
     close_fds(p);
     return spawn_error("pidfd_open (Linux >= 5.3 required)", e);
   }
-  for (int fd : {p.to_child, p.from_child, p.out, p.err})
+  for (int fd : {p.to_child, p.from_child, p.out, p.err, p.interrupt})
     if (fd >= 0)
       set_nonblocking(fd);
   return p;

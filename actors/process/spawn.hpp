@@ -25,6 +25,7 @@ struct spawned_process {
   int from_child = -1;  ///< frames python -> host (child fd 4, or 1 with stdio transport)
   int out = -1;         ///< child stdout (-1 with stdio transport)
   int err = -1;         ///< child stderr
+  int interrupt = -1;   ///< interrupt records host -> python (child fd 5; -1 with stdio transport)
 };
 
 /// Starts a child with Boost.Process v1 plus the initializers that fix its defects measured on

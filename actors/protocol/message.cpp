@@ -61,27 +61,150 @@ std::variant<message, std::string> decode(std::string_view body, const limits& l
   return m;
 }
 
-std::string encode_code_request(std::uint64_t id, std::string_view op, std::string_view code,
-                                const vars& v, std::string_view file, int line) {
-  frame_builder fb;
+namespace {
+
+std::uint32_t extra_count(const request_extras& x) {
+  return (x.env != 0 ? 1u : 0u) + (x.capture ? 1u : 0u) + (x.bytes_as_bytearray ? 1u : 0u);
+}
+
+void pack_extras(msgpack::packer<detail::msgpack_writer>& pk, const request_extras& x) {
+  if (x.env != 0) {
+    pk.pack(std::string_view{"env"});
+    pk.pack(x.env);
+  }
+  if (x.capture) {
+    pk.pack(std::string_view{"capture"});
+    pk.pack(true);
+  }
+  if (x.bytes_as_bytearray) {
+    pk.pack(std::string_view{"bytes_as"});
+    pk.pack(std::string_view{"bytearray"});
+  }
+}
+
+void pack_vars(frame_builder& fb, const vars& v) {
   auto& pk = fb.packer();
-  pk.pack_array(4);
-  pk.pack(0);
-  pk.pack(id);
-  pk.pack(op);
-  pk.pack_map(4);
-  pk.pack(std::string_view{"code"});
-  pk.pack(code);
-  pk.pack(std::string_view{"vars"});
   pk.pack_map(static_cast<std::uint32_t>(v.size()));
   for (const auto& x : v) {
     pk.pack(std::string_view{x.name});
     fb.raw(x.value.bytes());
   }
+}
+
+void pack_header(msgpack::packer<detail::msgpack_writer>& pk, int kind, std::uint64_t id,
+                 std::string_view op) {
+  pk.pack_array(4);
+  pk.pack(kind);
+  pk.pack(id);
+  pk.pack(op);
+}
+
+} // namespace
+
+std::string encode_code_request(std::uint64_t id, std::string_view op, std::string_view code,
+                                const vars& v, std::string_view file, int line,
+                                const request_extras& x) {
+  frame_builder fb;
+  auto& pk = fb.packer();
+  pack_header(pk, 0, id, op);
+  // Key order is part of the golden frames (tests/data/golden): code, vars, file, line.
+  pk.pack_map(4 + extra_count(x));
+  pk.pack(std::string_view{"code"});
+  pk.pack(code);
+  pk.pack(std::string_view{"vars"});
+  pack_vars(fb, v);
   pk.pack(std::string_view{"file"});
   pk.pack(file);
   pk.pack(std::string_view{"line"});
   pk.pack(line);
+  pack_extras(pk, x);
+  return std::move(fb).finish();
+}
+
+std::string encode_call(std::uint64_t id, std::string_view name, const std::vector<arg>& args,
+                        const vars& kwargs, const request_extras& x) {
+  frame_builder fb;
+  auto& pk = fb.packer();
+  pack_header(pk, 0, id, "call");
+  pk.pack_map(3 + extra_count(x));
+  pk.pack(std::string_view{"name"});
+  pk.pack(name);
+  pk.pack(std::string_view{"args"});
+  pk.pack_array(static_cast<std::uint32_t>(args.size()));
+  for (const auto& a : args)
+    fb.raw(a.bytes());
+  pk.pack(std::string_view{"kwargs"});
+  pack_vars(fb, kwargs);
+  pack_extras(pk, x);
+  return std::move(fb).finish();
+}
+
+std::string encode_make_env(std::uint64_t id, std::uint64_t env, const std::vector<env_spec>& from,
+                            const vars& v) {
+  frame_builder fb;
+  auto& pk = fb.packer();
+  pack_header(pk, 0, id, "make_env");
+  pk.pack_map(3);
+  pk.pack(std::string_view{"env"});
+  pk.pack(env);
+  pk.pack(std::string_view{"from"});
+  pk.pack_array(static_cast<std::uint32_t>(from.size()));
+  for (const auto& f : from) {
+    pk.pack_map(3);
+    pk.pack(std::string_view{"env"});
+    pk.pack(f.env);
+    pk.pack(std::string_view{"only"});
+    if (f.only)
+      pk.pack(*f.only);
+    else
+      pk.pack_nil();
+    pk.pack(std::string_view{"except"});
+    if (f.except)
+      pk.pack(*f.except);
+    else
+      pk.pack_nil();
+  }
+  pk.pack(std::string_view{"vars"});
+  pack_vars(fb, v);
+  return std::move(fb).finish();
+}
+
+std::string encode_drop_env(std::uint64_t env) {
+  frame_builder fb;
+  auto& pk = fb.packer();
+  pack_header(pk, 2, 0, "drop_env");
+  pk.pack_map(1);
+  pk.pack(std::string_view{"env"});
+  pk.pack(env);
+  return std::move(fb).finish();
+}
+
+std::string encode_ok_response(std::uint64_t id, std::string_view op, const arg& v) {
+  frame_builder fb;
+  auto& pk = fb.packer();
+  pack_header(pk, 1, id, op);
+  pk.pack_map(1);
+  pk.pack(std::string_view{"ok"});
+  fb.raw(v.bytes());
+  return std::move(fb).finish();
+}
+
+std::string encode_error_response(std::uint64_t id, std::string_view op, std::string_view code,
+                                  std::string_view type, std::string_view message) {
+  frame_builder fb;
+  auto& pk = fb.packer();
+  pack_header(pk, 1, id, op);
+  pk.pack_map(1);
+  pk.pack(std::string_view{"error"});
+  pk.pack_map(4);
+  pk.pack(std::string_view{"code"});
+  pk.pack(code);
+  pk.pack(std::string_view{"type"});
+  pk.pack(type);
+  pk.pack(std::string_view{"message"});
+  pk.pack(message);
+  pk.pack(std::string_view{"traceback"});
+  pk.pack_array(0);
   return std::move(fb).finish();
 }
 
@@ -120,12 +243,19 @@ std::string encode_shutdown() {
   return std::move(fb).finish();
 }
 
-expected<value> parse_response(const message& m) {
-  if (auto ok = map_get(m.payload, "ok"))
-    return value{m.zone, *ok};
+reply parse_response(const message& m) {
+  reply r{make_error(errc::protocol_error, "response without 'ok' or 'error'")};
+  if (auto out = map_get(m.payload, "stdout"); out && out->type == msgpack::type::STR)
+    r.out.emplace(out->via.str.ptr, out->via.str.size);
+  if (auto er = map_get(m.payload, "stderr"); er && er->type == msgpack::type::STR)
+    r.err.emplace(er->via.str.ptr, er->via.str.size);
+  if (auto ok = map_get(m.payload, "ok")) {
+    r.result = value{m.zone, *ok, m.zone.get()};
+    return r;
+  }
   auto err = map_get(m.payload, "error");
   if (err == nullptr || err->type != msgpack::type::MAP)
-    return make_error(errc::protocol_error, "response without 'ok' or 'error'");
+    return r;
   error e;
   auto code = map_string(*err, "code", "python_exception");
   e.code = errc_from_string(code).value_or(errc::python_exception);
@@ -138,7 +268,8 @@ expected<value> parse_response(const message& m) {
         e.traceback.emplace_back(line.via.str.ptr, line.via.str.size);
     }
   }
-  return e;
+  r.result = std::move(e);
+  return r;
 }
 
 } // namespace pyvisor::protocol

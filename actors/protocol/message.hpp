@@ -4,7 +4,9 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <optional>
 #include <variant>
+#include <vector>
 
 #include <msgpack.hpp>
 
@@ -53,9 +55,42 @@ private:
   msgpack::packer<detail::msgpack_writer> pk_{w_};
 };
 
-/// `[0, id, op, {"code", "vars", "file", "line"}]` for the ops `init` and `eval`.
+/// Optional keys of eval/call payloads; each is sent only when set.
+struct request_extras {
+  std::uint64_t env = 0;            ///< run in this env (0 = throwaway copy of root)
+  bool capture = false;             ///< return stdout/stderr text with the reply
+  bool bytes_as_bytearray = false;  ///< host binaries arrive as bytearray
+};
+
+/// One `from` source of make_env.
+struct env_spec {
+  std::uint64_t env = 0;
+  std::optional<std::vector<std::string>> only;
+  std::optional<std::vector<std::string>> except;
+};
+
+/// A decoded response: the result plus the output captured for it, if asked for.
+struct reply {
+  expected<value> result;
+  std::optional<std::string> out;
+  std::optional<std::string> err;
+};
+
+/// `[0, id, op, {"code", "vars", "file", "line", extras...}]` for the ops `init` and `eval`.
 std::string encode_code_request(std::uint64_t id, std::string_view op, std::string_view code,
-                                const vars& v, std::string_view file, int line);
+                                const vars& v, std::string_view file, int line,
+                                const request_extras& x = {});
+
+/// `[0, id, "call", {"name", "args", "kwargs", extras...}]`.
+std::string encode_call(std::uint64_t id, std::string_view name, const std::vector<arg>& args,
+                        const vars& kwargs, const request_extras& x = {});
+
+/// `[0, id, "make_env", {"env", "from", "vars"}]`.
+std::string encode_make_env(std::uint64_t id, std::uint64_t env, const std::vector<env_spec>& from,
+                            const vars& v);
+
+/// `[2, 0, "drop_env", {"env"}]`.
+std::string encode_drop_env(std::uint64_t env);
 
 /// `[0, id, op, {}]`.
 std::string encode_empty_request(std::uint64_t id, std::string_view op);
@@ -66,8 +101,16 @@ std::string encode_cancel(std::uint64_t id);
 /// `[2, 0, "shutdown", {}]`.
 std::string encode_shutdown();
 
-/// Turns a response payload (`{"ok": v}` or `{"error": {...}}`) into a result.
-expected<value> parse_response(const message& m);
+/// `[1, id, op, {"ok": v}]`: the host's answer to a runner request (host_call).
+std::string encode_ok_response(std::uint64_t id, std::string_view op, const arg& v);
+
+/// `[1, id, op, {"error": {"code", "type", "message", "traceback": []}}]`.
+std::string encode_error_response(std::uint64_t id, std::string_view op, std::string_view code,
+                                  std::string_view type, std::string_view message);
+
+/// Turns a response payload (`{"ok": v}` or `{"error": {...}}`, plus "stdout"/"stderr" when
+/// captured) into a reply.
+reply parse_response(const message& m);
 
 /// Looks up a key of a msgpack map by string; nullptr when absent or not a map.
 const msgpack::object* map_get(const msgpack::object& map, std::string_view key) noexcept;

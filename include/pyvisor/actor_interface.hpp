@@ -7,6 +7,10 @@
 /// | request                                   | reply                                        |
 /// |-------------------------------------------|----------------------------------------------|
 /// | (eval_atom, eval_request)                 | pyvisor::value, or error                     |
+/// | (call_atom, call_request)                 | pyvisor::value, or error                     |
+/// | (make_env_atom, make_env_request)         | std::uint64_t env id, or error               |
+/// | (drop_env_atom, std::uint64_t env)        | nothing (fire and forget; idempotent)        |
+/// | (interrupt_atom)                          | std::size_t requests interrupted             |
 /// | (stop_atom)                               | bool true once the process is reaped         |
 /// | (wait_ready_atom)                         | bool true once ready, or the start error     |
 /// | (os_pid_atom)                             | int                                          |
@@ -21,6 +25,9 @@
 #include <caf/atom.hpp>
 #include <caf/error.hpp>
 
+#include <optional>
+#include <vector>
+
 #include "pyvisor/error.hpp"
 #include "pyvisor/interpreter_options.hpp"
 #include "pyvisor/interpreter_state.hpp"
@@ -34,15 +41,56 @@ using stop_atom = caf::atom_constant<caf::atom("py_stop")>;
 using wait_ready_atom = caf::atom_constant<caf::atom("py_ready")>;
 using os_pid_atom = caf::atom_constant<caf::atom("py_pid")>;
 using state_atom = caf::atom_constant<caf::atom("py_state")>;
+using call_atom = caf::atom_constant<caf::atom("py_call")>;
+using make_env_atom = caf::atom_constant<caf::atom("py_mkenv")>;
+using drop_env_atom = caf::atom_constant<caf::atom("py_dropenv")>;
+using interrupt_atom = caf::atom_constant<caf::atom("py_intr")>;
+
+/// Messages an actor exposed with runtime::expose_actor receives from Python:
+/// - (host_call_atom, std::string name, std::vector<value> args) from `await pyvisor.call(name,
+///   *args)`: reply with anything packable into a pyvisor::arg (a value, an int, a string...)
+///   wrapped as pyvisor::arg, or an error (Python gets pyvisor.HostError with its text);
+/// - (host_cast_atom, std::string name, std::vector<value> args) from `pyvisor.cast`: no reply;
+/// - (python_message_atom, value v) from `pyvisor.send(target, v)`, where target is the exposed
+///   name or a handle from runtime::handle_for.
+using host_call_atom = caf::atom_constant<caf::atom("py_hcall")>;
+using host_cast_atom = caf::atom_constant<caf::atom("py_hcast")>;
+using python_message_atom = caf::atom_constant<caf::atom("py_msg")>;
 
 /// The error category of pyvisor errors inside caf::error.
 constexpr caf::atom_value error_category = caf::atom("pyvisor");
 
-/// Payload of an eval request.
+/// Payload of an eval request. `env` 0 runs in a throwaway copy of root. `options.capture` is
+/// ignored here (blocking calls only).
 struct eval_request {
   std::string code;
   pyvisor::vars vars;
   eval_options options;
+  std::uint64_t env = 0;
+};
+
+/// Payload of a call request: the function at the dotted `name`, resolved in the env (or root)
+/// first, then by import.
+struct call_request {
+  std::string name;
+  std::vector<arg> args;
+  pyvisor::vars kwargs;
+  eval_options options;
+  std::uint64_t env = 0;
+};
+
+/// One source of a new environment; `only` and `except` are mutually exclusive.
+struct env_from {
+  std::uint64_t env = 0;
+  std::optional<std::vector<std::string>> only;
+  std::optional<std::vector<std::string>> except;
+};
+
+/// Payload of a make_env request. The new env is a shallow copy of root, then each source in
+/// order, then `vars`. Envs made through the actor interface live until drop_env.
+struct make_env_request {
+  pyvisor::vars vars;
+  std::vector<env_from> from;
 };
 
 /// Wraps a pyvisor::error into a caf::error (category "pyvisor", the errc as code, the whole
@@ -56,6 +104,10 @@ error to_error(const caf::error& e);
 } // namespace pyvisor
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(pyvisor::eval_request)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(pyvisor::call_request)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(pyvisor::make_env_request)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(pyvisor::value)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(pyvisor::arg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<pyvisor::value>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(pyvisor::error)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(pyvisor::interpreter_state)

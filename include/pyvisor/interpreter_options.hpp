@@ -7,6 +7,7 @@
 #include <utility>
 #include <vector>
 
+#include "pyvisor/host_function.hpp"
 #include "pyvisor/vars.hpp"
 
 namespace pyvisor {
@@ -32,6 +33,36 @@ struct init_script {
 struct stop_sequence {
   std::chrono::milliseconds graceful = 5000ms;
   std::chrono::milliseconds terminate = 2000ms;
+};
+
+/// What happens to a request that timed out (or was cancelled) but does not stop: async code
+/// is cancelled at its next await at once; synchronous code that does not yield gets SIGINT
+/// (a KeyboardInterrupt inside that request only) after `grace`; if it still has not
+/// answered `kill_after` later, the process is killed (and restarted when supervised).
+struct interrupt_policy {
+  std::chrono::milliseconds grace = 100ms;
+  std::chrono::milliseconds kill_after = 2000ms;  ///< 0 = never kill
+};
+
+/// Backpressure between host and Python (Snex's busy_limits, complete). Host -> Python: bytes
+/// waiting to be written to the pipe above `high_water` make the interpreter *busy*: it holds
+/// new requests until the backlog is below `low_water`. At most `max_inflight` requests are
+/// sent and unanswered; more wait in an admission queue of `max_queued` requests; past that,
+/// calls fail at once with `overloaded`. The runner applies the same watermarks to its side
+/// (it stops reading when its output backlog or its unfinished work is above them).
+/// `disabled = true` turns every limit off.
+struct busy_limits {
+  std::size_t high_water = std::size_t{8} << 20;
+  std::size_t low_water = std::size_t{4} << 20;
+  std::size_t max_inflight = 1024;
+  std::size_t max_queued = 10000;
+  bool disabled = false;
+};
+
+/// Text a request printed, returned when eval_options::capture points here.
+struct captured_output {
+  std::string out;  ///< what the request wrote to sys.stdout
+  std::string err;  ///< what it wrote to sys.stderr
 };
 
 /// Everything that configures one interpreter. Every field has a usable default.
@@ -73,6 +104,15 @@ struct interpreter_options {
   std::chrono::milliseconds default_timeout = 30s;
   /// How stop() and the runtime's destructor end the process.
   stop_sequence shutdown;
+  /// Escalation for requests that time out or are cancelled but keep running.
+  interrupt_policy interrupt;
+  /// Backpressure limits.
+  pyvisor::busy_limits busy_limits;
+  /// Host functions only this interpreter may call (they take precedence over the runtime's).
+  std::vector<std::pair<std::string, host_function>> functions;
+  /// Python 3.12+: eager task factory; older: drain ready callbacks in the same loop
+  /// iteration (bounded). Measured in bench/; see docs/protocol.md.
+  bool eager_tasks = true;
   /// Directory holding the runner package (`pyvisor/_runner.py`); empty = the built-in default
   /// (env PYVISOR_RUNNER_DIR, else the installed copy, else the source tree's `python/`).
   std::string runner_dir;
@@ -86,6 +126,12 @@ struct eval_options {
   /// File name and first line number shown in tracebacks.
   std::string file = "<pyvisor>";
   int line = 1;
+  /// When set, what the request prints to sys.stdout/sys.stderr is collected here (filled
+  /// before the call returns, on success and on error) instead of going to the log sink.
+  /// Blocking calls only.
+  captured_output* capture = nullptr;
+  /// Host binaries (bin) arrive in Python as bytearray instead of bytes.
+  bool bytes_as_bytearray = false;
 };
 
 } // namespace pyvisor

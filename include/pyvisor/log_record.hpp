@@ -22,13 +22,15 @@ struct log_record {
   int pid = 0;             ///< The interpreter's OS pid (0 before spawn).
   log_source source = log_source::runtime;
   std::string_view line;   ///< Without the trailing newline.
+  std::uint64_t request_id = 0;  ///< The request that printed it (print() in an eval); 0 if unknown.
 };
 
 /// Receives log lines. Called from pyvisor's I/O thread or an actor thread, never concurrently
 /// with itself; must not block for long.
 using log_sink = std::function<void(const log_record&)>;
 
-/// The default sink: writes "[label pid source] line" to the host's stderr.
+/// The default sink: writes "[label pid source] line" (with " #id" after the source when the
+/// line belongs to a request) to the host's stderr.
 void stderr_log_sink(const log_record& r);
 
 } // namespace pyvisor

@@ -4,13 +4,16 @@
 #include <memory>
 
 #include "pyvisor/expected.hpp"
+#include "pyvisor/host_function.hpp"
+#include "pyvisor/types.hpp"
 #include "pyvisor/interpreter.hpp"
 #include "pyvisor/interpreter_options.hpp"
 #include "pyvisor/log_record.hpp"
 
 namespace caf {
+class actor;
 class actor_system;
-}
+} // namespace caf
 
 namespace pyvisor {
 
@@ -40,6 +43,29 @@ public:
 
   /// The actor system (to spawn your own actors that talk to interpreters).
   caf::actor_system& system();
+
+  /// Lets every interpreter's Python code call `f` as `await pyvisor.call(name, *args)` (and
+  /// `pyvisor.cast`). `f` is either typed, `[](int a, std::string b) { ... }` (arguments are
+  /// converted, the result packed), or raw, taking a `const host_call&` and returning
+  /// `expected<arg>`. See host_function.hpp for threading. Replaces an earlier exposure.
+  template <class F>
+  void expose(std::string name, F f) {
+    expose_function(std::move(name), detail::make_host_function(std::move(f)));
+  }
+
+  /// expose() for an already-wrapped host_function.
+  void expose_function(std::string name, host_function f);
+
+  /// Routes `pyvisor.call(name, ...)`, `pyvisor.cast(name, ...)` and `pyvisor.send(name, v)`
+  /// to actor `a` (messages in actor_interface.hpp). Replaces an earlier exposure.
+  void expose_actor(std::string name, caf::actor a);
+
+  /// Removes a function or actor exposed under `name`.
+  void unexpose(const std::string& name);
+
+  /// An opaque handle for actor `a` that Python can hold and pass to `pyvisor.send(handle, v)`;
+  /// pass it into Python as a var.
+  host_handle handle_for(const caf::actor& a);
 
   struct impl;
 

@@ -24,8 +24,9 @@ public:
   /// nil (Python None).
   value();
 
-  /// Wraps `obj`, which must stay valid as long as `owner` lives.
-  value(std::shared_ptr<const void> owner, const msgpack::object& obj);
+  /// Wraps `obj`, which must stay valid as long as `owner` lives. When `obj` holds tuples or
+  /// sets, their expanded form is built in `zone` (which `owner` must keep alive as well).
+  value(std::shared_ptr<const void> owner, const msgpack::object& obj, msgpack::zone* zone = nullptr);
 
   /// The underlying msgpack object (valid while this value or a copy lives).
   const msgpack::object& object() const noexcept { return obj_; }
@@ -33,17 +34,22 @@ public:
   /// Whether this is nil / None.
   bool is_nil() const noexcept { return obj_.type == msgpack::type::NIL; }
 
-  /// Converts with msgpack-cxx; throws msgpack::type_error on a mismatch.
+  /// The same value with Python tuples, sets and frozensets expanded to msgpack arrays (at any
+  /// depth), which is what std containers convert from. Identical to object() when the value
+  /// holds none of them.
+  const msgpack::object& plain() const noexcept { return plain_; }
+
+  /// Converts with msgpack-cxx (from plain()); throws msgpack::type_error on a mismatch.
   template <class T>
   T as() const {
-    return obj_.as<T>();
+    return plain_.as<T>();
   }
 
   /// Converts with msgpack-cxx; a mismatch gives errc::type_mismatch instead of throwing.
   template <class T>
   expected<T> to() const noexcept {
     try {
-      return obj_.as<T>();
+      return plain_.as<T>();
     } catch (const std::exception& e) {
       return make_error(errc::type_mismatch, std::string("cannot convert ") + type_name() +
                                                  " value: " + e.what());
@@ -57,6 +63,7 @@ public:
 private:
   std::shared_ptr<const void> owner_;
   msgpack::object obj_;
+  msgpack::object plain_;
 };
 
 } // namespace pyvisor

@@ -14,14 +14,16 @@ What the C extension does not do by itself, and how it is covered here:
 import msgpack
 
 from ._scan import check, may_skip
-from ._typemap import bigint_from_payload, bigint_payload, in_native_int_range, to_base
+from ._typemap import HostHandle, bigint_from_payload, bigint_payload, encode_fallback, in_native_int_range, to_base
 from ._wire import (
     DecodeError,
     EncodeError,
     EXT_BIGINT,
     EXT_FROZENSET,
+    EXT_HOST_HANDLE,
     EXT_SET,
     EXT_TUPLE,
+    InvalidUtf8,
     MAX_DEPTH,
     MAX_ELEMENTS,
 )
@@ -30,6 +32,8 @@ __all__ = ["CCodec", "available"]
 
 _ExtType = msgpack.ExtType
 _unpackb = msgpack.unpackb
+# Exact types the packer packs by itself (strict_types=True).
+_NATIVE = frozenset((str, type(None), bool, float, list, dict, bytes, bytearray, memoryview))
 
 
 def available():
@@ -98,7 +102,7 @@ class CCodec(object):
     def _collection(self, code, items):
         return _ExtType(code, self._pack_raw(list(items)))
 
-    def _default(self, obj):
+    def _default(self, obj, fallback=True):
         t = type(obj)
         if t is tuple:
             return self._collection(EXT_TUPLE, obj)
@@ -107,8 +111,22 @@ class CCodec(object):
         if t is frozenset:
             return self._collection(EXT_FROZENSET, obj)
         if t is int:  # an exact int only gets here when it overflows 64 bits
+            if in_native_int_range(obj):  # only as an encoder's replacement
+                return obj
             return _ExtType(EXT_BIGINT, bigint_payload(obj))
-        base = to_base(obj)  # raises EncodeError for unmapped types
+        if t is HostHandle:
+            return _ExtType(EXT_HOST_HANDLE, obj.data)
+        if t in _NATIVE or t is _ExtType:  # only as an encoder's replacement
+            return obj
+        try:
+            base = to_base(obj)
+        except EncodeError:
+            if not fallback:
+                raise
+            # pyvisor.set_encoder(): the packer packs what ``default`` returns without
+            # calling it again, so the replacement is converted here (without the encoder);
+            # items inside it reach ``default`` (and the encoder) on their own.
+            return self._default(encode_fallback(obj), False)
         t = type(base)
         if t is int and not in_native_int_range(base):
             # returning the int would overflow again, and ``default`` is used once per object
@@ -140,6 +158,8 @@ class CCodec(object):
             return _unpackb(data, **self._limits(len(data)))
         except DecodeError:
             raise
+        except UnicodeDecodeError as e:
+            raise InvalidUtf8(e)
         except Exception as e:  # msgpack's own errors, UnicodeDecodeError, unhashable keys
             raise DecodeError("%s: %s" % (type(e).__name__, e))
 
@@ -149,6 +169,8 @@ class CCodec(object):
             if not data:
                 raise DecodeError("empty bigint ext")
             return bigint_from_payload(data)
+        if code == EXT_HOST_HANDLE:
+            return HostHandle(data)
         if code == EXT_TUPLE or code == EXT_SET or code == EXT_FROZENSET:
             items = _unpackb(data, **self._limits(len(data)))
             if type(items) is not list:

@@ -9,11 +9,11 @@ accept/reject decisions.
 
 import os
 
-from . import _pure
-from ._typemap import to_base, type_name
-from ._wire import EncodeError, MAX_DEPTH, MAX_ELEMENTS
+from . import _pure, _typemap
+from ._typemap import HostHandle, to_base, type_name
+from ._wire import DecodeError, EncodeError, MAX_DEPTH, MAX_ELEMENTS
 
-__all__ = ["PureCodec", "select", "describe_unencodable", "CODEC_CHOICES"]
+__all__ = ["PureCodec", "select", "describe_unencodable", "decode_header", "CODEC_CHOICES"]
 
 CODEC_CHOICES = ("auto", "c", "python")
 
@@ -79,10 +79,10 @@ def describe_unencodable(value, root="result", used_depth=2, max_depth=MAX_DEPTH
     return found or "cannot serialize %s" % root
 
 
-def _find(obj, path, budget, max_depth, max_elements):
+def _find(obj, path, budget, max_depth, max_elements, fallback=True):
     # Mirrors the encoders' rules; returns a message for the first offending value or None.
     t = type(obj)
-    if obj is None or t is int or t is bool or t is float or t is bytes or t is bytearray:
+    if obj is None or t is int or t is bool or t is float or t is bytes or t is bytearray or t is HostHandle:
         return None
     if t is str:
         try:
@@ -116,7 +116,17 @@ def _find(obj, path, budget, max_depth, max_elements):
     try:
         base = to_base(obj)
     except EncodeError:
-        return "cannot serialize '%s' at %s" % (type_name(t), path)
+        if not fallback or _typemap.encoder is None:
+            return "cannot serialize '%s' at %s" % (type_name(t), path)
+        # pyvisor.set_encoder(): same rules as the encoders (replacement not re-encoded)
+        try:
+            replacement = _typemap.encode_fallback(obj)
+        except EncodeError:
+            return "cannot serialize '%s' at %s" % (type_name(t), path)
+        found = _find(replacement, path, budget, max_depth, max_elements, False)
+        if found and type(replacement) is not t:
+            found = "%s (the encoder's replacement for '%s')" % (found, type_name(t))
+        return found
     if type(base) is tuple and t.__module__.startswith("msgpack"):
         # msgpack.ExtType: packed raw by both codecs, rejected unless it is a valid ext of ours
         try:
@@ -136,3 +146,38 @@ def _key_text(key):
         return repr(key)
     except Exception:
         return "<%s>" % type_name(type(key))
+
+
+# --------------------------------------------------------------------------- bad UTF-8
+
+
+def decode_header(data):
+    """``(kind, id, op)`` of a frame body that failed to decode only because of bad UTF-8.
+
+    Reads just the first three elements of ``[kind, id, op, payload]``; ``op`` is decoded
+    with ``backslashreplace`` (so it can be echoed in a reply).  Raises DecodeError when
+    the header itself is malformed.
+    """
+    if not data or data[0] != 0x94:
+        raise DecodeError("frame body is not an array [kind, id, op, payload]")
+    end = len(data)
+    try:
+        kind, pos = _pure._unpack(data, 1, end, 1, 4)
+        request_id, pos = _pure._unpack(data, pos, end, 1, 4)
+        b = data[pos]
+        if 0xA0 <= b <= 0xBF:
+            n, pos = b & 0x1F, pos + 1
+        elif b in (0xD9, 0xDA, 0xDB):
+            n, pos = _pure._length(data, pos, end, b)
+        else:
+            raise DecodeError("malformed frame header (kind, id, op types)")
+    except DecodeError:
+        raise
+    except Exception as e:
+        raise DecodeError("malformed frame header: %s: %s" % (type(e).__name__, e))
+    if pos + n > end:
+        raise DecodeError("truncated op")
+    op = data[pos : pos + n].decode("utf-8", "backslashreplace")
+    if type(kind) is not int or type(request_id) is not int:
+        raise DecodeError("malformed frame header (kind, id, op types)")
+    return kind, request_id, op

@@ -14,6 +14,7 @@ __all__ = [
     "error_payload",
     "exception_payload",
     "cancelled_payload",
+    "interrupted_payload",
     "protocol_error_payload",
     "unserializable_payload",
     "shrink",
@@ -61,6 +62,19 @@ def cancelled_payload(request_id):
     return error_payload("cancelled", "CancelledError", "request %d was cancelled" % request_id)
 
 
+def interrupted_payload(request_id, exc=None, user_code=None):
+    """``cancelled`` for synchronous code stopped by an interrupt (SIGINT + fd record).
+
+    ``exc``: the KeyboardInterrupt when it escaped the code; its traceback shows where the
+    code was when it was stopped.  None when the code caught it and ended by itself.
+    """
+    if isinstance(exc, KeyboardInterrupt):
+        payload = exception_payload("cancelled", exc, user_code)
+        payload["error"]["message"] = "request %d was interrupted" % request_id
+        return payload
+    return error_payload("cancelled", "KeyboardInterrupt", "request %d was interrupted" % request_id)
+
+
 def protocol_error_payload(message):
     return error_payload("protocol_error", "ProtocolError", message)
 
@@ -98,8 +112,10 @@ def _user_frames(tb, user_code):
 
 
 def _is_internal(filename):
+    if filename.startswith("<frozen importlib"):
+        return True  # a call's module import
     directory = os.path.dirname(filename)
-    return directory == _RUNNER_DIR or os.path.basename(directory) == "asyncio"
+    return directory == _RUNNER_DIR or os.path.basename(directory) in ("asyncio", "importlib")
 
 
 def _clean(text, limit):

@@ -14,15 +14,17 @@ import sys
 from array import array
 
 from ._scan import check as _scan_check
-from ._typemap import bigint_from_payload, bigint_payload, to_base
+from ._typemap import HostHandle, bigint_from_payload, bigint_payload, encode_fallback, to_base
 from ._wire import (
     DecodeError,
     EncodeError,
     EXT_BIGINT,
     EXT_FROZENSET,
+    EXT_HOST_HANDLE,
     EXT_SET,
     EXT_TUPLE,
     INT_MIN,
+    InvalidUtf8,
     MAX_DEPTH,
     MAX_ELEMENTS,
     UINT_MAX,
@@ -240,7 +242,15 @@ def _pack_collection(code, items, out, budget, max_elements):
     _pack_ext(code, payload, out)
 
 
-def _pack_other(obj, t, out, budget, max_elements):
+# Exact types _pack() handles itself, without _pack_other().
+_NATIVE = frozenset((str, int, type(None), bool, float, list, dict, bytes, bytearray, tuple, set, frozenset,
+                     memoryview))
+
+
+def _pack_other(obj, t, out, budget, max_elements, fallback=True):
+    if t is HostHandle:
+        _pack_ext(EXT_HOST_HANDLE, obj.data, out)
+        return
     # msgpack.ExtType / msgpack.Timestamp are packed natively by the C extension; do the
     # same here (then validate) so that both codecs agree even on these.
     msgpack = sys.modules.get("msgpack")
@@ -251,7 +261,21 @@ def _pack_other(obj, t, out, budget, max_elements):
             return
         if t is getattr(msgpack, "Timestamp", None):
             raise EncodeError("ext type -1 (Timestamp) is not allowed")
-    _pack(to_base(obj), out, budget, max_elements)
+    try:
+        base = to_base(obj)
+    except EncodeError:
+        if not fallback:
+            raise
+        # pyvisor.set_encoder(): the replacement is not passed to the encoder again, its
+        # items are (exactly what the C extension's ``default`` does).
+        replacement = encode_fallback(obj)
+        rt = type(replacement)
+        if rt in _NATIVE:
+            _pack(replacement, out, budget, max_elements)
+        else:
+            _pack_other(replacement, rt, out, budget, max_elements, False)
+        return
+    _pack(base, out, budget, max_elements)
 
 
 def _check_raw_ext(code, data, budget, max_elements):
@@ -259,6 +283,8 @@ def _check_raw_ext(code, data, budget, max_elements):
     if code == EXT_BIGINT:
         if not data:
             raise EncodeError("empty bigint ext")
+        return
+    if code == EXT_HOST_HANDLE:
         return
     if code not in (EXT_TUPLE, EXT_SET, EXT_FROZENSET):
         raise EncodeError("ext type %d is not allowed" % code)
@@ -279,8 +305,10 @@ def unpackb(data, max_depth=MAX_DEPTH, max_elements=MAX_ELEMENTS):
         obj, pos = _unpack(data, 0, len(data), max_depth, max_elements)
     except DecodeError:
         raise
+    except UnicodeDecodeError as e:
+        raise InvalidUtf8(e)
     except (ValueError, TypeError, IndexError, struct.error, OverflowError) as e:
-        # invalid UTF-8 (UnicodeDecodeError is a ValueError), unhashable map key / set item
+        # unhashable map key / set item and the like
         raise DecodeError("%s: %s" % (type(e).__name__, e))
     if pos != len(data):
         raise DecodeError("trailing bytes at offset %d" % pos)
@@ -447,6 +475,8 @@ def _unpack_ext(data, pos, end, b, budget, max_elements):
         if n == 0:
             raise DecodeError("empty bigint ext at offset %d" % pos)
         return bigint_from_payload(data[p:q]), q
+    if code == EXT_HOST_HANDLE:
+        return HostHandle(data[p:q]), q
     if code != EXT_TUPLE and code != EXT_SET and code != EXT_FROZENSET:
         raise DecodeError("unknown ext type %d at offset %d" % (code, pos))
     if p >= q:

@@ -11,8 +11,8 @@ enforces inline, so both codecs accept and reject the same inputs:
   tuple/set/frozenset ext (its payload array *is* that level); empty containers count;
 * a declared element count must be <= max_elements and must fit in the bytes left in the
   enclosing frame or ext payload (an array element needs >= 1 byte, a map entry >= 2);
-* ext types are 1..4 only; ext 1..3 carry exactly one array filling the whole payload;
-  ext 4 (bigint) has a non-empty payload.
+* ext types are 1..5 only; ext 1..3 carry exactly one array filling the whole payload;
+  ext 4 (bigint) has a non-empty payload; ext 5 (host handle) any payload.
 
 UTF-8 validity and hashability of map keys / set items are left to the decoders, which
 both fail on them the same way.
@@ -24,6 +24,7 @@ from ._wire import (
     DecodeError,
     EXT_BIGINT,
     EXT_FROZENSET,
+    EXT_HOST_HANDLE,
     EXT_SET,
     EXT_TUPLE,
     MAX_DEPTH,
@@ -198,6 +199,10 @@ def check(data, max_depth=MAX_DEPTH, max_elements=MAX_ELEMENTS):
                 if code == EXT_BIGINT:
                     if length == 0:
                         raise DecodeError("empty bigint ext at offset %d" % pos)
+                    pos = q
+                    left -= 1
+                    continue
+                if code == EXT_HOST_HANDLE:
                     pos = q
                     left -= 1
                     continue

@@ -7,7 +7,96 @@ names in messages) is made here, once.
 
 from ._wire import EncodeError, INT_MIN, UINT_MAX
 
-__all__ = ["to_base", "bigint_payload", "bigint_from_payload", "type_name", "in_native_int_range"]
+__all__ = [
+    "to_base",
+    "bigint_payload",
+    "bigint_from_payload",
+    "type_name",
+    "in_native_int_range",
+    "HostHandle",
+    "set_encoder",
+    "encode_fallback",
+]
+
+
+class HostHandle(object):
+    """An opaque value of the host (msgpack ext 5).
+
+    Arrives in Python as a HostHandle and goes back to the host as the identical ext 5.
+    Immutable; equal (and hashing equal) exactly when the payload bytes are equal.
+    ``data`` is the payload.
+    """
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data):
+        object.__setattr__(self, "_data", bytes(data))
+
+    @property
+    def data(self):
+        """The payload bytes."""
+        return self._data
+
+    def __setattr__(self, name, value):
+        raise AttributeError("pyvisor.HostHandle is immutable")
+
+    def __delattr__(self, name):
+        raise AttributeError("pyvisor.HostHandle is immutable")
+
+    def __eq__(self, other):
+        if type(other) is HostHandle:
+            return self._data == other._data
+        return NotImplemented
+
+    def __ne__(self, other):
+        if type(other) is HostHandle:
+            return self._data != other._data
+        return NotImplemented
+
+    def __hash__(self):
+        return hash((HostHandle, self._data))
+
+    def __repr__(self):
+        return "<pyvisor.HostHandle (%d bytes)>" % len(self._data)
+
+    def __reduce__(self):
+        return (HostHandle, (self._data,))
+
+    def __init_subclass__(cls, **kwargs):
+        # The codecs recognise the exact type only (like every other mapped type).
+        raise TypeError("pyvisor.HostHandle cannot be subclassed")
+
+
+HostHandle.__module__ = "pyvisor"  # its public home; type names and pickles say pyvisor.HostHandle
+
+# The fallback installed with set_encoder(), or None.  Read by both codecs and by the
+# failure-path walker (_codec.describe_unencodable), only for values they cannot map.
+encoder = None
+
+
+def set_encoder(fn):
+    """Install ``fn`` as the fallback for values the codec cannot encode (None removes it).
+
+    ``fn(obj)`` returns an encodable replacement (e.g. ``obj.isoformat()``); the replacement
+    itself is not passed to ``fn`` again, but values inside it (list items, dict values...)
+    are.  When ``fn`` raises, or returns something that cannot be encoded, ``obj`` stays
+    unserializable.  Applies to every value this interpreter sends from now on.
+    """
+    global encoder
+    if fn is not None and not callable(fn):
+        raise TypeError("set_encoder() needs a callable or None, not %s" % type_name(type(fn)))
+    encoder = fn
+
+
+def encode_fallback(obj):
+    """The encoder's replacement for ``obj``; EncodeError when there is none."""
+    fn = encoder
+    if fn is None:
+        raise EncodeError("cannot serialize %r" % type_name(type(obj)))
+    try:
+        return fn(obj)
+    except Exception as e:
+        raise EncodeError("cannot serialize %r (the encoder raised %s)" % (type_name(type(obj)), type(e).__name__))
 
 
 def in_native_int_range(n):

@@ -12,6 +12,7 @@ __all__ = [
     "EXT_SET",
     "EXT_FROZENSET",
     "EXT_BIGINT",
+    "EXT_HOST_HANDLE",
     "MAX_DEPTH",
     "MAX_ELEMENTS",
     "DEFAULT_MAX_FRAME_BYTES",
@@ -20,6 +21,7 @@ __all__ = [
     "ProtocolViolation",
     "FrameTooLarge",
     "DecodeError",
+    "InvalidUtf8",
     "EncodeError",
 ]
 
@@ -35,6 +37,7 @@ EXT_TUPLE = 1
 EXT_SET = 2
 EXT_FROZENSET = 3
 EXT_BIGINT = 4
+EXT_HOST_HANDLE = 5  # opaque host value: any payload, given back byte for byte
 
 # Limits checked before anything is allocated.  The body array itself is depth 1; a
 # tuple/set/frozenset counts as one level (its ext payload array *is* that level).
@@ -57,6 +60,18 @@ class FrameTooLarge(ProtocolViolation):
 
 class DecodeError(ProtocolViolation):
     """A frame body that is not exactly one well-formed msgpack value within the limits."""
+
+
+class InvalidUtf8(DecodeError):
+    """A str that is not valid UTF-8, in an otherwise decodable body.
+
+    Not fatal for the runner: the request it came in fails with ``invalid_argument``.
+    ``error`` is the UnicodeDecodeError.
+    """
+
+    def __init__(self, error):
+        DecodeError.__init__(self, "%s: %s" % (type(error).__name__, error))
+        self.error = error
 
 
 class EncodeError(Exception):

@@ -237,6 +237,10 @@ VALUES = [
     ("v_bigint_2p120_fixext16", _h("d8 04 01") + bytes(15)),
     ("v_bigint_2p200", _h("c7 1a 04 01") + bytes(25)),
     ("v_bigint_m2p200", _h("c7 1a 04 ff") + bytes(25)),
+    # ext 5: an opaque host handle, given back byte for byte
+    ("v_host_handle_empty", _h("c7 00 05")),
+    ("v_host_handle_fixext8", _h("d7 05 0102030405060708")),
+    ("v_host_handle_ext8", _h("c7 03 05 00ff7f")),
     # valid input the runner never produces
     ("noncanon_float32_1p5", _h("ca 3fc00000")),
     ("noncanon_float32_neg_inf", _h("ca ff800000")),
@@ -255,7 +259,7 @@ VALUES = [
 ]
 
 
-def protocol_frames(packb):
+def protocol_frames(packb, HostHandle):
     """(name, body) of real protocol frames, encoded with ``packb`` (the runner's codec)."""
     traceback = [
         "Traceback (most recent call last):\n",
@@ -284,10 +288,29 @@ def protocol_frames(packb):
         ("proto_cancelled_response", [1, 5, "eval", {"error": {"code": "cancelled", "type": "CancelledError",
                                                                "message": "request 5 was cancelled",
                                                                "traceback": []}}]),
-        ("proto_stats_response", [1, 4, "stats", {"ok": {"requests": 4, "cache_size": 2, "tasks": 0}}]),
+        ("proto_stats_response", [1, 4, "stats", {"ok": {"requests": 4, "cache_size": 2, "tasks": 0,
+                                                          "envs": 1}}]),
         ("proto_cancel", [2, 0, "cancel", {"id": 5}]),
         ("proto_cancel_max_id", [2, 0, "cancel", {"id": 2 ** 64 - 1}]),
         ("proto_shutdown", [2, 0, "shutdown", {}]),
+        # issue 3: environments, calls, output, host handles
+        ("proto_make_env_request", [0, 6, "make_env", {
+            "env": 3,
+            "from": [{"env": 1, "only": ["x", "y"], "except": None}, {"env": 2, "only": None, "except": ["z"]}],
+            "vars": {"w": 1}}]),
+        ("proto_make_env_request_no_sources", [0, 7, "make_env", {"env": 1, "from": [], "vars": {}}]),
+        ("proto_make_env_error_response", [1, 6, "make_env", {"error": {
+            "code": "env_key_not_found", "type": "KeyError", "message": "key 'y' not found in env 1",
+            "traceback": []}}]),
+        ("proto_drop_env", [2, 0, "drop_env", {"env": 3}]),
+        ("proto_call_request", [0, 8, "call", {"env": 3, "name": "math.hypot", "args": [3, 4.5],
+                                               "kwargs": {"k": HostHandle(b"\x00\x2a")}}]),
+        ("proto_call_request_no_env", [0, 9, "call", {"env": None, "name": "f", "args": [], "kwargs": {}}]),
+        ("proto_captured_response", [1, 8, "call", {"ok": 5.0, "stdout": "hi\n", "stderr": ""}]),
+        ("proto_log", [2, 0, "log", {"stream": "stdout", "id": 8, "line": "h\u00e9llo"}]),
+        ("proto_log_no_request", [2, 0, "log", {"stream": "stderr", "id": 0, "line": ""}]),
+        ("proto_host_handle_response", [1, 9, "call", {"ok": [HostHandle(b"\x01\x02\x03\x04"),
+                                                              (HostHandle(b""),)]}]),
     ]
     return [(name, packb(body)) for name, body in frames]
 
@@ -296,11 +319,11 @@ def all_frames():
     """[(name, body bytes)] of every golden frame, in manifest order."""
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), "python"))
     try:
-        from pyvisor import _pure
+        from pyvisor import HostHandle, _pure
     finally:
         sys.path.pop(0)
     frames = [(name, _GOLDEN_PREFIX + value) for name, value in VALUES]
-    frames += protocol_frames(_pure.packb)
+    frames += protocol_frames(_pure.packb, HostHandle)
     return frames
 
 

@@ -88,7 +88,7 @@ class RunnerProcess(object):
     Use as a context manager: the process is always killed if still running and reaped.
     """
 
-    def __init__(self, args=(), transport="fds", python=None, env=None, flags=("-I",)):
+    def __init__(self, args=(), transport="fds", python=None, env=None, flags=("-I",), interrupt=True):
         self.python = python or sys.executable
         self.transport = transport
         self.codec = PureCodec()
@@ -102,6 +102,7 @@ class RunnerProcess(object):
         from_r, from_w = _pipe()  # runner -> host
         err_r, err_w = _pipe()
         out_r = out_w = None
+        intr_r = intr_w = None
         actions = []
         argv = [self.python] + list(flags) + ["-c", BOOT, RUNNER_DIR] + list(args)
         if transport == "fds":
@@ -113,6 +114,11 @@ class RunnerProcess(object):
                 (os.POSIX_SPAWN_DUP2, out_w, 1),
                 (os.POSIX_SPAWN_DUP2, err_w, 2),
             ]
+            if interrupt:
+                # the host's interrupt pipe: child fd 5 (docs/protocol.md, "Child fd 5")
+                intr_r, intr_w = _pipe()
+                actions.append((os.POSIX_SPAWN_DUP2, intr_r, 5))
+                argv += ["--interrupt-fd", "5"]
         else:
             argv += ["--transport", "stdio"]
             actions += [
@@ -125,12 +131,12 @@ class RunnerProcess(object):
         try:
             self.pid = os.posix_spawn(self.python, argv, dict(os.environ if env is None else env), file_actions=actions)
         except BaseException:
-            for fd in (to_w, from_r, err_r, out_r):
+            for fd in (to_w, from_r, err_r, out_r, intr_w):
                 if fd is not None:
                     os.close(fd)
             raise
         finally:
-            for fd in (to_r, from_w, err_w, out_w):
+            for fd in (to_r, from_w, err_w, out_w, intr_r):
                 if fd is not None:
                     os.close(fd)
         # A pidfd becomes readable when the process exits (Linux 5.3+, Python 3.9+): wait()
@@ -145,6 +151,7 @@ class RunnerProcess(object):
         self.from_runner = from_r
         self.err_fd = err_r
         self.out_fd = out_r
+        self.interrupt_fd = intr_w
         for fd in (from_r, err_r, out_r):
             if fd is not None:
                 os.set_blocking(fd, False)
@@ -166,7 +173,7 @@ class RunnerProcess(object):
                 pass
             _, status = os.waitpid(self.pid, 0)
             self.returncode = _decode_status(status)
-        for name in ("to_runner", "from_runner", "err_fd", "out_fd", "_pidfd"):
+        for name in ("to_runner", "from_runner", "err_fd", "out_fd", "interrupt_fd", "_pidfd"):
             fd = getattr(self, name)
             if fd is not None:
                 os.close(fd)
@@ -192,6 +199,12 @@ class RunnerProcess(object):
 
     def notify(self, op, payload):
         self.send(2, 0, op, payload)
+
+    def interrupt(self, *ids):
+        """What the host does to interrupt requests: their ids on fd 5, then SIGINT."""
+        if ids:
+            os.write(self.interrupt_fd, b"".join(i.to_bytes(8, "big") for i in ids))
+        os.kill(self.pid, signal.SIGINT)
 
     def close_input(self):
         os.close(self.to_runner)
@@ -238,6 +251,25 @@ class RunnerProcess(object):
                     raise EOFError("runner closed its output; stderr: %r" % self.stderr[-2000:])
         return self._frames.pop(0)
 
+    def logs(self, request_id=None):
+        """``(stream, id, line)`` of every ``log`` notification received so far (kept)."""
+        return [(f[3]["stream"], f[3]["id"], f[3]["line"]) for f in self._frames
+                if f[0] == 2 and f[2] == "log" and (request_id is None or f[3]["id"] == request_id)]
+
+    def wait_log(self, line, request_id=None, timeout=10.0):
+        """Wait for a ``log`` notification of exactly ``line`` (of ``request_id`` if given);
+        return (stream, id, line)."""
+        deadline = time.monotonic() + timeout * TIME_SCALE
+        while True:
+            for entry in self.logs(request_id):
+                if entry[2] == line:
+                    return entry
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("no log line %r; stderr: %r" % (line, self.stderr[-2000:]))
+            if not self._pump(remaining):
+                raise EOFError("runner closed its output; stderr: %r" % self.stderr[-2000:])
+
     def response(self, request_id, timeout=10.0):
         """Payload of the response to ``request_id`` (other frames are kept for later)."""
         deadline = time.monotonic() + timeout * TIME_SCALE
@@ -255,9 +287,26 @@ class RunnerProcess(object):
     def call(self, op, payload, timeout=10.0):
         return self.response(self.request(op, payload), timeout)
 
-    def eval(self, code, variables=None, file="<pyvisor>", line=1, op="eval", timeout=10.0):
+    def eval(self, code, variables=None, file="<pyvisor>", line=1, op="eval", timeout=10.0, **options):
+        """Eval (or init) ``code``; ``options`` are extra payload keys (env, capture, ...)."""
         payload = {"code": code, "vars": variables or {}, "file": file, "line": line}
+        payload.update(options)
         return self.call(op, payload, timeout)
+
+    def start_eval(self, code, variables=None, **options):
+        """Send an eval without waiting; return its request id."""
+        payload = {"code": code, "vars": variables or {}, "file": "<pyvisor>", "line": 1}
+        payload.update(options)
+        return self.request("eval", payload)
+
+    def call_function(self, name, *args, **kwargs):
+        """A ``call`` request; ``kwargs`` go to the function, except ``_options`` (a dict of
+        extra payload keys) and ``_timeout``."""
+        options = kwargs.pop("_options", {})
+        timeout = kwargs.pop("_timeout", 10.0)
+        payload = {"env": options.pop("env", None), "name": name, "args": list(args), "kwargs": kwargs}
+        payload.update(options)
+        return self.call("call", payload, timeout)
 
     def read_until(self, predicate, timeout=10.0):
         """Pump output until ``predicate(self)`` holds (e.g. some stderr text arrived)."""

@@ -8,6 +8,7 @@ import struct
 import unittest
 
 from tests.python import support  # first: it puts python/ on sys.path
+import pyvisor
 from pyvisor import _codec, _pure
 from pyvisor._wire import DecodeError, EncodeError, MAX_DEPTH
 
@@ -62,7 +63,9 @@ def edge_values():
               ("t" * 300,), ((1, 2), (3, (4,))), tuple(range(70000))]
     sets = [set(), {1}, {1, 2, 3}, frozenset(), frozenset(["a", "b"]), {(1, 2), None}]
     misc = [None, True, False, [None, True, [False, {"k": [1.5, (2,)]}]]]
-    return ints + floats + strs + bins + lists + dicts + tuples + sets + misc
+    handles = [pyvisor.HostHandle(b""), pyvisor.HostHandle(b"\x01"), pyvisor.HostHandle(bytes(16)),
+               pyvisor.HostHandle(bytes(300)), {pyvisor.HostHandle(b"k"): (pyvisor.HostHandle(b"v"),)}]
+    return handles + ints + floats + strs + bins + lists + dicts + tuples + sets + misc
 
 
 def random_value(rng, depth=0):
@@ -109,7 +112,7 @@ def random_hashable(rng):
 def normalized(value):
     """What a decode of ``value``'s encoding gives back: base types, bytes for bin."""
     t = type(value)
-    if isinstance(value, bool) or value is None:
+    if isinstance(value, bool) or value is None or t is pyvisor.HostHandle:
         return value
     if isinstance(value, int):
         return int(value)
@@ -205,7 +208,7 @@ class PureCodecTest(support.TimedTestCase):
                 PURE.packb(value)
 
     def test_decode_errors(self):
-        for data in ("c1", "a1ff", "92 01", "9101 02", "81 91 01 02", "d4 05 00", "d4 ff 00", "c7 00 04",
+        for data in ("c1", "a1ff", "92 01", "9101 02", "81 91 01 02", "d4 06 00", "d4 ff 00", "c7 00 04",
                      "c7 01 01 01", "d5 01 9201", "d6 02 91 91 01 01", ""):
             with self.assertRaises(DecodeError, msg=data):
                 PURE.unpackb(bytes.fromhex(data))
@@ -246,7 +249,7 @@ class ParityTest(support.TimedTestCase):
                   _Float(0.5), collections.OrderedDict(a=(1, {2})), _Point(1, (2, 3)), _List([_List()]),
                   _Bytes(b"x"), bytearray(b"y"), memoryview(struct.pack("<2i", 1, 2)).cast("i"),
                   memoryview(b"abcdef")[::2], "\ud800", [1, "ok", "\udcff"], object(), [1, {"k": math}],
-                  msgpack.ExtType(1, b"\x92\x01\x02"), msgpack.ExtType(4, b"\x05"), msgpack.ExtType(5, b""),
+                  msgpack.ExtType(1, b"\x92\x01\x02"), msgpack.ExtType(4, b"\x05"), msgpack.ExtType(5, b""), msgpack.ExtType(6, b""),
                   msgpack.ExtType(1, b"\x01"), msgpack.ExtType(4, b""), msgpack.Timestamp(1, 0)]
         for value in values:
             self.assert_parity(value)

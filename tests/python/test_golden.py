@@ -8,7 +8,7 @@ import os
 import unittest
 
 from tests.python import support  # first: it puts python/ on sys.path
-from pyvisor import _codec
+from pyvisor import HostHandle, _codec
 from pyvisor._framing import FrameSplitter
 from pyvisor._typemap import bigint_payload, in_native_int_range
 
@@ -54,6 +54,8 @@ def render_value(value, codec):
         return json.dumps(value, ensure_ascii=True)
     if t is bytes:
         return "b:" + value.hex()
+    if t is HostHandle:
+        return "ext(5,%s)" % value.data.hex()
     if t is list:
         return "[" + ",".join(render_value(v, codec) for v in value) + "]"
     if t is dict:

@@ -151,7 +151,7 @@ class DecodeLimitsTest(support.TimedTestCase):
             "trailing bytes": PREFIX + b"\x01\x02",
             "invalid utf-8": PREFIX + b"\xa2\xc3\x28",
             "surrogate in utf-8": PREFIX + b"\xa3\xed\xa0\x80",
-            "unknown ext": PREFIX + bytes.fromhex("d4 05 00"),
+            "unknown ext": PREFIX + bytes.fromhex("d4 06 00"),
             "timestamp ext -1": PREFIX + bytes.fromhex("d6 ff 00000001"),
             "empty bigint": PREFIX + bytes.fromhex("c7 00 04"),
             "tuple payload not an array": PREFIX + bytes.fromhex("d4 01 01"),

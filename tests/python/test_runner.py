@@ -272,12 +272,18 @@ class AsyncEvalTest(RunnerTestCase):
 
 
 class OutputTest(RunnerTestCase):
-    def test_print_reaches_stdout_promptly(self):
+    def test_print_becomes_log_notifications(self):
         runner, _ = self.start()
-        self.assertIsNone(ok(runner.eval("print('hello from user code')")))
-        runner.read_until(lambda r: b"hello from user code\n" in r.stdout)
-        self.assertIsNone(ok(runner.eval("import sys\nprint('to stderr', file=sys.stderr)")))
-        runner.read_until(lambda r: b"to stderr\n" in r.stderr)
+        rid = runner.start_eval("import os, sys\n"
+                                "print('hello from user code')\n"
+                                "print('to stderr', file=sys.stderr)\n"
+                                "os.write(1, b'raw fd 1\\n')\n"
+                                "os.write(2, b'raw fd 2\\n')")
+        self.assertIsNone(ok(runner.response(rid)))
+        self.assertEqual(runner.logs(rid), [("stdout", rid, "hello from user code"), ("stderr", rid, "to stderr")])
+        # output that bypasses sys.stdout/sys.stderr still reaches the real fds
+        runner.read_until(lambda r: b"raw fd 1\n" in r.stdout and b"raw fd 2\n" in r.stderr)
+        self.assertNotIn(b"hello", runner.stdout + runner.stderr)
 
     def test_stdio_transport(self):
         runner, ready = self.start(transport="stdio")
@@ -290,9 +296,11 @@ class OutputTest(RunnerTestCase):
                 "    input()\n"
                 "except EOFError:\n"
                 "    eof = True\n"
-                "return eof")
-        self.assertEqual(ok(runner.eval(code)), True)
-        runner.read_until(lambda r: all(s in r.stderr for s in (b"printed line\n", b"raw fd 1 write\n", b"from a child\n")))
+                "return eof, sys.stdout.fileno()")
+        rid = runner.start_eval(code)
+        self.assertEqual(ok(runner.response(rid)), (True, 1))
+        self.assertEqual(runner.logs(rid), [("stdout", rid, "printed line")])
+        runner.read_until(lambda r: all(s in r.stderr for s in (b"raw fd 1 write\n", b"from a child\n")))
         self.assertEqual(ok(runner.eval("return 2")), 2)
         runner.close_input()
         self.assertEqual(runner.wait(), 0)

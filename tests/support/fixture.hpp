@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <mutex>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -29,6 +30,7 @@ struct captured_line {
   int pid;
   log_source source;
   std::string line;
+  std::uint64_t request_id = 0;
 };
 
 /// A runtime per test, a log sink that records every line, and the leak audit at the end.
@@ -47,7 +49,7 @@ protected:
     runtime_options o;
     o.log = [this](const log_record& r) {
       std::lock_guard<std::mutex> g{log_mu_};
-      logs_.push_back({std::string{r.label}, r.pid, r.source, std::string{r.line}});
+      logs_.push_back({std::string{r.label}, r.pid, r.source, std::string{r.line}, r.request_id});
     };
     rt_.emplace(std::move(o));
   }
@@ -80,10 +82,8 @@ protected:
 
   interpreter must_spawn(interpreter_options o) {
     auto r = spawn(std::move(o));
-    if (!r) {
-      ADD_FAILURE() << "spawn failed: " << r.error().to_string();
-      std::abort();
-    }
+    if (!r)
+      throw std::runtime_error("spawn failed: " + r.error().to_string());  // fails this test
     return *r;
   }
 

@@ -10,7 +10,7 @@ using pyvisor::errc;
 
 TEST(errc, names_are_unique_and_round_trip) {
   std::set<std::string_view> seen;
-  for (int i = 0; i <= static_cast<int>(errc::type_mismatch); ++i) {
+  for (int i = 0; i <= static_cast<int>(errc::env_key_not_found); ++i) {
     auto code = static_cast<errc>(i);
     auto name = pyvisor::to_string(code);
     EXPECT_NE(name, "unknown");

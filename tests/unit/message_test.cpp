@@ -74,7 +74,7 @@ TEST(message, rejects_malformed_bodies) {
 TEST(message, parse_ok_and_error_responses) {
   auto ok = must_decode(pack(std::make_tuple(1, 5, std::string("eval"),
                                              std::map<std::string, int>{{"ok", 36}})));
-  auto r = parse_response(ok);
+  auto r = parse_response(ok).result;
   ASSERT_TRUE(r);
   EXPECT_EQ(r->as<int>(), 36);
 
@@ -97,7 +97,7 @@ TEST(message, parse_ok_and_error_responses) {
   pk.pack(std::string("traceback"));
   pk.pack(std::vector<std::string>{"  File \"<pyvisor>\", line 1\n"});
   auto em = must_decode(std::string(b.data(), b.size()));
-  auto e = parse_response(em);
+  auto e = parse_response(em).result;
   ASSERT_FALSE(e);
   EXPECT_EQ(e.error().code, errc::syntax_error);
   EXPECT_EQ(e.error().python_type, "SyntaxError");
@@ -105,7 +105,7 @@ TEST(message, parse_ok_and_error_responses) {
   ASSERT_EQ(e.error().traceback.size(), 1u);
 
   auto neither = must_decode(pack(std::make_tuple(1, 5, std::string("eval"), 1)));
-  auto n = parse_response(neither);
+  auto n = parse_response(neither).result;
   ASSERT_FALSE(n);
   EXPECT_EQ(n.error().code, errc::protocol_error);
 }
@@ -115,7 +115,7 @@ TEST(message, value_outlives_message) {
   {
     auto m = must_decode(pack(std::make_tuple(1, 5, std::string("eval"),
                                               std::map<std::string, std::string>{{"ok", std::string(1000, 'q')}})));
-    auto r = parse_response(m);
+    auto r = parse_response(m).result;
     ASSERT_TRUE(r);
     v = *r;
   }

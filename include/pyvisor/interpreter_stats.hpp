@@ -1,0 +1,21 @@
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace pyvisor {
+
+/// Counters of one interpreter, host side (interpreter::stats()).
+struct interpreter_stats {
+  std::size_t queued_bytes = 0;      ///< bytes accepted but not yet written to the pipe
+  std::size_t in_flight = 0;         ///< requests sent and not yet answered
+  std::size_t admission_queue = 0;   ///< requests admitted but held (busy, limits, not ready)
+  std::uint64_t busy_transitions = 0;  ///< times the interpreter became busy
+  std::uint64_t requests_served = 0;   ///< replies received
+  std::uint64_t overloaded = 0;        ///< requests refused with `overloaded`
+  std::uint64_t host_calls = 0;        ///< Python -> host calls, casts and sends handled
+  std::uint64_t bytes_in = 0;          ///< bytes read from the runner
+  std::uint64_t bytes_out = 0;         ///< bytes written to the runner
+};
+
+} // namespace pyvisor
