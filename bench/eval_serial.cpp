@@ -39,12 +39,13 @@ struct options {
   std::string python = "/usr/bin/python3";
   std::string code = "return 1";
   std::string runner_dir;
+  int eager_tasks = -1;  // -1: the library's default, else 0/1
 };
 
 void usage(std::FILE* f) {
   std::fprintf(f,
                "usage: bench_eval_serial [--iters N] [--warmup N] [--quick] [--python PATH]\n"
-               "                         [--code CODE] [--runner-dir DIR]\n"
+               "                         [--code CODE] [--runner-dir DIR] [--eager-tasks on|off]\n"
                "  defaults: --iters 20000 --warmup 2000 --python /usr/bin/python3\n"
                "            --code 'return 1' (the reply must be the integer 1)\n"
                "  --quick:  --iters 5000 --warmup 500\n"
@@ -123,6 +124,8 @@ int run(const options& o) {
   pyvisor::interpreter_options io;
   io.python = o.python;
   if (!o.runner_dir.empty()) io.runner_dir = o.runner_dir;
+  if (o.eager_tasks >= 0) io.eager_tasks = o.eager_tasks == 1;
+  const bool eager_tasks = io.eager_tasks;
 
   const auto s0 = clock_type::now();
   auto spawned = rt.spawn_interpreter(std::move(io));
@@ -161,11 +164,13 @@ int run(const options& o) {
   std::sort(samples.begin(), samples.end());
   std::printf("{\"bench\":\"eval_serial\",\"code\":%s,\"python\":%s,\"python_version\":%s,"
               "\"iters\":%ld,\"warmup\":%ld,\"p50_us\":%.3f,\"p99_us\":%.3f,\"mean_us\":%.3f,"
-              "\"min_us\":%.3f,\"max_us\":%.3f,\"rate_rt_s\":%.1f,\"spawn_ms\":%.3f}\n",
+              "\"min_us\":%.3f,\"max_us\":%.3f,\"rate_rt_s\":%.1f,\"spawn_ms\":%.3f,"
+              "\"eager_tasks\":%s}\n",
               json_str(o.code).c_str(), json_str(o.python).c_str(), json_str(version).c_str(),
               o.iters, o.warmup, percentile(samples, 0.50), percentile(samples, 0.99), mean,
               samples.front(), samples.back(),
-              static_cast<double>(o.iters) / (total_us / 1e6), us_since(s0, s1) / 1e3);
+              static_cast<double>(o.iters) / (total_us / 1e6), us_since(s0, s1) / 1e3,
+              eager_tasks ? "true" : "false");
   std::fflush(stdout);
   return 0;
 }
@@ -197,6 +202,13 @@ int main(int argc, char** argv) {
       o.code = need();
     } else if (!std::strcmp(a, "--runner-dir")) {
       o.runner_dir = need();
+    } else if (!std::strcmp(a, "--eager-tasks")) {
+      const std::string_view e = need();
+      if (e != "on" && e != "off") {
+        std::fprintf(stderr, "bench_eval_serial: --eager-tasks takes on or off\n");
+        return 2;
+      }
+      o.eager_tasks = e == "on" ? 1 : 0;
     } else if (!std::strcmp(a, "-h") || !std::strcmp(a, "--help")) {
       usage(stdout);
       return 0;

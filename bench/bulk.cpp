@@ -1,0 +1,174 @@
+// Bulk bytes round trip (see bench/README.md).
+//
+// For each size N in --sizes (default 1 MiB and 64 MiB; --quick: 1 MiB only):
+//   auto r = py.eval("return b", {{"b", payload}});   // payload: std::vector<char>(N)
+// `--warmup` untimed then `--iters` timed round trips, std::chrono::steady_clock around the
+// whole call (packing the argument, the request frame, the pipe both ways, Python decoding
+// and re-encoding the bytes, decoding the reply; the packing alone is also reported as
+// pack_p50_ms_<size>). The reply is checked outside the timed
+// window to be a msgpack bin with the same N bytes. Throughput counts both directions'
+// payload: MB/s = 2 * N / p50 round-trip time / 10^6. max_frame_bytes is raised to
+// --max-frame (default 256 MiB) so 64 MiB payloads fit. Prints one JSON object; keys per size
+// carry a label suffix (`mb_s_1mib`, `p50_ms_64mib`, ...).
+
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <string>
+#include <vector>
+
+#include "bench_common.hpp"
+
+namespace {
+
+using namespace pyvisor_bench;
+constexpr const char* prog = "bench_bulk";
+
+struct options {
+  common_options c;
+  std::vector<long long> sizes;
+  long long iters = -1;   // -1: per size (see usage)
+  long long warmup = -1;
+  long long max_frame = 256LL << 20;
+};
+
+void usage(std::FILE* f) {
+  std::fprintf(f,
+               "usage: bench_bulk [--sizes N,N,...] [--iters N] [--warmup N] [--max-frame N]\n"
+               "                  <common>\n"
+               "  defaults: --sizes 1M,64M (--quick: 1M) --max-frame 256M\n"
+               "            --iters 200 for sizes <= 8 MiB, else 8 (--quick: 50 / 3)\n"
+               "            --warmup 10 for sizes <= 8 MiB, else 1\n"
+               "  sizes accept a K/M/G suffix (binary).\n"
+               "%s  Prints one JSON object.\n",
+               common_usage);
+}
+
+std::string label_of(long long n) {
+  if (n % (1LL << 20) == 0)
+    return std::to_string(n >> 20) + "mib";
+  if (n % (1LL << 10) == 0)
+    return std::to_string(n >> 10) + "kib";
+  return std::to_string(n) + "b";
+}
+
+// Whether the reply holds exactly `payload`; prints why not.
+bool check(const pyvisor::expected<pyvisor::value>& r, const std::vector<char>& payload,
+           long long i) {
+  if (!r) {
+    std::fprintf(stderr, "%s: round trip #%lld of %zu bytes failed: %s\n", prog, i,
+                 payload.size(), r.error().to_string().c_str());
+    return false;
+  }
+  const auto& obj = r->object();
+  if (obj.type != msgpack::type::BIN) {
+    std::fprintf(stderr, "%s: round trip #%lld returned a %s, not bytes\n", prog, i,
+                 r->type_name());
+    return false;
+  }
+  if (obj.via.bin.size != payload.size() ||
+      std::memcmp(obj.via.bin.ptr, payload.data(), payload.size()) != 0) {
+    std::fprintf(stderr, "%s: round trip #%lld returned %u bytes that differ from the %zu sent\n",
+                 prog, i, obj.via.bin.size, payload.size());
+    return false;
+  }
+  return true;
+}
+
+int run(const options& o) {
+  pyvisor::runtime rt;
+  auto io = interpreter_opts(o.c);
+  io.max_frame_bytes = static_cast<std::size_t>(o.max_frame);
+  auto spawned = spawn(prog, rt, io);
+  if (!spawned)
+    return 1;
+  pyvisor::interpreter& py = *spawned;
+
+  json_object j;
+  describe(j, "bulk", o.c, io, py);
+  j.integer("max_frame_bytes", o.max_frame);
+  std::string labels = "[";
+  for (long long n : o.sizes) {
+    const bool big = n > (8LL << 20);
+    const long long iters = o.iters >= 0 ? o.iters : big ? (o.c.quick ? 3 : 8)
+                                                         : (o.c.quick ? 50 : 200);
+    const long long warmup = o.warmup >= 0 ? o.warmup : big ? 1 : 10;
+    std::vector<char> payload(static_cast<std::size_t>(n));
+    for (std::size_t i = 0; i < payload.size(); ++i)
+      payload[i] = static_cast<char>((i * 31u + 7u) & 0xFFu);
+
+    std::vector<double> samples(static_cast<std::size_t>(iters));
+    std::vector<double> packing(static_cast<std::size_t>(iters));
+    for (long long k = -warmup; k < iters; ++k) {
+      // Same as py.eval("return b", {{"b", payload}}), with the packing of the argument
+      // (which that expression does first) timed on its own as well.
+      const auto t0 = clock_type::now();
+      pyvisor::vars v{{"b", payload}};
+      const auto t1 = clock_type::now();
+      auto r = py.eval("return b", v);
+      const auto t2 = clock_type::now();
+      if (!check(r, payload, k + warmup))
+        return 1;
+      if (k >= 0) {
+        samples[static_cast<std::size_t>(k)] = us_since(t0, t2);
+        packing[static_cast<std::size_t>(k)] = us_since(t0, t1);
+      }
+    }
+    const auto s = summarize(samples);
+    const auto pk = summarize(packing);
+    const auto label = label_of(n);
+    if (labels.size() > 1)
+      labels += ',';
+    labels += json_str(label);
+    j.integer("bytes_" + label, n)
+      .integer("iters_" + label, iters)
+      .num("p50_ms_" + label, s.p50 / 1e3)
+      .num("p99_ms_" + label, s.p99 / 1e3)
+      .num("min_ms_" + label, s.min / 1e3)
+      .num("pack_p50_ms_" + label, pk.p50 / 1e3)
+      .num("mb_s_" + label, 2.0 * static_cast<double>(n) / (s.p50 / 1e6) / 1e6, 1);
+  }
+  j.raw("sizes", labels + "]");
+  if (!stop(prog, py))
+    return 1;
+  j.print();
+  return 0;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  options o;
+  bool sizes_given = false;
+  cli a{prog, argc, argv};
+  while (a.next()) {
+    if (a.common(o.c))
+      continue;
+    if (a.is("--sizes"))
+      o.sizes = a.counts(), sizes_given = true;
+    else if (a.is("--iters"))
+      o.iters = a.count();
+    else if (a.is("--warmup"))
+      o.warmup = a.count();
+    else if (a.is("--max-frame"))
+      o.max_frame = a.count();
+    else if (a.is("-h") || a.is("--help"))
+      return usage(stdout), 0;
+    else
+      a.unknown(usage);
+  }
+  if (!sizes_given)
+    o.sizes = o.c.quick ? std::vector<long long>{1LL << 20}
+                        : std::vector<long long>{1LL << 20, 64LL << 20};
+  if (o.sizes.empty() || o.iters == 0 ||
+      std::any_of(o.sizes.begin(), o.sizes.end(), [](long long n) { return n < 1; })) {
+    std::fprintf(stderr, "%s: --sizes must be >= 1 byte each and --iters >= 1\n", prog);
+    return 2;
+  }
+  try {
+    return run(o);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s: exception: %s\n", prog, e.what());
+    return 1;
+  }
+}
