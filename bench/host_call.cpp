@@ -100,6 +100,11 @@ int run(const options& o) {
     return 1;
   }
   const auto host_calls = py.stats().host_calls;
+  if (host_calls < static_cast<std::uint64_t>(o.iters + o.warmup))
+    std::fprintf(stderr,
+                 "%s: warning: the host counted %llu calls from Python, fewer than the %lld "
+                 "made; the numbers may not include a host round trip\n",
+                 prog, static_cast<unsigned long long>(host_calls), o.iters + o.warmup);
   if (!stop(prog, py))
     return 1;
   j.integer("iters", o.iters)

@@ -483,6 +483,10 @@ void channel::on_readable() {
   // A bounded number of reads per wake-up keeps the loop fair to other interpreters.
   for (int i = 0; i < 8 && proc_.from_child >= 0 && !read_paused_; ++i) {
     auto [p, n] = reader_.write_area();
+    if (n == 0) {  // a complete large frame is waiting: take it first
+      process_frames();
+      continue;
+    }
     auto r = ::read(proc_.from_child, p, n);
     if (r > 0) {
       reader_.commit(static_cast<std::size_t>(r));
@@ -517,7 +521,7 @@ void channel::process_frames() {
       violation(errc::protocol_error, "the runner sent an empty frame");
       return;
     }
-    auto decoded = protocol::decode(r.body, limits_);
+    auto decoded = protocol::decode(r.body, limits_, std::move(r.owner));
     if (auto err = std::get_if<std::string>(&decoded)) {
       violation(errc::protocol_error, "malformed frame from the runner: " + *err);
       return;
@@ -604,13 +608,13 @@ void channel::dispatch_host(protocol::message& m) {
     if (target && target->type == msgpack::type::STR)
       h.name.assign(target->via.str.ptr, target->via.str.size);
     else if (target)
-      h.target = value{m.zone, *target, m.zone.get()};
-    h.args.push_back(v ? value{m.zone, *v, m.zone.get()} : value{});
+      h.target = value{m.owner(), *target, m.zone.get()};
+    h.args.push_back(v ? value{m.owner(), *v, m.zone.get()} : value{});
   } else {
     h.name = protocol::map_string(m.payload, "name");
     if (auto a = protocol::map_get(m.payload, "args"); a && a->type == msgpack::type::ARRAY)
       for (std::uint32_t i = 0; i < a->via.array.size; ++i)
-        h.args.emplace_back(m.zone, a->via.array.ptr[i], m.zone.get());
+        h.args.emplace_back(m.owner(), a->via.array.ptr[i], m.zone.get());
   }
   // Flow control: while too many host messages are being handled, stop reading the runner;
   // its writes then block and its cast/send/call awaits the drain (bounded memory both ways).

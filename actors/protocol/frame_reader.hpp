@@ -2,6 +2,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -18,17 +20,24 @@ public:
 
   struct result {
     status st;
-    std::string_view body;        ///< valid until the next call of write_area/commit/feed
+    std::string_view body;        ///< valid until the next call of write_area/commit/feed,
+                                  ///< or as long as `owner` lives when it is set
     std::uint32_t declared = 0;   ///< the declared length, for error messages
+    std::shared_ptr<const char[]> owner;  ///< large frames: the buffer the body lives in
   };
 
-  explicit frame_reader(std::size_t max_frame_bytes, std::size_t read_chunk = 256 * 1024);
+  /// Frames above `large_threshold` bytes get a buffer of their own, allocated once at their
+  /// exact size (uninitialized) and read into directly; next() hands it out with the body, so
+  /// the decoder can reference it instead of copying.
+  explicit frame_reader(std::size_t max_frame_bytes, std::size_t read_chunk = 256 * 1024,
+                        std::size_t large_threshold = 1 << 20);
 
-  /// A writable area of at least one byte (sized for the frame being assembled, if known).
+  /// A writable area (sized for the frame being assembled, if known). Empty only while a
+  /// complete large frame waits to be taken by next().
   std::pair<char*, std::size_t> write_area();
 
   /// Marks `n` bytes of the last write_area as filled.
-  void commit(std::size_t n) noexcept { end_ += n; }
+  void commit(std::size_t n) noexcept;
 
   /// Copies `data` in (for tests and for callers that already have the bytes).
   void feed(std::string_view data);
@@ -37,7 +46,9 @@ public:
   result next();
 
   /// Bytes buffered but not yet returned as frames.
-  std::size_t buffered() const noexcept { return end_ - begin_; }
+  std::size_t buffered() const noexcept {
+    return end_ - begin_ + (big_ ? 4 + big_filled_ : 0) + pending_.size();
+  }
 
 private:
   std::size_t max_;
@@ -46,6 +57,12 @@ private:
   std::size_t begin_ = 0;
   std::size_t end_ = 0;
   std::size_t want_ = 0;  // total bytes (header + body) of the frame being assembled, 0 = unknown
+  std::size_t large_;
+  std::shared_ptr<char[]> big_;  // the large frame being assembled (body only)
+  std::size_t big_len_ = 0;
+  std::size_t big_filled_ = 0;
+  std::string pending_;  // feed(): input not yet moved into a buffer
+  void pump_pending();
 };
 
 /// Writes the 4-byte big-endian length prefix for `n` at `out`.

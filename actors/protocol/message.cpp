@@ -29,7 +29,23 @@ std::string map_string(const msgpack::object& map, std::string_view key, std::st
   return std::string{v->via.str.ptr, v->via.str.size};
 }
 
-std::variant<message, std::string> decode(std::string_view body, const limits& lim) {
+std::shared_ptr<const void> message::owner() const {
+  if (!buffer)
+    return zone;
+  return std::make_shared<std::pair<std::shared_ptr<msgpack::zone>, std::shared_ptr<const char[]>>>(
+    zone, buffer);
+}
+
+namespace {
+
+bool reference_everything(msgpack::type::object_type, std::size_t, void*) {
+  return true;
+}
+
+} // namespace
+
+std::variant<message, std::string> decode(std::string_view body, const limits& lim,
+                                          std::shared_ptr<const char[]> buffer) {
   if (auto err = check_structure(body, lim))
     return std::move(*err);
   // The structure check bounds every count by the frame size; these limits are the second
@@ -38,7 +54,8 @@ std::variant<message, std::string> decode(std::string_view body, const limits& l
   msgpack::unpack_limit ul(cap, cap, cap, cap, cap, lim.max_depth);
   msgpack::object_handle oh;
   try {
-    oh = msgpack::unpack(body.data(), body.size(), nullptr, nullptr, ul);
+    oh = msgpack::unpack(body.data(), body.size(), buffer ? &reference_everything : nullptr,
+                         nullptr, ul);
   } catch (const std::exception& e) {
     return std::string{"undecodable msgpack: "} + e.what();
   }
@@ -58,6 +75,7 @@ std::variant<message, std::string> decode(std::string_view body, const limits& l
   m.op.assign(e[2].via.str.ptr, e[2].via.str.size);
   m.payload = e[3];
   m.zone = std::shared_ptr<msgpack::zone>(oh.zone().release());
+  m.buffer = std::move(buffer);
   return m;
 }
 
@@ -82,6 +100,13 @@ void pack_extras(msgpack::packer<detail::msgpack_writer>& pk, const request_extr
   }
 }
 
+std::size_t vars_size(const vars& v) {
+  std::size_t n = 8;
+  for (const auto& x : v)
+    n += x.name.size() + x.value.bytes().size() + 8;
+  return n;
+}
+
 void pack_vars(frame_builder& fb, const vars& v) {
   auto& pk = fb.packer();
   pk.pack_map(static_cast<std::uint32_t>(v.size()));
@@ -104,7 +129,7 @@ void pack_header(msgpack::packer<detail::msgpack_writer>& pk, int kind, std::uin
 std::string encode_code_request(std::uint64_t id, std::string_view op, std::string_view code,
                                 const vars& v, std::string_view file, int line,
                                 const request_extras& x) {
-  frame_builder fb;
+  frame_builder fb{64 + code.size() + file.size() + op.size() + vars_size(v)};
   auto& pk = fb.packer();
   pack_header(pk, 0, id, op);
   // Key order is part of the golden frames (tests/data/golden): code, vars, file, line.
@@ -123,7 +148,10 @@ std::string encode_code_request(std::uint64_t id, std::string_view op, std::stri
 
 std::string encode_call(std::uint64_t id, std::string_view name, const std::vector<arg>& args,
                         const vars& kwargs, const request_extras& x) {
-  frame_builder fb;
+  std::size_t size = 64 + name.size() + vars_size(kwargs);
+  for (const auto& a : args)
+    size += a.bytes().size();
+  frame_builder fb{size};
   auto& pk = fb.packer();
   pack_header(pk, 0, id, "call");
   pk.pack_map(3 + extra_count(x));
@@ -180,7 +208,7 @@ std::string encode_drop_env(std::uint64_t env) {
 }
 
 std::string encode_ok_response(std::uint64_t id, std::string_view op, const arg& v) {
-  frame_builder fb;
+  frame_builder fb{32 + op.size() + v.bytes().size()};
   auto& pk = fb.packer();
   pack_header(pk, 1, id, op);
   pk.pack_map(1);
@@ -250,7 +278,7 @@ reply parse_response(const message& m) {
   if (auto er = map_get(m.payload, "stderr"); er && er->type == msgpack::type::STR)
     r.err.emplace(er->via.str.ptr, er->via.str.size);
   if (auto ok = map_get(m.payload, "ok")) {
-    r.result = value{m.zone, *ok, m.zone.get()};
+    r.result = value{m.owner(), *ok, m.zone.get()};
     return r;
   }
   auto err = map_get(m.payload, "error");

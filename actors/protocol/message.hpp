@@ -30,15 +30,26 @@ struct message {
   std::string op;
   msgpack::object payload;
   std::shared_ptr<msgpack::zone> zone;
+  std::shared_ptr<const char[]> buffer;  ///< large frames: strings and binaries point in here
+
+  /// What values taken from this message must keep alive (zone, and buffer when set).
+  std::shared_ptr<const void> owner() const;
 };
 
 /// Decodes one frame body after check_structure; returns a description on any violation.
-std::variant<message, std::string> decode(std::string_view body, const limits& lim);
+/// With `buffer` (the large frame's own memory, holding `body`) strings and binaries are
+/// referenced in place instead of copied.
+std::variant<message, std::string> decode(std::string_view body, const limits& lim,
+                                          std::shared_ptr<const char[]> buffer = nullptr);
 
 /// Builds a frame (length prefix + body) in one string; msgpack-cxx packs straight into it.
 class frame_builder {
 public:
-  frame_builder() { buf_.resize(4); }
+  /// `expected` bytes are reserved up front (large arguments are then copied exactly once).
+  explicit frame_builder(std::size_t expected = 64) {
+    buf_.reserve(expected + 4);
+    buf_.resize(4);
+  }
   frame_builder(const frame_builder&) = delete;
   frame_builder& operator=(const frame_builder&) = delete;
   msgpack::packer<detail::msgpack_writer>& packer() noexcept { return pk_; }
