@@ -308,17 +308,21 @@ bool channel::interrupt(const std::vector<std::uint64_t>& ids) {
 }
 
 std::deque<std::pair<std::uint64_t, channel::completion>> channel::take_queued_locked() {
+  // Queued requests are taken out; queued notifications (drop_env, ...) keep their place.
   std::deque<std::pair<std::uint64_t, completion>> out;
+  std::deque<queued> keep;
   for (auto& q : queue_) {
-    if (q.id == 0)
+    if (q.id == 0) {
+      keep.push_back(std::move(q));
       continue;
+    }
     auto i = pending_.find(q.id);
     if (i != pending_.end()) {
       out.emplace_back(q.id, std::move(i->second.cb));
       pending_.erase(i);
     }
   }
-  queue_.clear();
+  queue_ = std::move(keep);
   queued_requests_ = 0;
   return out;
 }
@@ -331,6 +335,7 @@ std::vector<std::uint64_t> channel::interrupt_all() {
     if (closed_)
       return in_flight;
     never_sent = take_queued_locked();
+    pump_locked();  // notifications that were queued behind them
     for (auto& [id, p] : pending_) {
       if (!p.sent)
         continue;

@@ -99,7 +99,7 @@ TEST_F(bridge_test, python_calls_exposed_host_functions) {
   ASSERT_FALSE(arity);
   EXPECT_NE(arity.error().message.find("takes 2"), std::string::npos) << arity.error().message;
   // From a Python thread.
-  auto th = py.eval("import threading\nout = []\n"
+  auto th = py.eval("import asyncio, threading\nout = []\n"
                     "t = threading.Thread(target=lambda: out.append(pyvisor.call_threadsafe('add', 20, 22)))\n"
                     "t.start()\nwhile t.is_alive():\n    await asyncio.sleep(0.01)\nreturn out[0]",
                     {}, {});
