@@ -154,6 +154,12 @@ expected<interpreter> runtime::spawn_interpreter(interpreter_options opts) {
   }
   if (opts.max_frame_bytes < 1024 || opts.max_frame_bytes > (std::size_t{1} << 31))
     return make_error(errc::config_error, "max_frame_bytes must be between 1 KiB and 2 GiB");
+  if (!opts.busy_limits.disabled &&
+      (opts.busy_limits.high_water == 0 || opts.busy_limits.max_inflight == 0 ||
+       opts.busy_limits.low_water > opts.busy_limits.high_water))
+    return make_error(errc::config_error,
+                      "busy_limits: high_water and max_inflight must be positive and low_water <= "
+                      "high_water (or set disabled)");
   if (opts.init_script_timeout.count() <= 0)
     return make_error(errc::config_error, "init_script_timeout must be positive");
   if (opts.default_timeout.count() < 0)
@@ -199,6 +205,16 @@ expected<interpreter> runtime::spawn_interpreter(interpreter_options opts) {
     req.argv.insert(req.argv.end(), {"--label", opts.label});
   if (opts.transport == transport::fds)
     req.argv.insert(req.argv.end(), {"--interrupt-fd", "5"});
+  // The runner applies the same busy limits to its side (docs/protocol.md, flow control).
+  if (opts.busy_limits.disabled) {
+    req.argv.insert(req.argv.end(), {"--high-water", "0"});
+  } else {
+    req.argv.insert(req.argv.end(),
+                    {"--high-water", std::to_string(opts.busy_limits.high_water), "--low-water",
+                     std::to_string(std::min(opts.busy_limits.low_water, opts.busy_limits.high_water)),
+                     "--max-inflight", std::to_string(std::max<std::size_t>(opts.busy_limits.max_inflight, 1))});
+  }
+  req.argv.insert(req.argv.end(), {"--eager-tasks", opts.eager_tasks ? "on" : "off"});
   req.stdio_transport = opts.transport == transport::stdio;
   req.cwd = opts.cwd;
 

@@ -101,6 +101,7 @@ def _user_frames(tb, user_code):
     entry = tb
     while entry is not None:
         if entry.tb_frame.f_code is user_code:
+            _cut_internal_tail(entry)
             return entry
         entry = entry.tb_next
     # Not raised through the user code (e.g. a runner-level failure): drop leading frames
@@ -109,6 +110,20 @@ def _user_frames(tb, user_code):
     while entry is not None and _is_internal(entry.tb_frame.f_code.co_filename):
         entry = entry.tb_next
     return entry
+
+
+def _cut_internal_tail(tb):
+    # Frames of pyvisor's own functions at the end (pyvisor.call and the bridge behind it
+    # raising HostError, say) are not the user's business either: the traceback ends at the
+    # user's line that called them.
+    last_user = None
+    entry = tb
+    while entry is not None:
+        if os.path.dirname(entry.tb_frame.f_code.co_filename) != _RUNNER_DIR:
+            last_user = entry
+        entry = entry.tb_next
+    if last_user is not None and last_user.tb_next is not None:
+        last_user.tb_next = None
 
 
 def _is_internal(filename):

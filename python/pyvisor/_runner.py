@@ -7,17 +7,25 @@ Lifecycle (one asyncio event loop, one thread):
 
     start     SIGINT ignored at once; fds 3/4 (or dups of 0/1 with ``--transport stdio``) and
               the ``--interrupt-fd`` made non-inheritable and non-blocking
-    ready     the ``ready`` notification is written before anything is read; then
-              sys.stdout/sys.stderr become log streams (``_stdio``) and the SIGINT handler
-              reads the interrupt fd
-    serving   each readable event reads up to 256 KiB, splits it into frames and handles
-              them in order.  Sync code (no top-level await) runs right there, on the fast
-              path; async code becomes a task tracked by request id.  Replies produced
+    ready     the SIGINT handler that reads the interrupt fd is installed, then the ``ready``
+              notification is written before anything is read; then sys.stdout/sys.stderr
+              become log streams (``_stdio``)
+    serving   each readable event reads up to MAX_READS x 64 KiB, splits it into frames and
+              handles them in order.  Sync code (no top-level await) runs right there, on
+              the fast path; async code becomes a task tracked by request id (with
+              ``--eager-tasks on``: started at once, see _setup_eager).  Replies produced
               together leave in one write; a full pipe buffers them and waits for POLLOUT.
+              Responses from the host answer ``pyvisor.call`` (``_bridge``).
+    busy      (docs/protocol.md, "Flow control") output above --high-water: stop reading
+              until it is down to --low-water; cast/send/call wait for that too.  Requests
+              running as tasks at --max-inflight (or their frames above --high-water): stop
+              reading until half / --low-water; while host calls wait for answers the input
+              is still read, answers handled and everything else held back in order.
     stopping  on EOF of the input, a ``shutdown`` notification or a broken output pipe:
-              cancel every task, give them SHUTDOWN_GRACE seconds, flush partial output
-              lines and the output -> exit 0.  On a protocol violation: one line on stderr
-              -> exit 70.  Bad command line or missing protocol fds: exit 2.
+              fail pending host calls, cancel every task, give them SHUTDOWN_GRACE seconds,
+              flush partial output lines and the output -> exit 0.  On a protocol
+              violation: one line on stderr -> exit 70.  Bad command line or missing
+              protocol fds: exit 2.
 
 Consequences worth knowing: synchronous code runs on the loop thread, so while it runs no
 frame is read: a ``cancel`` can only stop async code (at an ``await``); synchronous code is
@@ -29,6 +37,7 @@ KeyboardInterrupt inside it.  A cancelled or interrupted request always replies
 
 import asyncio
 import builtins
+import collections
 import functools
 import os
 import select
@@ -38,7 +47,8 @@ import sys
 import time
 from _thread import get_ident
 
-from . import _codec, _scan
+from . import _codec, _host, _scan
+from ._bridge import Bridge
 from ._compile import CodeCache
 from ._errors import (
     cancelled_payload,
@@ -69,16 +79,30 @@ EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_PROTOCOL = 70  # EX_SOFTWARE: the host broke the protocol
 
-READ_SIZE = 262144
+# One read of the input: the default pipe capacity.  Larger reads are much slower for small
+# frames (glibc serves allocations of 128 KiB and more with mmap: ~7 us per read), so a
+# full read is followed by up to MAX_READS - 1 more in the same callback instead.
+READ_SIZE = 65536
+MAX_READS = 4
 SHUTDOWN_GRACE = 2.0  # seconds for cancelled tasks to finish and for the output to drain
 CACHE_SIZE = 512
 
-# Output backpressure: stop reading requests while this much reply data waits for the
-# host, resume when it is down to the low mark.  Bounds memory if the host stops reading.
-HIGH_WATER = 16 * 1024 * 1024
-LOW_WATER = 1024 * 1024
+# Busy limits (docs/protocol.md, "Flow control"), defaults of --high-water, --low-water and
+# --max-inflight.  Output: above the high watermark of queued bytes the runner stops reading
+# its input and cast/send/call wait until the queue is down to the low watermark.  Input:
+# with --max-inflight requests running as tasks or their payloads above the high watermark,
+# the runner stops reading; it resumes at half the count and at the low watermark.
+HIGH_WATER = 8 * 1024 * 1024
+LOW_WATER = 4 * 1024 * 1024
+MAX_INFLIGHT = 1024
+_NO_LIMIT = 1 << 62  # a limit that is never reached (--high-water 0, --max-inflight 0)
 # Replies queued together are joined into one write up to this size.
 JOIN_LIMIT = 256 * 1024
+
+# --eager-tasks before Python 3.12: ready callbacks created while handling input run in the
+# same loop iteration, at most this many / this long, before the loop polls again.
+EAGER_MAX_CALLBACKS = 64
+EAGER_MAX_SECONDS = 0.001
 
 # Output lines longer than this many characters (or than what fits a frame) are sent as
 # several ``log`` notifications; the host's pipe reader splits lines at 64 KiB as well.
@@ -99,7 +123,8 @@ class UsageError(Exception):
 
 
 class Options(object):
-    """Parsed command line: transport, max_frame_bytes, label, codec, interrupt_fd."""
+    """Parsed command line: transport, max_frame_bytes, label, codec, interrupt_fd, busy
+    limits (high_water, low_water, max_inflight) and eager_tasks."""
 
     def __init__(self):
         self.transport = "fds"
@@ -107,14 +132,40 @@ class Options(object):
         self.label = ""
         self.codec = None  # None: $PYVISOR_CODEC, then auto
         self.interrupt_fd = None  # None: no interrupt pipe, SIGINT is ignored
+        self.high_water = HIGH_WATER  # 0: no busy limits at all
+        self.low_water = None  # None: half the high watermark
+        self.max_inflight = MAX_INFLIGHT  # 0: no limit on the count
+        self.eager_tasks = True
+
+    def limits(self):
+        """(high, low, max_inflight) in effect; (0, 0, 0) when --high-water 0 disables them."""
+        high = self.high_water
+        if high == 0:
+            return 0, 0, 0
+        low = high // 2 if self.low_water is None else min(self.low_water, high)
+        return high, low, self.max_inflight
 
 
-_OPTIONS = ("--transport", "--max-frame-bytes", "--label", "--codec", "--interrupt-fd")
+_OPTIONS = (
+    "--transport", "--max-frame-bytes", "--label", "--codec", "--interrupt-fd",
+    "--high-water", "--low-water", "--max-inflight", "--eager-tasks",
+)
+
+
+def _count(name, value):
+    try:
+        number = int(value)
+    except ValueError:
+        raise UsageError("%s must be an integer, not %r" % (name, value))
+    if not 0 <= number <= UINT_MAX:
+        raise UsageError("%s must be in 0..%d" % (name, UINT_MAX))
+    return number
 
 
 def parse_args(argv):
     """Parse ``[--transport fds|stdio] [--max-frame-bytes N] [--label L] [--codec C]
-    [--interrupt-fd N]``.
+    [--interrupt-fd N] [--high-water BYTES] [--low-water BYTES] [--max-inflight N]
+    [--eager-tasks on|off]``.
 
     Hand-rolled rather than argparse: it is small and keeps interpreter start-up lean.
     """
@@ -157,6 +208,16 @@ def parse_args(argv):
                 raise UsageError("--interrupt-fd must be an integer, not %r" % value)
             if opts.interrupt_fd < 0:
                 raise UsageError("--interrupt-fd must be >= 0")
+        elif name == "--high-water":
+            opts.high_water = _count(name, value)
+        elif name == "--low-water":
+            opts.low_water = _count(name, value)
+        elif name == "--max-inflight":
+            opts.max_inflight = _count(name, value)
+        elif name == "--eager-tasks":
+            if value not in ("on", "off"):
+                raise UsageError("--eager-tasks must be on or off, not %r" % value)
+            opts.eager_tasks = value == "on"
         else:
             raise UsageError("unknown argument %r" % arg)
     return opts
@@ -175,7 +236,7 @@ def main(argv=None):
     except (UsageError, ValueError, RuntimeError, OSError) as e:
         _log("", "cannot start: %s" % e)
         sys.exit(EXIT_USAGE)
-    runner = Runner(in_fd, out_fd, codec, opts.max_frame_bytes, opts.label, interrupt_fd)
+    runner = Runner(in_fd, out_fd, codec, opts.max_frame_bytes, opts.label, interrupt_fd, opts)
     sys.exit(runner.run())
 
 
@@ -262,9 +323,14 @@ def _log(label, message):
 
 class _Output(object):
     """Frames to the host, in order.  Written at once when the pipe takes them; otherwise
-    kept (as chunks, never re-copied) and written when the loop reports the fd writable."""
+    kept (as chunks, never re-copied) and written when the loop reports the fd writable.
 
-    def __init__(self, fd, on_broken, on_drained):
+    Busy limit: once more than ``high`` bytes are queued the output is ``congested`` (the
+    runner stops reading and cast/send/call wait) until at most ``low`` bytes are left;
+    ``on_congested`` / ``on_relieved`` report the transitions.  ``high`` 0: never congested.
+    """
+
+    def __init__(self, fd, on_broken, on_congested, on_relieved, high=HIGH_WATER, low=LOW_WATER):
         self._fd = fd
         self._chunks = []
         self.pending = 0  # bytes queued and not yet written
@@ -273,7 +339,11 @@ class _Output(object):
         self._flush_scheduled = False
         self._broken = False
         self._on_broken = on_broken
-        self._on_drained = on_drained
+        self._on_congested = on_congested
+        self._on_relieved = on_relieved
+        self.high = high if high > 0 else _NO_LIMIT
+        self.low = low
+        self.congested = False
 
     def attach(self, loop):
         self._loop = loop
@@ -284,6 +354,28 @@ class _Output(object):
         self._chunks.append(header)
         self._chunks.append(body)
         self.pending += len(header) + len(body)
+        if self.pending > self.high and not self.congested:
+            self.congested = True
+            self._on_congested()
+
+    def send_small(self, header, body):
+        """``send`` for the many small frames of cast/send/call: consecutive ones are joined
+        into one bytearray chunk, so a backlog of them costs its bytes, not an object each."""
+        if self._broken:
+            return
+        chunks = self._chunks
+        last = chunks[-1] if chunks else None
+        if type(last) is bytearray and len(last) < JOIN_LIMIT:
+            last += header
+            last += body
+        else:
+            last = bytearray(header)
+            last += body
+            chunks.append(last)
+        self.pending += len(header) + len(body)
+        if self.pending > self.high and not self.congested:
+            self.congested = True
+            self._on_congested()
 
     def flush(self):
         if not self._waiting and self._chunks:
@@ -329,6 +421,7 @@ class _Output(object):
                 return True
             self.pending -= written
             if written < len(data):
+                # (a bytearray chunk is never the last chunk any more: nothing appends to it)
                 self._chunks.insert(0, memoryview(data)[written:])
                 return False
         return True
@@ -338,10 +431,15 @@ class _Output(object):
             if self._waiting:
                 self._waiting = False
                 self._loop.remove_writer(self._fd)
-            self._on_drained()
         elif not self._waiting:
             self._waiting = True
             self._loop.add_writer(self._fd, self._write)
+        if self.congested and self.pending <= self.low:
+            self._relieve()
+
+    def _relieve(self):
+        self.congested = False
+        self._on_relieved()
 
     def wait_below(self, low, stop):
         """Block until at most ``low`` bytes are pending, the pipe broke, or ``stop()``.
@@ -355,6 +453,8 @@ class _Output(object):
             if self._write_some():
                 break
             poller.poll(1000.0)
+        if self.congested and self.pending <= self.low:
+            self._relieve()
 
     def drain(self, timeout):
         """Blocking flush for shutdown, bounded by ``timeout`` seconds; True if all written."""
@@ -421,13 +521,36 @@ class Runner(object):
     """Serves the protocol on ``in_fd``/``out_fd`` until EOF, shutdown or a violation."""
 
     def __init__(self, in_fd, out_fd, codec, max_frame_bytes=DEFAULT_MAX_FRAME_BYTES, label="",
-                 interrupt_fd=None):
+                 interrupt_fd=None, options=None):
+        options = options or Options()
         self._in_fd = in_fd
         self._codec = codec
         self._max_frame_bytes = max_frame_bytes
         self._label = label
         self._splitter = FrameSplitter(max_frame_bytes)
-        self._out = _Output(out_fd, self._on_output_broken, self._on_output_drained)
+        high, low, max_inflight = options.limits()
+        self._out = _Output(out_fd, self._on_output_broken, self._on_output_congested, self._on_output_relieved,
+                            high, low)
+        # Flow control (see _update_flow).  Input: requests running as tasks (self._tasks)
+        # and the bytes of their frames; the limits engage at max_inflight / high and release
+        # at half the count and at low.  Frames read while held back wait in the backlog.
+        self._high = high if high else _NO_LIMIT
+        self._low = low if high else _NO_LIMIT
+        self._max_inflight = max_inflight if max_inflight else _NO_LIMIT
+        self._resume_inflight = (max_inflight // 2) if max_inflight else _NO_LIMIT
+        self._inflight_bytes = 0
+        self._body_size = 0  # frame size of the request being dispatched
+        self._out_congested = False
+        self._in_limited = False
+        self._hold = False  # requests and notifications go to the backlog instead of running
+        self._backlog = collections.deque()
+        self._backlog_bytes = 0
+        self._backlog_scheduled = False
+        self._drain_waiters = []  # futures of cast/send/call waiting for the output to drain
+        self._eager = options.eager_tasks
+        self._ready = None  # the loop's ready deque when the pre-3.12 eager fallback is on
+        self._running_ready = False
+        self._bridge = None
         self._cache = CodeCache(CACHE_SIZE)
         # The root namespace: init code runs in it, every eval without env in a shallow copy
         # of it, and envs start as shallow copies of it.
@@ -472,9 +595,16 @@ class Runner(object):
         self._loop = loop
         self._main_thread = get_ident()
         asyncio.set_event_loop(loop)
+        bridge = None
         try:
             self._done = loop.create_future()
             self._out.attach(loop)
+            self._setup_eager(loop)
+            bridge = self._bridge = Bridge(self, loop, self._codec, self._max_frame_bytes)
+            _host._bridge = bridge
+            # Before the ready frame: an interrupt the host sends right after it must not
+            # meet the start-up handler that ignores SIGINT.
+            self._install_sigint(self._on_sigint)
             self._send(
                 KIND_NOTIFICATION,
                 0,
@@ -490,12 +620,16 @@ class Runner(object):
             )
             self._out.flush()
             self._install_streams()
-            self._install_sigint(self._on_sigint)
             if not self._done.done():
                 self._resume_reading()
             code = loop.run_until_complete(self._done)
             self._pause_reading()
+            if self._backlog:
+                self._log("stopping with %d frames read but not handled" % len(self._backlog))
+                self._backlog.clear()
+            bridge.fail_pending()
             self._stop_tasks(loop, SHUTDOWN_GRACE if code == EXIT_OK else 0.0)
+            self._release_drain_waiters()
             self._flush_all_partials()
             self._restore_streams()
             if not self._out.drain(SHUTDOWN_GRACE if code == EXIT_OK else 0.2):
@@ -508,6 +642,9 @@ class Runner(object):
             try:
                 loop.run_until_complete(loop.shutdown_asyncgens())
             finally:
+                if bridge is not None:
+                    bridge.fail_pending()
+                    bridge.close()  # stays installed: later use raises HostError shutting_down
                 asyncio.set_event_loop(None)
                 loop.close()
 
@@ -563,38 +700,185 @@ class Runner(object):
             self._loop.remove_reader(self._in_fd)
 
     def _on_readable(self):
-        try:
-            chunk = os.read(self._in_fd, READ_SIZE)
-        except (BlockingIOError, InterruptedError):
+        ready = self._ready
+        before = len(ready) if ready is not None else 0
+        reads = 0
+        while True:
+            try:
+                chunk = os.read(self._in_fd, READ_SIZE)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as e:
+                self._pause_reading()
+                self._finish(EXIT_OK, "input error, stopping: %s" % e)
+                return
+            if not chunk:
+                self._pause_reading()
+                if self._splitter.buffered:
+                    self._log("input closed inside a frame (%d bytes discarded)" % self._splitter.buffered)
+                self._finish(EXIT_OK)
+                return
+            try:
+                for body in self._splitter.feed(chunk):
+                    if self._hold and body[1:2] != b"\x01":
+                        # Held back (busy limits): requests and notifications wait, in order;
+                        # responses (answers to host calls) are handled at once.
+                        self._backlog.append(body)
+                        self._backlog_bytes += len(body)
+                        continue
+                    self._handle_body(body)
+                    if self._done.done():
+                        break
+            except ProtocolViolation as e:
+                self._pause_reading()
+                self._violation(str(e))
+                break
+            reads += 1
+            if len(chunk) < READ_SIZE or reads >= MAX_READS or not self._reading or self._done.done():
+                break
+        if self._hold:
+            self._update_flow()  # the backlog grew
+        if ready is not None and len(ready) > before:
+            self._run_ready(ready, before)
+        self._out.flush()
+
+    # -- flow control -----------------------------------------------------------------
+
+    def _update_flow(self):
+        """Read, hold back or stop reading, after any change of the busy state.
+
+        Output congested: stop reading (the host must read first).  Input limited: stop
+        reading, except while host calls wait for answers: then frames are still read, the
+        answers handled and everything else kept in the backlog (up to the high watermark),
+        or tasks waiting for their answers could never finish.  Neither: handle the backlog
+        (soon, in order), then read again.
+        """
+        blocked = self._out_congested or self._in_limited
+        self._hold = blocked or bool(self._backlog)
+        done = self._done
+        if done is None or done.done():
             return
-        except OSError as e:
+        if not blocked:
+            if self._backlog:
+                self._pause_reading()
+                if not self._backlog_scheduled:
+                    self._backlog_scheduled = True
+                    self._loop.call_soon(self._process_backlog)
+            else:
+                self._resume_reading()
+        elif not self._out_congested and self._bridge.pending and self._backlog_bytes <= self._high:
+            self._resume_reading()
+        else:
             self._pause_reading()
-            self._finish(EXIT_OK, "input error, stopping: %s" % e)
-            return
-        if not chunk:
-            self._pause_reading()
-            if self._splitter.buffered:
-                self._log("input closed inside a frame (%d bytes discarded)" % self._splitter.buffered)
-            self._finish(EXIT_OK)
-            return
+
+    def _process_backlog(self):
+        self._backlog_scheduled = False
+        ready = self._ready
+        before = len(ready) if ready is not None else 0
+        backlog = self._backlog
         try:
-            for body in self._splitter.feed(chunk):
+            while backlog and not (self._out_congested or self._in_limited) and not self._done.done():
+                body = backlog.popleft()
+                self._backlog_bytes -= len(body)
                 self._handle_body(body)
-                if self._done.done():
-                    break
         except ProtocolViolation as e:
             self._pause_reading()
             self._violation(str(e))
+        self._update_flow()
+        if ready is not None and len(ready) > before:
+            self._run_ready(ready, before)
         self._out.flush()
-        if self._out.pending > HIGH_WATER:
-            self._pause_reading()
 
-    def _on_output_drained(self):
-        if not self._reading and self._out.pending <= LOW_WATER:
-            self._resume_reading()
+    def _task_started(self, size):
+        self._inflight_bytes += size
+        if (len(self._tasks) >= self._max_inflight or self._inflight_bytes > self._high) and not self._in_limited:
+            self._in_limited = True
+            self._update_flow()
+
+    def _on_output_congested(self):
+        self._out_congested = True
+        self._update_flow()
+
+    def _on_output_relieved(self):
+        self._out_congested = False
+        self._update_flow()
+        # Read what the host sent before the waiting producers run again: a task casting
+        # as fast as the host reads must not starve the input (a cancel, say).
+        self._loop.call_soon(self._after_relief)
+
+    def _after_relief(self):
+        if self._reading and not self._hold:
+            self._on_readable()
+        if not self._out_congested:
+            self._release_drain_waiters()
+
+    def _drain_waiter(self):
+        waiter = self._loop.create_future()
+        self._drain_waiters.append(waiter)
+        return waiter
+
+    def _release_drain_waiters(self):
+        waiters = self._drain_waiters
+        if waiters:
+            self._drain_waiters = []
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    def _queue_host_frame(self, body):
+        """Queue a frame of cast/send/call; return None or a future to await (congested)."""
+        out = self._out
+        out.send_small(frame_header(len(body)), body)
+        if out.pending >= JOIN_LIMIT:
+            out.flush()
+        else:
+            out.schedule_flush()
+        if self._out_congested:
+            return self._drain_waiter()
+        return None
 
     def _on_output_broken(self, error):
         self._finish(EXIT_OK, "output closed, stopping: %s" % error)
+
+    # -- eager tasks ------------------------------------------------------------------
+
+    def _setup_eager(self, loop):
+        if not self._eager:
+            return
+        factory = getattr(asyncio, "eager_task_factory", None)
+        if factory is not None:  # Python 3.12+
+            loop.set_task_factory(factory)
+            return
+        ready = getattr(loop, "_ready", None)
+        if type(ready) is collections.deque:
+            self._ready = ready
+        else:
+            self._log("eager tasks: %s has no ready deque; running without the eager fallback" % type(loop).__name__)
+
+    def _run_ready(self, ready, before):
+        """Eager fallback (before Python 3.12): run the ready callbacks that handling input
+        created (those behind the first ``before`` entries, which stay for the loop), in
+        order, including the ones they create in turn: a request's task steps, its
+        completion and the reply's flush happen now instead of one poll later."""
+        if self._running_ready:  # a callback run here read input itself (_after_relief)
+            return
+        self._running_ready = True
+        try:
+            deadline = time.monotonic() + EAGER_MAX_SECONDS
+            for _ in range(EAGER_MAX_CALLBACKS):
+                if len(ready) <= before:
+                    break
+                if before:
+                    handle = ready[before]
+                    del ready[before]
+                else:
+                    handle = ready.popleft()
+                if not handle._cancelled:
+                    handle._run()
+                if time.monotonic() > deadline:
+                    break
+        finally:
+            self._running_ready = False
 
     def _handle_body(self, body):
         try:
@@ -612,6 +896,7 @@ class Runner(object):
         if kind == KIND_REQUEST:
             self._request_count += 1
             self._dispatching = request_id
+            self._body_size = len(body)
             handler = self._requests.get(op)
             if handler is None:
                 self._reply(request_id, op, protocol_error_payload("unknown request op %r" % op))
@@ -628,7 +913,7 @@ class Runner(object):
             else:
                 handler(payload)
         elif kind == KIND_RESPONSE:
-            raise ProtocolViolation("unexpected response (id %d): the runner sent no request" % request_id)
+            self._bridge.on_response(request_id, payload)  # the answer to a host call
         else:
             raise ProtocolViolation("unknown frame kind %d" % kind)
 
@@ -646,7 +931,7 @@ class Runner(object):
         elif kind == KIND_NOTIFICATION:
             self._log("ignoring %r notification: %s" % (op, error.error))
         elif kind == KIND_RESPONSE:
-            raise ProtocolViolation("unexpected response (id %d): the runner sent no request" % request_id)
+            self._bridge.on_bad_response(request_id, error.error)
         else:
             raise ProtocolViolation("unknown frame kind %d" % kind)
 
@@ -776,8 +1061,8 @@ class Runner(object):
                 self._emit(stream, request_id, tail)  # no newline in it: stays partial
         out = self._out
         out.flush()  # promptly, as a line-buffered stdout would
-        if out.pending > HIGH_WATER:
-            out.wait_below(LOW_WATER, self._stop_waiting)
+        if out.congested:
+            out.wait_below(out.low, self._stop_waiting)
 
     def _stop_waiting(self):
         return self._ki_pending != 0 or self._done.done()
@@ -928,11 +1213,17 @@ class Runner(object):
             ok = True
             if (awaits or awaits is None and _iscoroutine(value)) and self._interrupted != request_id:
                 # The task copies the current context: it keeps the request (or capture).
+                # With eager tasks (3.12+) it runs right here until it first suspends.
                 task = self._loop.create_task(_outcome(value))
                 self._tasks[request_id] = task
-                task.add_done_callback(
-                    functools.partial(self._on_task_done, request_id, op, failure_code, user_code, ctx)
-                )
+                size = self._body_size
+                self._task_started(size)
+                done = functools.partial(self._on_task_done, request_id, op, failure_code, user_code, ctx, size)
+                if task.done():  # finished eagerly: reply now, not one loop iteration later
+                    self._early.discard(request_id)
+                    done(task)
+                    return
+                task.add_done_callback(done)
                 if self._early and request_id in self._early:
                     self._early.discard(request_id)
                     self._cancel_ids((request_id,))
@@ -955,12 +1246,16 @@ class Runner(object):
             _add_capture(payload, ctx)
         self._reply(request_id, op, payload)
 
-    def _on_task_done(self, request_id, op, failure_code, user_code, ctx, task):
+    def _on_task_done(self, request_id, op, failure_code, user_code, ctx, size, task):
         cancel_requested = False
         if self._tasks.get(request_id) is task:
             del self._tasks[request_id]
             cancel_requested = request_id in self._cancelled
             self._cancelled.discard(request_id)
+            self._inflight_bytes -= size
+            if self._in_limited and len(self._tasks) <= self._resume_inflight and self._inflight_bytes <= self._low:
+                self._in_limited = False
+                self._update_flow()
         try:
             # A cancelled request replies "cancelled" even if the code swallowed the
             # CancelledError and returned: the host asked for it to stop, and may already

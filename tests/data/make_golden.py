@@ -311,6 +311,21 @@ def protocol_frames(packb, HostHandle):
         ("proto_log_no_request", [2, 0, "log", {"stream": "stderr", "id": 0, "line": ""}]),
         ("proto_host_handle_response", [1, 9, "call", {"ok": [HostHandle(b"\x01\x02\x03\x04"),
                                                               (HostHandle(b""),)]}]),
+        # issue 4: Python -> host (the runner's own request ids, from 1)
+        ("proto_host_call_request", [0, 1, "host_call", {"name": "add", "args": [2, 3.5, "x", (1, None),
+                                                                            HostHandle(b"\x07")]}]),
+        ("proto_host_call_request_no_args", [0, 2, "host_call", {"name": "next", "args": []}]),
+        ("proto_host_call_ok_response", [1, 1, "host_call", {"ok": {"sum": 5.5, "parts": [2, 3.5]}}]),
+        ("proto_host_call_not_exposed_response", [1, 2, "host_call", {"error": {
+            "code": "not_exposed", "type": "HostError", "message": "'next' is not exposed by the host",
+            "traceback": []}}]),
+        ("proto_host_call_host_error_response", [1, 3, "host_call", {"error": {
+            "code": "host_error", "type": "HostError",
+            "message": "host function 'fail' failed: invalid_argument: bad input", "traceback": []}}]),
+        ("proto_host_cast", [2, 0, "host_cast", {"name": "tick", "args": [1, b"\x00\xff"]}]),
+        ("proto_host_send_name", [2, 0, "host_send", {"target": "inbox", "value": {"hello": 1}}]),
+        ("proto_host_send_handle", [2, 0, "host_send", {"target": HostHandle(b"\x00\x00\x00\x2a"),
+                                                        "value": [1, 2]}]),
     ]
     return [(name, packb(body)) for name, body in frames]
 

@@ -5,7 +5,9 @@ import fcntl
 import os
 import select
 import signal
+import struct
 import sys
+import termios
 import time
 import unittest
 
@@ -94,6 +96,7 @@ class RunnerProcess(object):
         self.codec = PureCodec()
         self._splitter = FrameSplitter(1 << 30)
         self._frames = []  # received but not yet consumed
+        self.raw = None  # set to a list to also keep every frame body as received (bytes)
         self._next_id = 1
         self.stdout = b""
         self.stderr = b""
@@ -232,7 +235,10 @@ class RunnerProcess(object):
                     if getattr(self, name) == fd:
                         setattr(self, name, None)
             elif fd == self.from_runner:
-                self._frames.extend(self.codec.unpackb(b) for b in self._splitter.feed(data))
+                bodies = self._splitter.feed(data)
+                if self.raw is not None:
+                    self.raw.extend(bodies)
+                self._frames.extend(self.codec.unpackb(b) for b in bodies)
             elif fd == self.err_fd:
                 self.stderr += data
             else:
@@ -308,6 +314,59 @@ class RunnerProcess(object):
         payload.update(options)
         return self.call("call", payload, timeout)
 
+    def take(self, predicate, timeout=10.0, what="frame"):
+        """The first frame (received or coming) for which ``predicate(frame)`` holds, removed;
+        the other frames are kept for later."""
+        deadline = time.monotonic() + timeout * TIME_SCALE
+        while True:
+            for i, frame in enumerate(self._frames):
+                if predicate(frame):
+                    del self._frames[i]
+                    return frame
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("no %s from the runner; stderr: %r" % (what, self.stderr[-2000:]))
+            if not self._pump(remaining):
+                raise EOFError("runner closed its output; stderr: %r" % self.stderr[-2000:])
+
+    def host_call(self, name=None, timeout=10.0):
+        """The next ``host_call`` request of the runner (of function ``name`` if given), as
+        (rid, name, args)."""
+        frame = self.take(lambda f: f[0] == 0 and f[2] == "host_call" and (name is None or f[3]["name"] == name),
+                          timeout, "host_call %s" % (name or ""))
+        return frame[1], frame[3]["name"], frame[3]["args"]
+
+    def notification(self, op, timeout=10.0):
+        """Payload of the next notification ``op`` (``host_cast``, ``host_send``, ...)."""
+        return self.take(lambda f: f[0] == 2 and f[2] == op, timeout, op)[3]
+
+    def answer(self, rid, value):
+        """What the host does for a host_call it served: ``{"ok": value}``."""
+        self.send(1, rid, "host_call", {"ok": value})
+
+    def answer_error(self, rid, code, message):
+        self.send(1, rid, "host_call", {"error": {"code": code, "type": "HostError", "message": message,
+                                                 "traceback": []}})
+
+    def unread_input(self):
+        """Bytes written to the runner's input pipe that it has not read (yet)."""
+        return _fionread(self.to_runner)
+
+    def unread_output(self):
+        """Bytes the runner wrote to its output pipe that this host has not read (yet)."""
+        return _fionread(self.from_runner)
+
+    def proc_status(self):
+        """(state letter, VmRSS in KiB) of the runner process, from /proc (Linux)."""
+        with open("/proc/%d/stat" % self.pid) as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+        rss = 0
+        with open("/proc/%d/status" % self.pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    rss = int(line.split()[1])
+        return state, rss
+
     def read_until(self, predicate, timeout=10.0):
         """Pump output until ``predicate(self)`` holds (e.g. some stderr text arrived)."""
         deadline = time.monotonic() + timeout * TIME_SCALE
@@ -337,6 +396,11 @@ class RunnerProcess(object):
                 break
             self._pump(0)
         return self.returncode
+
+
+def _fionread(fd):
+    # FIONREAD works on either end of a pipe: the bytes in its buffer.
+    return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
 
 
 def _decode_status(status):

@@ -326,9 +326,20 @@ class ViolationTest(RunnerTestCase):
 
     def test_malformed_bodies(self):
         for body in (b"\xc1", b"\x93\x00\x01\xa4eval", b"\x94\x00\x01\xa4eval\x81\x91\x01\x02",
-                     b"\x94\x05\x01\xa4eval\x80", b"\x94\x01\x01\xa4eval\x80", b"\x94\x00\x01\x01\x80",
-                     b"\x91" * 200 + b"\x90"):
+                     b"\x94\x05\x01\xa4eval\x80", b"\x94\x00\x01\x01\x80", b"\x94\x01\x01\x01\x80",
+                     b"\x94\x01", b"\x91" * 200 + b"\x90"):
             self.assert_violation(support.frame_header(len(body)) + body)
+
+    def test_response_to_an_unknown_id_is_ignored(self):
+        # Responses answer the runner's host calls; an unknown id (never issued, or a late
+        # answer) is not a violation: a note on stderr, and the runner keeps serving.
+        runner, _ = self.start()
+        body = b"\x94\x01\x07\xa4eval\x80"
+        runner.send_raw(support.frame_header(len(body)) + body)
+        runner.send(1, 2 ** 64 - 1, "host_call", {"ok": None})
+        self.assertEqual(ok(runner.eval("return 1")), 1)
+        runner.read_until(lambda r: r.stderr.count(b"unknown host call id") == 2)
+        self.assertIn(b"unknown host call id 7", runner.stderr)
 
 
 if __name__ == "__main__":
