@@ -12,6 +12,7 @@ from ._wire import DEFAULT_MAX_FRAME_BYTES, FrameTooLarge
 __all__ = ["FrameSplitter", "frame_header"]
 
 _LENGTH = struct.Struct(">I")
+_VIEW_MIN = 1 << 20  # bodies above this are memoryviews, not copies
 _unpack_length = _LENGTH.unpack_from
 frame_header = _LENGTH.pack
 
@@ -65,7 +66,12 @@ class FrameSplitter(object):
             if end > n:
                 need = 4 + length
                 break
-            bodies.append(data[pos + 4 : end])
+            if length > _VIEW_MIN:
+                # A large body is handed out as a view (no 2nd copy of a multi-MiB frame);
+                # both codecs decode from any buffer.
+                bodies.append(memoryview(data)[pos + 4 : end])
+            else:
+                bodies.append(data[pos + 4 : end])
             pos = end
         if pos < n:
             self._parts = [data[pos:]]

@@ -301,6 +301,8 @@ def _check_raw_ext(code, data, budget, max_elements):
 
 def unpackb(data, max_depth=MAX_DEPTH, max_elements=MAX_ELEMENTS):
     """Decode exactly one value from ``data`` (bytes); raise DecodeError otherwise."""
+    if type(data) is not bytes:  # e.g. a memoryview of a large frame
+        data = bytes(data)
     try:
         obj, pos = _unpack(data, 0, len(data), max_depth, max_elements)
     except DecodeError:

@@ -89,6 +89,9 @@ _FIX_CONTAINERS = bytes(range(0x80, 0xA0))
 # One-byte scalars: fixints, nil, booleans.
 _NOT_ONE_BYTE = bytes(b for b in range(256) if not (_CAT[b] == _FIXED and _SIZE[b] == 1))
 
+# Frames above this size skip the translate() fast check (see may_skip).
+_TRANSLATE_MAX = 1 << 20
+
 # Arrays at least this long are first tried as a homogeneous run of fixed-size scalars.
 _RUN_MIN = 16
 
@@ -105,6 +108,10 @@ def may_skip(data, max_depth=MAX_DEPTH, max_elements=MAX_ELEMENTS):
     keep typical request frames off the Python-level walk.
     """
     if max_elements < 15:  # only in tests: fix containers could exceed it
+        return False
+    if len(data) > _TRANSLATE_MAX:
+        # translate() reads every byte (and copies them): for large frames the structural
+        # walk, which steps over str/bin/ext bodies without reading them, is far cheaper.
         return False
     candidates = data.translate(None, _NOT_CONTAINER)
     return len(candidates) <= max_depth and not candidates.translate(None, _FIX_CONTAINERS)
