@@ -103,17 +103,14 @@ class Bridge(object):
                 "pyvisor.%s: %s" % (what, describe_unencodable(value, root, 2, codec.max_depth, codec.max_elements))
             ) from None
         if len(body) > self._max_frame_bytes:
-            raise ValueError(
-                "pyvisor.%s: the message encodes to %d bytes, above the frame limit of %d bytes"
-                % (what, len(body), self._max_frame_bytes)
-            )
+            self._too_large(what, len(body))
         return body
 
-    def _on_loop(self, what, alternative):
+    def _on_loop(self, what, alternative=None):
         if get_ident() != self._thread:
             raise RuntimeError(
-                "pyvisor.%s must be awaited on the runner's event loop; from another thread use pyvisor.%s"
-                % (what, alternative)
+                "pyvisor.%s must be awaited on the runner's event loop%s"
+                % (what, "; from another thread use pyvisor.%s" % alternative if alternative else "")
             )
 
     def _stopping(self, what, name):
@@ -170,7 +167,7 @@ class Bridge(object):
     def send(self, target, value):
         """Queue a host_send to ``target`` (str or HostHandle); like ``cast``."""
         if get_ident() != self._thread:
-            self._on_loop("send", "cast_threadsafe")
+            self._on_loop("send")
         t = type(target)
         if t is not str and t is not HostHandle:
             if not isinstance(target, str):

@@ -353,8 +353,9 @@ class _Output(object):
             return
         self._chunks.append(header)
         self._chunks.append(body)
-        self.pending += len(header) + len(body)
-        if self.pending > self.high and not self.congested:
+        pending = self.pending + len(header) + len(body)
+        self.pending = pending
+        if pending > self.high and not self.congested:
             self.congested = True
             self._on_congested()
 
@@ -549,6 +550,7 @@ class Runner(object):
         self._drain_waiters = []  # futures of cast/send/call waiting for the output to drain
         self._eager = options.eager_tasks
         self._ready = None  # the loop's ready deque when the pre-3.12 eager fallback is on
+        self._eager_factory = False  # tasks start eagerly (3.12+)
         self._running_ready = False
         self._bridge = None
         self._cache = CodeCache(CACHE_SIZE)
@@ -620,8 +622,7 @@ class Runner(object):
             )
             self._out.flush()
             self._install_streams()
-            if not self._done.done():
-                self._resume_reading()
+            self._update_flow()  # start reading (unless a tiny --high-water made it busy)
             code = loop.run_until_complete(self._done)
             self._pause_reading()
             if self._backlog:
@@ -789,9 +790,8 @@ class Runner(object):
             self._run_ready(ready, before)
         self._out.flush()
 
-    def _task_started(self, size):
-        self._inflight_bytes += size
-        if (len(self._tasks) >= self._max_inflight or self._inflight_bytes > self._high) and not self._in_limited:
+    def _limit_input(self):
+        if not self._in_limited:
             self._in_limited = True
             self._update_flow()
 
@@ -848,6 +848,7 @@ class Runner(object):
         factory = getattr(asyncio, "eager_task_factory", None)
         if factory is not None:  # Python 3.12+
             loop.set_task_factory(factory)
+            self._eager_factory = True
             return
         ready = getattr(loop, "_ready", None)
         if type(ready) is collections.deque:
@@ -859,9 +860,12 @@ class Runner(object):
         """Eager fallback (before Python 3.12): run the ready callbacks that handling input
         created (those behind the first ``before`` entries, which stay for the loop), in
         order, including the ones they create in turn: a request's task steps, its
-        completion and the reply's flush happen now instead of one poll later."""
-        if self._running_ready:  # a callback run here read input itself (_after_relief)
-            return
+        completion and the reply's flush happen now instead of one poll later.
+
+        Only for small batches: when handling created more callbacks than the budget (a deep
+        pipeline), the loop's own batching is better and they are left to it."""
+        if self._running_ready or len(ready) - before > EAGER_MAX_CALLBACKS:
+            return  # (running: a callback run here read input itself, see _after_relief)
         self._running_ready = True
         try:
             deadline = time.monotonic() + EAGER_MAX_SECONDS
@@ -1217,9 +1221,11 @@ class Runner(object):
                 task = self._loop.create_task(_outcome(value))
                 self._tasks[request_id] = task
                 size = self._body_size
-                self._task_started(size)
+                self._inflight_bytes += size
+                if len(self._tasks) >= self._max_inflight or self._inflight_bytes > self._high:
+                    self._limit_input()
                 done = functools.partial(self._on_task_done, request_id, op, failure_code, user_code, ctx, size)
-                if task.done():  # finished eagerly: reply now, not one loop iteration later
+                if self._eager_factory and task.done():  # finished eagerly: reply now
                     self._early.discard(request_id)
                     done(task)
                     return

@@ -356,6 +356,11 @@ class RunnerProcess(object):
         """Bytes the runner wrote to its output pipe that this host has not read (yet)."""
         return _fionread(self.from_runner)
 
+    def output_capacity(self):
+        """Size of the runner's output pipe buffer (F_GETPIPE_SZ; 64 KiB unless the system
+        is short of pipe pages)."""
+        return fcntl.fcntl(self.from_runner, 1032)  # F_GETPIPE_SZ (Linux)
+
     def proc_status(self):
         """(state letter, VmRSS in KiB) of the runner process, from /proc (Linux)."""
         with open("/proc/%d/stat" % self.pid) as f:

@@ -116,7 +116,7 @@ class OutputLimitTest(RunnerTestCase):
 
     def wait_congested(self, runner):
         """Until the host pipe is full and the runner sleeps (it waits for the host)."""
-        capacity = 65536
+        capacity = runner.output_capacity()
         deadline = time.monotonic() + 10 * support.TIME_SCALE
         sleeping = 0
         while sleeping < 3:
@@ -174,6 +174,7 @@ class OutputLimitTest(RunnerTestCase):
         # Read everything (counting frames, not decoding them: fast), then the reply.
         fd = runner.from_runner
         buf = b""
+        pos = 0
         casts = 0
         last = None
         unpack = struct.Struct(">I").unpack_from
@@ -184,7 +185,7 @@ class OutputLimitTest(RunnerTestCase):
                 self.fail("no output from the runner")
             data = os.read(fd, 1 << 20)
             self.assertTrue(data, "EOF")
-            buf = buf[pos:] + data if buf and pos < len(buf) else data
+            buf = buf[pos:] + data
             pos = 0
             n = len(buf)
             while n - pos >= 4:
@@ -206,7 +207,7 @@ class OutputLimitTest(RunnerTestCase):
         rid = runner.start_eval("for i in range(n):\n    await pyvisor.cast('sink', i, 'y' * 1000)\nreturn 'done'",
                                 {"n": 20000})
         deadline = time.monotonic() + 10 * support.TIME_SCALE
-        while runner.unread_output() < 65536:  # casting, and the host does not read
+        while runner.unread_output() < runner.output_capacity():  # casting; the host does not read
             self.assertLess(time.monotonic(), deadline)
             time.sleep(0.01)
         frame = stats_frame(runner, 100)
