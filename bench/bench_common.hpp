@@ -16,6 +16,7 @@
 #include <cstring>
 #include <numeric>
 #include <optional>
+#include <exception>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -56,6 +57,17 @@ inline summary summarize(std::vector<double>& samples) {
   s.min = samples.front();
   s.max = samples.back();
   return s;
+}
+
+// Runs a benchmark body; an exception becomes a message and exit code 1.
+template <class F>
+int guarded(const char* prog, F&& body) {
+  try {
+    return body();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s: exception: %s\n", prog, e.what());
+    return 1;
+  }
 }
 
 // Minimal JSON string escaping.

@@ -28,9 +28,15 @@
 #include "pyvisor/interpreter.hpp"
 #include "pyvisor/runtime.hpp"
 
+#include "bench_common.hpp"
+
 namespace {
 
-using clock_type = std::chrono::steady_clock;
+// Shared with the other benchmarks (bench_common.hpp).
+using pyvisor_bench::clock_type;
+using pyvisor_bench::json_str;
+using pyvisor_bench::percentile;
+using pyvisor_bench::us_since;
 
 struct options {
   long iters = -1;
@@ -61,40 +67,6 @@ long parse_count(const char* opt, const char* s) {
     std::exit(2);
   }
   return v;
-}
-
-// Nearest-rank percentile of a sorted vector (same definition as bench_c_pipe and py_floor.py).
-double percentile(const std::vector<double>& sorted, double q) {
-  const auto n = static_cast<long>(sorted.size());
-  long rank = static_cast<long>(std::ceil(std::round(q * static_cast<double>(n) * 1e6) / 1e6));
-  rank = std::clamp(rank, 1L, n);
-  return sorted[static_cast<std::size_t>(rank - 1)];
-}
-
-// Minimal JSON string escaping (for the python path / version / error text).
-std::string json_str(std::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(c));
-          out += buf;
-        } else {
-          out += c;
-        }
-    }
-  }
-  return out + "\"";
-}
-
-double us_since(clock_type::time_point t0, clock_type::time_point t1) {
-  return std::chrono::duration<double, std::micro>(t1 - t0).count();
 }
 
 // Whether an eval result is good: no error and, for the default code, the integer 1. Prints why

@@ -148,10 +148,5 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "%s: --iters and --items must be >= 1\n", prog);
     return 2;
   }
-  try {
-    return run(o);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "%s: exception: %s\n", prog, e.what());
-    return 1;
-  }
+  return guarded(prog, [&] { return run(o); });
 }
