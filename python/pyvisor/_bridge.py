@@ -234,11 +234,22 @@ class Bridge(object):
         if len(abandoned) > ABANDONED_MEMORY:
             del abandoned[next(iter(abandoned))]
 
-    def on_response(self, rid, payload):
-        """A host_call response from the host."""
+    def _take(self, rid):
+        """The pending (future, name) for an answer, or None (unknown or abandoned rid)."""
         entry = self.pending.pop(rid, None)
         if entry is None:
             self._unknown(rid)
+        return entry
+
+    def _settled(self):
+        # The last pending call was answered: input held back for it may flow again.
+        if self._runner._in_limited and not self.pending:
+            self._runner._update_flow()
+
+    def on_response(self, rid, payload):
+        """A host_call response from the host."""
+        entry = self._take(rid)
+        if entry is None:
             return
         future, name = entry
         if not future.done():
@@ -261,20 +272,19 @@ class Bridge(object):
                     future.set_exception(
                         _host.HostError("malformed answer from the host to host call %r" % name, "protocol_error", name)
                     )
-        if self._runner._in_limited and not self.pending:
-            self._runner._update_flow()
+        self._settled()
 
     def on_bad_response(self, rid, error):
         """A host_call response whose payload is not valid UTF-8."""
-        entry = self.pending.pop(rid, None)
+        entry = self._take(rid)
         if entry is None:
-            self._unknown(rid)
             return
         future, name = entry
         if not future.done():
             future.set_exception(
                 _host.HostError("the host's answer to %r is not valid UTF-8: %s" % (name, error), "invalid_argument", name)
             )
+        self._settled()
 
     def _unknown(self, rid):
         if self._abandoned.pop(rid, False):
