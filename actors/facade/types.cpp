@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "protocol/ext_payload.hpp"
+
 namespace pyvisor {
 
 namespace {
@@ -125,11 +127,10 @@ std::optional<std::uint64_t> bigint::to_uint64() const {
 namespace detail {
 
 const msgpack::object& as_array(const msgpack::object& o, msgpack::zone& z, msgpack::object& tmp) {
-  if (o.type == msgpack::type::EXT && o.via.ext.type() >= 1 && o.via.ext.type() <= 3) {
-    std::size_t off = 0;
-    tmp = msgpack::unpack(z, o.via.ext.data(), o.via.ext.size, off);
-    if (tmp.type != msgpack::type::ARRAY)
-      throw msgpack::type_error();
+  // An unexpanded tuple/set/frozenset (a raw msgpack::object, or a value whose expansion was
+  // refused): decoded by the one limited decoder, by reference into o's payload.
+  if (protocol::is_container_ext(o)) {
+    tmp = protocol::decode_ext_payload(o, z);
     return tmp;
   }
   if (o.type != msgpack::type::ARRAY)

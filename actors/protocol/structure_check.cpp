@@ -103,13 +103,13 @@ std::optional<std::string> check_structure(std::string_view body, const limits& 
       owed += children;
       if (owed > n - pos)
         return "declared element count exceeds the " + std::to_string(n - pos) +
-               " bytes left in the frame";
+               " bytes left";
       if (children > 0)
         remaining.push_back(children);
     } else {
       if (skip > n - pos)
         return "declared length " + std::to_string(skip) + " exceeds the " +
-               std::to_string(n - pos) + " bytes left in the frame";
+               std::to_string(n - pos) + " bytes left";
       pos += static_cast<std::size_t>(skip);
     }
     // Close finished containers.

@@ -1,6 +1,7 @@
 #pragma once
 
-#include <cassert>
+#include <exception>
+#include <string>
 #include <type_traits>
 #include <utility>
 #include <variant>
@@ -9,9 +10,34 @@
 
 namespace pyvisor {
 
-/// A value of T or a pyvisor::error. pyvisor never throws across its API: calls return this.
-/// Accessing the value of an errored expected (or the error of a valued one) is a precondition
-/// violation (asserted in debug builds).
+/// Thrown when an expected is used for what it does not hold: value(), `*` or `->` of one that
+/// holds an error (error() then gives that error), or error() of one that holds a value (code
+/// errc::none). Misuse is thus defined in every build type, never undefined behaviour, and the
+/// exception still carries what went wrong. what(): "bad expected access: <error>".
+class bad_expected_access : public std::exception {
+public:
+  explicit bad_expected_access(pyvisor::error err)
+    : err_(std::move(err)), what_("bad expected access: " + err_.to_string()) {}
+  const pyvisor::error& error() const noexcept { return err_; }
+  const char* what() const noexcept override { return what_.c_str(); }
+
+private:
+  pyvisor::error err_;
+  std::string what_;
+};
+
+namespace detail {
+
+[[noreturn]] inline void throw_holds_value() {
+  throw bad_expected_access(make_error(errc::none, "error() of an expected that holds a value"));
+}
+
+} // namespace detail
+
+/// A value of T or a pyvisor::error. pyvisor's calls report failures this way and do not throw;
+/// check has_value() (or `if (r)`) before using the value. Using the value of an expected that
+/// holds an error throws bad_expected_access carrying that error (and error() of one that holds
+/// a value throws too), so a forgotten check fails loudly instead of reading garbage.
 template <class T>
 class [[nodiscard]] expected {
 public:
@@ -21,23 +47,34 @@ public:
   bool has_value() const noexcept { return data_.index() == 0; }
   explicit operator bool() const noexcept { return has_value(); }
 
-  T& value() & { assert(has_value()); return std::get<0>(data_); }
-  const T& value() const& { assert(has_value()); return std::get<0>(data_); }
-  T&& value() && { assert(has_value()); return std::get<0>(std::move(data_)); }
+  /// The value; throws bad_expected_access (carrying the error) when there is none.
+  T& value() & { check_value(); return std::get<0>(data_); }
+  const T& value() const& { check_value(); return std::get<0>(data_); }
+  T&& value() && { check_value(); return std::get<0>(std::move(data_)); }
   T& operator*() & { return value(); }
   const T& operator*() const& { return value(); }
   T&& operator*() && { return std::move(*this).value(); }
   T* operator->() { return &value(); }
   const T* operator->() const { return &value(); }
 
-  const pyvisor::error& error() const& { assert(!has_value()); return std::get<1>(data_); }
-  pyvisor::error&& error() && { assert(!has_value()); return std::get<1>(std::move(data_)); }
+  /// The error; throws bad_expected_access (code none) when a value is held.
+  pyvisor::error& error() & { check_error(); return std::get<1>(data_); }
+  const pyvisor::error& error() const& { check_error(); return std::get<1>(data_); }
+  pyvisor::error&& error() && { check_error(); return std::get<1>(std::move(data_)); }
 
 private:
+  void check_value() const {
+    if (!has_value())
+      throw bad_expected_access(std::get<1>(data_));
+  }
+  void check_error() const {
+    if (has_value())
+      detail::throw_holds_value();
+  }
   std::variant<T, pyvisor::error> data_;
 };
 
-/// Success without a value, or an error.
+/// Success without a value, or an error. Same rules as expected<T>.
 template <>
 class [[nodiscard]] expected<void> {
 public:
@@ -46,7 +83,22 @@ public:
 
   bool has_value() const noexcept { return !failed_; }
   explicit operator bool() const noexcept { return has_value(); }
-  const pyvisor::error& error() const& { assert(failed_); return err_; }
+  /// Throws bad_expected_access (carrying the error) on failure; does nothing on success.
+  void value() const {
+    if (failed_)
+      throw bad_expected_access(err_);
+  }
+  /// The error; throws bad_expected_access (code none) on success.
+  pyvisor::error& error() & {
+    if (!failed_)
+      detail::throw_holds_value();
+    return err_;
+  }
+  const pyvisor::error& error() const& {
+    if (!failed_)
+      detail::throw_holds_value();
+    return err_;
+  }
 
 private:
   pyvisor::error err_;

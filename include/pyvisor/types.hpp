@@ -12,6 +12,8 @@
 ///
 /// Converting *from* a value, tuples, sets and frozensets also convert to std containers
 /// (`std::vector`, `std::tuple`, `std::set`): pyvisor::value expands them for msgpack-cxx.
+/// Every decode of an ext 1-3 payload (in value and in these adaptors) goes through the frame
+/// limits and references the payload's bytes instead of copying them.
 
 #include <cstdint>
 #include <optional>
@@ -106,7 +108,13 @@ void pack_ext_array(msgpack::packer<Stream>& o, ext_type t, const Items& items) 
   o.pack_ext_body(payload.data(), payload.size());
 }
 
-/// The array behind an ARRAY object or an ext 1-3 object (unpacked into `z`).
+/// The array behind an ARRAY object, or behind an ext 1-3 object: its payload decoded once, by
+/// reference, under the frame limits (max_depth 128, max_elements 2^22, the structure check
+/// first), with the object tree in `z`. Throws msgpack::type_error for other objects and
+/// msgpack::unpack_error naming the violated limit for a payload it refuses.
+/// Items converted to msgpack::object from an unexpanded ext therefore point into `z` (arrays,
+/// maps) while the adaptor runs only: convert through pyvisor::value (which expands into
+/// memory it keeps) to hold such views.
 const msgpack::object& as_array(const msgpack::object& o, msgpack::zone& z, msgpack::object& tmp);
 
 } // namespace detail

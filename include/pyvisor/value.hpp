@@ -10,11 +10,18 @@
 namespace pyvisor {
 
 /// A value that came back from Python: a decoded msgpack object plus the memory it lives in.
-/// Copies are cheap (they share the memory). Convert with msgpack-cxx's adaptors:
-/// `v.as<int>()`, `v.as<std::vector<std::string>>()`, `v.as<std::map<std::string, double>>()`,
-/// `v.as<std::optional<int>>()`, `v.as<std::tuple<int, std::string>>()`, ...
+/// Copies are cheap (they share the memory). Convert with msgpack-cxx's adaptors, either way:
+/// - `v.to<T>()` -> `expected<T>`: never throws; a mismatch is errc::type_mismatch with the
+///   reason. Use it for anything that came from Python.
+/// - `v.as<T>()` -> `T`: the throwing convenience, for code that already knows the type;
+///   throws msgpack-cxx's exceptions (msgpack::type_error, msgpack::unpack_error).
+/// e.g. `to<int>()`, `to<std::vector<std::string>>()`, `to<std::map<std::string, double>>()`,
+/// `to<std::optional<int>>()`, `to<std::tuple<int, std::string>>()`, ...
 /// Python tuples, sets, frozensets and big ints arrive as msgpack ext types 1-4 (see the
-/// README's type table).
+/// README's type table). Tuple/set/frozenset payloads are expanded once, when the value is
+/// made, by reference into the received bytes and under the frame limits (nesting 128 counted
+/// from this value, 2^22 elements per container): memory stays O(payload). A payload that
+/// breaks a limit is left unexpanded, and converting it reports the limit.
 ///
 /// Lifetime: a T that holds `msgpack::object` (e.g. `std::map<std::string, msgpack::object>`)
 /// holds views into this value's memory; keep the value (or a copy) alive while you use them.
@@ -39,13 +46,17 @@ public:
   /// holds none of them.
   const msgpack::object& plain() const noexcept { return plain_; }
 
-  /// Converts with msgpack-cxx (from plain()); throws msgpack::type_error on a mismatch.
+  /// The throwing convenience: converts with msgpack-cxx (from plain()) and throws what it
+  /// throws on a mismatch (msgpack::type_error; msgpack::unpack_error naming the exceeded limit
+  /// for a tuple/set payload refused by the limits). Prefer to<T>() for untrusted shapes.
   template <class T>
   T as() const {
     return plain_.as<T>();
   }
 
-  /// Converts with msgpack-cxx; a mismatch gives errc::type_mismatch instead of throwing.
+  /// Converts with msgpack-cxx without throwing: a mismatch (or a payload over the limits)
+  /// gives errc::type_mismatch with the reason, e.g. "cannot convert tuple value: tuple
+  /// payload: container of 268435456 elements exceeds the limit of 4194304".
   template <class T>
   expected<T> to() const noexcept {
     try {
