@@ -3,11 +3,15 @@
 #include <cerrno>
 #include <csignal>
 #include <cstring>
+#include <dirent.h>
 #include <fcntl.h>
 #include <linux/close_range.h>
+#include <poll.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <boost/process/args.hpp>
@@ -22,8 +26,266 @@ namespace pyvisor::process {
 
 namespace {
 
+// ---- The guard -------------------------------------------------------------------------------
+//
+// The process Boost.Process forks does not exec: it becomes the guard G, a child subreaper that
+// forks the real Python child P and stays behind. Every orphan of P's descendants (setsid'd,
+// double-forked daemons) is reparented to G; when P exits, or when the host dies (G's
+// PR_SET_PDEATHSIG), G kills P's process group and then everything still in its subtree, reaps
+// P last and exits with P's status. The host reaps G (spawned_process::pid) and signals P
+// (spawned_process::python_pid).
+//
+// All of it runs in a fork of a multi-threaded host: raw syscalls only (no allocation, no
+// stdio, no locks), fixed stack buffers, hand-written number formatting and parsing.
+
+/// Signals G waits for (blocked in G, so sigtimedwait collects them).
+constexpr int guard_death_signal = SIGHUP;  // G's PR_SET_PDEATHSIG: the host died
+
+void guard_signals(sigset_t* set) {
+  sigemptyset(set);
+  sigaddset(set, SIGCHLD);
+  sigaddset(set, guard_death_signal);
+  sigaddset(set, SIGTERM);  // forwarded to P's group
+  sigaddset(set, SIGINT);   // forwarded to P's group
+  sigaddset(set, SIGQUIT);  // forwarded to P's group
+}
+
+char* put_str(char* p, const char* s) {
+  while (*s != '\0')
+    *p++ = *s++;
+  return p;
+}
+
+char* put_uint(char* p, unsigned long v) {
+  char tmp[24];
+  int n = 0;
+  do {
+    tmp[n++] = static_cast<char>('0' + v % 10);
+    v /= 10;
+  } while (v != 0);
+  while (n > 0)
+    *p++ = tmp[--n];
+  return p;
+}
+
+struct pid_list {
+  pid_t* v;
+  int n;
+  int cap;
+  void add(long pid) {
+    if (pid > 0 && n < cap)
+      v[n++] = static_cast<pid_t>(pid);
+  }
+};
+
+/// Appends the pids listed in `path` (decimal, space separated: a /proc children file).
+void read_pids(const char* path, pid_list& out) {
+  int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return;
+  char buf[512];
+  long cur = -1;
+  for (;;) {
+    auto r = ::read(fd, buf, sizeof buf);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r <= 0)
+      break;
+    for (long i = 0; i < r; ++i) {
+      char c = buf[i];
+      if (c >= '0' && c <= '9') {
+        cur = (cur < 0 ? 0 : cur) * 10 + (c - '0');
+      } else if (cur >= 0) {
+        out.add(cur);
+        cur = -1;
+      }
+    }
+  }
+  if (cur >= 0)
+    out.add(cur);
+  ::close(fd);
+}
+
+/// Appends the children of every thread of `pid` (/proc/PID/task/TID/children; a child belongs
+/// to the thread that forked it).
+void children_of(pid_t pid, pid_list& out) {
+  char dir[48];
+  char* d = put_str(dir, "/proc/");
+  d = put_uint(d, static_cast<unsigned long>(pid));
+  d = put_str(d, "/task");
+  *d = '\0';
+  int dfd = ::open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0)
+    return;
+  alignas(8) char buf[2048];
+  for (;;) {
+    long n = ::syscall(SYS_getdents64, dfd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      break;
+    for (long off = 0; off < n;) {
+      auto* e = reinterpret_cast<struct dirent64*>(buf + off);
+      off += e->d_reclen;
+      unsigned long tid = 0;
+      bool numeric = e->d_name[0] != '\0';
+      for (const char* c = e->d_name; *c != '\0' && numeric; ++c) {
+        if (*c < '0' || *c > '9')
+          numeric = false;
+        else
+          tid = tid * 10 + static_cast<unsigned long>(*c - '0');
+      }
+      if (!numeric)
+        continue;
+      char path[96];
+      char* p = put_str(path, dir);
+      p = put_str(p, "/");
+      p = put_uint(p, tid);
+      p = put_str(p, "/children");
+      *p = '\0';
+      read_pids(path, out);
+    }
+  }
+  ::close(dfd);
+}
+
+/// SIGKILLs every process in the guard's subtree except `python`, top down (each process is
+/// killed before its children are listed, so it can no longer fork or reap), reaps the direct
+/// children, and repeats until the guard has no child left but `python` (the orphans of killed
+/// processes come back to the guard, the subreaper). Children it may not kill (EPERM) are left.
+void kill_subtree(pid_t self, pid_t python) {
+  pid_t buf[1024];
+  for (int round = 0; round < 10000; ++round) {
+    pid_list l{buf, 0, 1024};
+    children_of(self, l);
+    int direct = 0;
+    for (int i = 0; i < l.n; ++i)
+      if (l.v[i] != python)
+        l.v[direct++] = l.v[i];
+    l.n = direct;
+    if (direct == 0)
+      return;
+    int killed_direct = 0;
+    for (int i = 0; i < l.n; ++i) {
+      bool killed = ::kill(l.v[i], SIGKILL) == 0;
+      if (i < direct) {
+        if (killed)
+          ++killed_direct;
+        else
+          l.v[i] = -l.v[i];  // not ours to kill (or already gone): do not wait for it
+      }
+      if (killed)
+        children_of(l.v[i], l);
+    }
+    for (int i = 0; i < direct; ++i)
+      if (l.v[i] > 0)
+        while (::waitpid(l.v[i], nullptr, 0) < 0 && errno == EINTR) {
+        }
+    if (killed_direct == 0)
+      return;
+  }
+}
+
+/// Reaps the orphans that ended; returns whether `python` has exited (it is left a zombie, so
+/// its pid, also its process group id, cannot be reused while the guard cleans up).
+bool python_exited(pid_t python) {
+  for (;;) {
+    siginfo_t si;
+    std::memset(&si, 0, sizeof si);
+    if (::waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) != 0)
+      return errno != EINTR;  // ECHILD: cannot happen while python is unreaped
+    if (si.si_pid == 0)
+      return false;
+    if (si.si_pid == python)
+      return true;
+    ::waitpid(si.si_pid, nullptr, WNOHANG);  // a reparented orphan ended
+  }
+}
+
+/// Closes every fd but `keep`.
+void close_all_but(int keep) {
+  bool ok = (keep <= 0 || ::syscall(SYS_close_range, 0U, static_cast<unsigned>(keep - 1), 0U) == 0) &&
+            ::syscall(SYS_close_range, static_cast<unsigned>(keep + 1), ~0U, 0U) == 0;
+  if (!ok) {
+    for (int fd = 0; fd < 65536; ++fd)
+      if (fd != keep)
+        ::close(fd);
+  }
+}
+
+/// The guard's life after the fork; never returns into Boost or host code.
+[[noreturn]] void guard_main(pid_t python, int pid_w) {
+  // Ignore SIGPIPE: the host may be gone when the pid is written.
+  struct sigaction ign;
+  std::memset(&ign, 0, sizeof ign);
+  ign.sa_handler = SIG_IGN;
+  ::sigaction(SIGPIPE, &ign, nullptr);
+  // No fd of the host (pipes, Boost's exec-error pipe): the host must see EOF when P dies, and
+  // Boost's exec-error report must come from P alone.
+  close_all_but(pid_w);
+  const char* p = reinterpret_cast<const char*>(&python);
+  std::size_t left = sizeof python;
+  while (left > 0) {
+    auto w = ::write(pid_w, p, left);
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w <= 0)
+      break;
+    p += w;
+    left -= static_cast<std::size_t>(w);
+  }
+  ::close(pid_w);
+  ::prctl(PR_SET_NAME, "pyvisor-guard");  // in ps/top, instead of the host's name
+  if (::chdir("/") != 0) {
+    // harmless: only keeps the host's cwd referenced
+  }
+  struct rlimit no_core = {0, 0};
+  ::setrlimit(RLIMIT_CORE, &no_core);  // G mirrors P's signal death: never dump the host image
+  ::setpgid(0, 0);  // out of the host's group: terminal and group signals to the host miss G
+
+  sigset_t wait_set;
+  guard_signals(&wait_set);
+  while (!python_exited(python)) {
+    siginfo_t si;
+    long sig = ::syscall(SYS_rt_sigtimedwait, &wait_set, &si, nullptr, _NSIG / 8);
+    if (sig < 0)
+      continue;
+    if (sig == guard_death_signal)
+      break;  // the host died: kill everything now
+    if (sig == SIGTERM || sig == SIGINT || sig == SIGQUIT)
+      ::kill(-python, static_cast<int>(sig));
+  }
+  // P's group, and P itself (it may have left its group); P is not reaped yet, so neither pid
+  // can have been reused.
+  ::kill(-python, SIGKILL);
+  ::kill(python, SIGKILL);
+  siginfo_t st;
+  std::memset(&st, 0, sizeof st);
+  while (::waitid(P_PID, static_cast<id_t>(python), &st, WEXITED | WNOWAIT) != 0 && errno == EINTR) {
+  }
+  kill_subtree(::getpid(), python);
+  std::memset(&st, 0, sizeof st);
+  while (::waitid(P_PID, static_cast<id_t>(python), &st, WEXITED) != 0 && errno == EINTR) {
+  }
+  // Exit as P did, so the host's waitpid(G) reads P's status.
+  if (st.si_code == CLD_EXITED)
+    ::_exit(st.si_status);
+  int sig = st.si_status;
+  struct sigaction dfl;
+  std::memset(&dfl, 0, sizeof dfl);
+  dfl.sa_handler = SIG_DFL;
+  ::sigaction(sig, &dfl, nullptr);
+  sigset_t one;
+  sigemptyset(&one);
+  sigaddset(&one, sig);
+  ::sigprocmask(SIG_UNBLOCK, &one, nullptr);
+  ::kill(::getpid(), sig);
+  ::_exit(128 + sig);
+}
+
 /// Runs in the child between fork and exec: async-signal-safe calls only, no allocation.
-/// On failure it reports through Boost's exec-error pipe (set_error) and exits 127.
+/// On failure it reports through Boost's exec-error pipe (set_error) and exits 127. The
+/// process Boost forked becomes the guard; its child P continues into Boost's exec.
 struct child_setup : bp::extend::handler {
   // Sources (host fds, all O_CLOEXEC) and where they go in the child.
   int to_child_src = -1;    // -> 3 (or 0)
@@ -31,13 +293,26 @@ struct child_setup : bp::extend::handler {
   int out_src = -1;         // -> 1 (fds transport only)
   int err_src = -1;         // -> 2
   int intr_src = -1;        // -> 5 (fds transport only)
+  int dump_src = -1;        // -> 6 (fds transport only)
+  int pid_w = -1;           // the guard writes P's pid here (not passed to P)
   bool stdio = false;
   pid_t parent = 0;
   char** envp = nullptr;
+  pid_t* forked = nullptr;  // host side: the pid Boost forked (the guard), also on failure
 
   template <class Executor>
   void on_setup(Executor& e) const {
     e.env = envp;  // our environment array instead of the host's
+  }
+
+  template <class Executor>
+  void on_success(Executor& e) const {
+    *forked = e.pid;
+  }
+
+  template <class Executor>
+  void on_error(Executor& e, const std::error_code&) const {
+    *forked = e.pid;  // -1 unless the fork happened (then the guard must be reaped)
   }
 
   template <class Executor>
@@ -48,24 +323,43 @@ struct child_setup : bp::extend::handler {
 
   template <class Executor>
   void on_exec_setup(Executor& e) const {
-    // 1. Default dispositions and an empty mask: handlers and blocked signals of the host
-    //    (CAF, libuv, an ignored SIGPIPE) must not reach Python.
+    // 1. Default dispositions: handlers and ignored signals of the host (CAF, libuv, an
+    //    ignored SIGPIPE) must reach neither the guard nor Python. The guard's signals stay
+    //    blocked from here on, so none is lost before it waits for them.
     struct sigaction sa;
     std::memset(&sa, 0, sizeof sa);
     sa.sa_handler = SIG_DFL;
     for (int sig = 1; sig < NSIG; ++sig)
       if (sig != SIGKILL && sig != SIGSTOP)
         ::sigaction(sig, &sa, nullptr);  // fails harmlessly for the reserved RT signals
+    sigset_t guard_set;
+    guard_signals(&guard_set);
+    ::sigprocmask(SIG_SETMASK, &guard_set, nullptr);
+    // 2. The guard: subreaper (orphans of every descendant come to it), told when the host
+    //    dies (the forking host thread: the I/O loop thread), race with that death closed.
+    if (::prctl(PR_SET_CHILD_SUBREAPER, 1) != 0)
+      fail(e, "prctl(PR_SET_CHILD_SUBREAPER)");
+    if (::prctl(PR_SET_PDEATHSIG, guard_death_signal) != 0)
+      fail(e, "prctl(PR_SET_PDEATHSIG)");
+    if (::getppid() != parent)
+      ::_exit(127);
+    pid_t guard = ::getpid();
+    pid_t python = ::_Fork();  // no atfork handlers: safe in a fork of a threaded process
+    if (python < 0)
+      fail(e, "fork (guard)");
+    if (python > 0)
+      guard_main(python, pid_w);
+    // 3. P, the Python process: an empty signal mask; its own process group (stop sequences
+    //    signal the whole group); dies with the guard (race with its death closed).
+    ::close(pid_w);
     sigset_t none;
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    // 2. Own process group: stop sequences signal the whole group (grandchildren too).
     if (::setpgid(0, 0) != 0)
       fail(e, "setpgid");
-    // 3. Die with the host; close the race where the host died before prctl.
     if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
       fail(e, "prctl(PR_SET_PDEATHSIG)");
-    if (::getppid() != parent)
+    if (::getppid() != guard)
       ::_exit(127);
     // 4. fds: move the sources above 10 first (a source already numbered like a target would
     //    otherwise be clobbered, or keep its CLOEXEC after dup2(fd, fd)), then dup2 into place
@@ -75,7 +369,8 @@ struct child_setup : bp::extend::handler {
     int err = ::fcntl(err_src, F_DUPFD_CLOEXEC, 10);
     int out = stdio ? -1 : ::fcntl(out_src, F_DUPFD_CLOEXEC, 10);
     int intr = stdio ? -1 : ::fcntl(intr_src, F_DUPFD_CLOEXEC, 10);
-    if (in < 0 || out_proto < 0 || err < 0 || (!stdio && (out < 0 || intr < 0)))
+    int dump = stdio ? -1 : ::fcntl(dump_src, F_DUPFD_CLOEXEC, 10);
+    if (in < 0 || out_proto < 0 || err < 0 || (!stdio && (out < 0 || intr < 0 || dump < 0)))
       fail(e, "fcntl(F_DUPFD_CLOEXEC)");
     if (stdio) {
       if (::dup2(in, 0) < 0 || ::dup2(out_proto, 1) < 0 || ::dup2(err, 2) < 0)
@@ -87,10 +382,11 @@ struct child_setup : bp::extend::handler {
       if (devnull < 0)
         fail(e, "open(/dev/null)");
       if (::dup2(devnull, 0) < 0 || ::dup2(out, 1) < 0 || ::dup2(err, 2) < 0 ||
-          ::dup2(in, 3) < 0 || ::dup2(out_proto, 4) < 0 || ::dup2(intr, 5) < 0)
+          ::dup2(in, 3) < 0 || ::dup2(out_proto, 4) < 0 || ::dup2(intr, 5) < 0 ||
+          ::dup2(dump, 6) < 0)
         fail(e, "dup2");
     }
-    int first_other = stdio ? 3 : 6;
+    int first_other = stdio ? 3 : 7;
     if (::syscall(SYS_close_range, first_other, ~0U, CLOSE_RANGE_CLOEXEC) != 0) {
       // Kernels before 5.11: mark a bounded range by hand.
       long max = ::sysconf(_SC_OPEN_MAX);
@@ -121,7 +417,7 @@ error spawn_error(const std::string& what, int err) {
 } // namespace
 
 void reserve_low_fds() {
-  for (int fd = 0; fd <= 4; ++fd) {
+  for (int fd = 0; fd <= 6; ++fd) {
     if (::fcntl(fd, F_GETFD) == -1 && errno == EBADF) {
       // open() returns the lowest free fd, which is `fd` since all below are open.
       int got = ::open("/dev/null", O_RDWR | O_CLOEXEC);
@@ -133,12 +429,47 @@ void reserve_low_fds() {
 
 void close_fds(spawned_process& p) {
   close_fd(p.interrupt);
+  close_fd(p.dump);
   close_fd(p.pidfd);
   close_fd(p.to_child);
   close_fd(p.from_child);
   close_fd(p.out);
   close_fd(p.err);
 }
+
+namespace {
+
+/// Reads the 4-byte pid the guard writes (bounded: it writes it right after its fork, before
+/// Python even execs). -1 on EOF (the guard died first), error or timeout.
+pid_t read_python_pid(int fd, int timeout_ms) {
+  pid_t pid = -1;
+  auto* p = reinterpret_cast<char*>(&pid);
+  std::size_t got = 0;
+  while (got < sizeof pid) {
+    pollfd pfd{fd, POLLIN, 0};
+    int r = ::poll(&pfd, 1, timeout_ms);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r <= 0)
+      return -1;
+    auto n = ::read(fd, p + got, sizeof pid - got);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      return -1;
+    got += static_cast<std::size_t>(n);
+  }
+  return pid;
+}
+
+void kill_and_reap(pid_t pid) {
+  ::kill(pid, SIGKILL);  // the guard; Python follows it (PR_SET_PDEATHSIG)
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+}
+
+} // namespace
 
 expected<spawned_process> spawn(const spawn_request& req) {
   if (req.argv.empty() || req.argv[0].empty() || req.argv[0][0] != '/')
@@ -154,16 +485,19 @@ expected<spawned_process> spawn(const spawn_request& req) {
   }
 
   int in[2] = {-1, -1}, out_proto[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1},
-      intr[2] = {-1, -1};
+      intr[2] = {-1, -1}, dump[2] = {-1, -1}, pid_pipe[2] = {-1, -1};
   auto cleanup = [&] {
-    for (int* p : {in, out_proto, out, err, intr}) {
+    for (int* p : {in, out_proto, out, err, intr, dump, pid_pipe}) {
       close_fd(p[0]);
       close_fd(p[1]);
     }
   };
+  // All O_CLOEXEC (threads spawn concurrently); the child setup moves its sources above 10
+  // before mapping them, and the guard closes everything but pid_pipe[1].
   if (::pipe2(in, O_CLOEXEC) != 0 || ::pipe2(out_proto, O_CLOEXEC) != 0 ||
-      ::pipe2(err, O_CLOEXEC) != 0 ||
-      (!req.stdio_transport && (::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(intr, O_CLOEXEC) != 0))) {
+      ::pipe2(err, O_CLOEXEC) != 0 || ::pipe2(pid_pipe, O_CLOEXEC) != 0 ||
+      (!req.stdio_transport && (::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(intr, O_CLOEXEC) != 0 ||
+                                ::pipe2(dump, O_CLOEXEC) != 0))) {
     int e = errno;
     cleanup();
     return spawn_error("pipe2", e);
@@ -175,20 +509,26 @@ expected<spawned_process> spawn(const spawn_request& req) {
     envp.push_back(const_cast<char*>(s.c_str()));
   envp.push_back(nullptr);
 
+  pid_t forked = -1;
   child_setup setup;
   setup.to_child_src = in[0];
   setup.from_child_src = out_proto[1];
   setup.out_src = out[1];
   setup.err_src = err[1];
   setup.intr_src = intr[0];
+  setup.dump_src = dump[1];
+  setup.pid_w = pid_pipe[1];
   setup.stdio = req.stdio_transport;
   setup.parent = ::getpid();
   setup.envp = envp.data();
+  setup.forked = &forked;
 
   std::vector<std::string> args(req.argv.begin() + 1, req.argv.end());
   std::error_code ec;
   pid_t pid = -1;
   {
+    // Returns once Python exec'd (Boost's exec-error pipe saw EOF: Python's copy closed at
+    // exec, the guard closed its own) or with the error Python reported.
     bp::child c = req.cwd.empty()
                     ? bp::child(bp::exe = req.argv[0], bp::args = args, setup, ec)
                     : bp::child(bp::exe = req.argv[0], bp::args = args,
@@ -204,30 +544,42 @@ expected<spawned_process> spawn(const spawn_request& req) {
   close_fd(out[1]);
   close_fd(err[1]);
   close_fd(intr[0]);
+  close_fd(dump[1]);
+  close_fd(pid_pipe[1]);
   if (ec || pid <= 0) {
+    // A guard that was forked (Python's exec or setup failed) ends once Python did: reap it.
+    if (forked > 0)
+      kill_and_reap(forked);
     cleanup();
     return make_error(errc::spawn_failed,
                       "cannot start '" + req.argv[0] + "': " + (ec ? ec.message() : "unknown"));
   }
+  pid_t python = read_python_pid(pid_pipe[0], 10000);
+  close_fd(pid_pipe[0]);
+  if (python <= 0) {
+    kill_and_reap(pid);
+    cleanup();
+    return make_error(errc::spawn_failed,
+                      "cannot start '" + req.argv[0] + "': the guard process did not report");
+  }
 
   spawned_process p;
   p.pid = pid;
+  p.python_pid = python;
   p.to_child = in[1];
   p.from_child = out_proto[0];
   p.out = out[0];
   p.err = err[0];
   p.interrupt = intr[1];
+  p.dump = dump[0];
   p.pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
   if (p.pidfd < 0) {
     int e = errno;
-    ::kill(pid, SIGKILL);
-    int status = 0;
-    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
+    kill_and_reap(pid);
     close_fds(p);
     return spawn_error("pidfd_open (Linux >= 5.3 required)", e);
   }
-  for (int fd : {p.to_child, p.from_child, p.out, p.err, p.interrupt})
+  for (int fd : {p.to_child, p.from_child, p.out, p.err, p.interrupt, p.dump})
     if (fd >= 0)
       set_nonblocking(fd);
   return p;

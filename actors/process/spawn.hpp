@@ -19,27 +19,44 @@ struct spawn_request {
 /// A started child. All fds are the host's ends, O_CLOEXEC and O_NONBLOCK; the child's ends
 /// are already closed in the host (otherwise EOF would never be seen).
 struct spawned_process {
-  pid_t pid = -1;       ///< also the child's process group id
+  pid_t pid = -1;       ///< the process the host reaps (pidfd refers to it); see python_pid
+  pid_t python_pid = -1;  ///< the Python process (os_pid(), signal target; its pid is also its
+                          ///< process group id); -1: the same as pid
   int pidfd = -1;       ///< readable once the child exited; reap with waitpid(pid)
   int to_child = -1;    ///< frames host -> python (child fd 3, or 0 with stdio transport)
   int from_child = -1;  ///< frames python -> host (child fd 4, or 1 with stdio transport)
   int out = -1;         ///< child stdout (-1 with stdio transport)
   int err = -1;         ///< child stderr
   int interrupt = -1;   ///< interrupt records host -> python (child fd 5; -1 with stdio transport)
+  int dump = -1;        ///< stack dumps python -> host (child fd 6; -1 when not set up)
+
+  /// The Python process (and its process group).
+  pid_t python() const noexcept { return python_pid > 0 ? python_pid : pid; }
 };
 
 /// Starts a child with Boost.Process v1 plus the initializers that fix its defects measured on
 /// this stack (notes/stack.md §4): own pipe2(O_CLOEXEC) pipes moved above fd 10 before the
-/// dup2 onto 0..4, every other fd marked CLOEXEC (close_range), signal dispositions and mask
-/// reset, a process group of its own, PR_SET_PDEATHSIG(SIGKILL) with the getppid() race
-/// closed, stdin from /dev/null. Never reaps: the caller owns the pid (and must waitpid it).
+/// dup2 onto 0..6, every other fd marked CLOEXEC (close_range), signal dispositions and mask
+/// reset, stdin from /dev/null. Never reaps: the caller owns `pid` (and must waitpid it).
+///
+/// The process Boost forks is a **guard** G (`pid`), not Python: a child subreaper
+/// (PR_SET_CHILD_SUBREAPER) that forks the Python process P (`python_pid`: its own process
+/// group, PR_SET_PDEATHSIG(SIGKILL) relative to G) and holds no fd of the host. When P exits,
+/// or when the host dies (G's PR_SET_PDEATHSIG), G SIGKILLs P's process group and then every
+/// process left in its subtree (setsid'd and double-forked descendants are reparented to it),
+/// reaps P last and exits with P's status (the same code, or killed by the same signal), so
+/// waitpid(pid) reads what Python did. SIGTERM/SIGINT/SIGQUIT sent to G are forwarded to P's
+/// group. Not covered: G itself being SIGKILLed by someone else (P still dies, via its
+/// PDEATHSIG; its escaped descendants then survive), descendants G may not signal (another
+/// uid), and kernels without /proc/PID/task/TID/children (CONFIG_PROC_CHILDREN).
+///
 /// Must be called on a thread that outlives the child (PDEATHSIG fires when the forking
 /// *thread* exits): pyvisor calls it on the I/O loop thread.
 expected<spawned_process> spawn(const spawn_request& req);
 
-/// Keeps fds 0..4 of the host open (on /dev/null when they are closed), so that no pipe the
-/// host creates, ours or Boost.Process's internal exec-error pipe, can be numbered 0..4 and be
-/// clobbered by the dup2 onto the child's 0..4. Called once per runtime; idempotent.
+/// Keeps fds 0..6 of the host open (on /dev/null when they are closed), so that no pipe the
+/// host creates, ours or Boost.Process's internal exec-error pipe, can be numbered 0..6 and be
+/// clobbered by the dup2 onto the child's 0..6. Called once per runtime; idempotent.
 void reserve_low_fds();
 
 /// Closes every fd of `p` that is open and resets them to -1.

@@ -14,6 +14,13 @@ int main() {
     std::cerr << "unexpected result\n";
     return 1;
   }
-  std::cout << "consumer ok\n";
+  // Which runner this program runs (the install test checks it is the installed one).
+  auto where = py->eval("import pyvisor\nreturn pyvisor.__file__");
+  if (!where) {
+    std::cerr << where.error().to_string() << "\n";
+    return 1;
+  }
+  std::cout << "runner: " << where->as<std::string>() << "\n";
+  std::cout << "consumer ran\n";
   return 0;
 }

@@ -1,0 +1,219 @@
+// Descendants that leave the interpreter's process group (setsid, double fork) and descendants
+// left behind when the host itself dies: every one of them is killed (issue 7, defect 4).
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "support/fixture.hpp"
+
+using namespace pyvisor;
+using namespace pyvisor::test;
+
+extern char** environ;
+
+namespace {
+
+// Helpers defined once in the root namespace. The forked children stay in Python (they do not
+// exec), so they also hold every pipe the runner holds (fds 1..5), as a careless daemon would.
+const char* const helpers = R"PY(
+import os, time
+
+def _sleep_forever(seconds):
+    try:
+        time.sleep(seconds)
+    finally:
+        os._exit(0)
+
+def setsid_sleeper(seconds=60):
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setsid()
+        finally:
+            _sleep_forever(seconds)
+    return pid
+
+def double_fork(seconds=60):
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(r)
+            os.setsid()
+            grandchild = os.fork()
+            if grandchild == 0:
+                os.close(w)
+                _sleep_forever(seconds)
+            os.write(w, str(grandchild).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    data = b''
+    while True:
+        chunk = os.read(r, 64)
+        if not chunk:
+            break
+        data += chunk
+    os.close(r)
+    os.waitpid(pid, 0)
+    return int(data)
+)PY";
+
+class descendants_test : public runtime_test {
+protected:
+  interpreter_options with_helpers() {
+    auto o = options();
+    o.init_script = {helpers, {}};
+    return o;
+  }
+
+  // Starts one setsid'd sleeper and one double-forked sleeper; returns their pids.
+  std::vector<int> start_escapees(interpreter& py) {
+    auto r = py.eval("return [setsid_sleeper(), double_fork()]");
+    if (!r) {
+      ADD_FAILURE() << r.error().to_string();
+      return {};
+    }
+    auto pids = r->as<std::vector<int>>();
+    for (int p : pids)
+      started_.push_back(p);
+    return pids;
+  }
+
+  static bool all_gone(const std::vector<int>& pids) {
+    for (int p : pids)
+      if (!process_gone(p))
+        return false;
+    return true;
+  }
+
+  static std::string describe(const std::vector<int>& pids) {
+    std::string s;
+    for (int p : pids)
+      s += std::to_string(p) + (process_gone(p) ? " (gone) " : " (ALIVE) ");
+    return s;
+  }
+
+  void TearDown() override {
+    // Whatever a failed run left behind must not outlive the test for a minute. (Only after a
+    // failure: once they were seen gone, their pids may belong to someone else.)
+    if (HasFailure())
+      for (int p : started_)
+        if (!process_gone(p))
+          ::kill(p, SIGKILL);
+    runtime_test::TearDown();
+  }
+
+  std::vector<int> started_;
+};
+
+} // namespace
+
+TEST_F(descendants_test, os_pid_is_the_python_process) {
+  auto py = must_spawn(options());
+  auto r = py.eval("import os\nreturn [os.getpid(), os.getpgrp()]");
+  ASSERT_TRUE(r) << r.error().to_string();
+  auto v = r->as<std::vector<int>>();
+  EXPECT_EQ(v[0], py.os_pid());
+  EXPECT_EQ(v[1], py.os_pid()) << "Python leads its own process group";
+}
+
+TEST_F(descendants_test, stop_kills_setsid_and_double_forked_descendants) {
+  auto py = must_spawn(with_helpers());
+  auto pids = start_escapees(py);
+  ASSERT_EQ(pids.size(), 2u);
+  EXPECT_FALSE(all_gone(pids)) << "the sleepers must be running before the stop";
+  auto t0 = std::chrono::steady_clock::now();
+  EXPECT_TRUE(py.stop());
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, scaled(5s)) << "stop took too long";
+  EXPECT_TRUE(eventually([&] { return all_gone(pids); }, 5s)) << describe(pids);
+}
+
+TEST_F(descendants_test, runtime_destruction_kills_escaped_descendants) {
+  auto py = must_spawn(with_helpers());
+  auto pids = start_escapees(py);
+  ASSERT_EQ(pids.size(), 2u);
+  rt_.reset();
+  EXPECT_TRUE(eventually([&] { return all_gone(pids); }, 5s)) << describe(pids);
+}
+
+TEST_F(descendants_test, unexpected_exit_kills_escaped_descendants_and_keeps_the_exit_code) {
+  auto py = must_spawn(with_helpers());
+  auto pids = start_escapees(py);
+  ASSERT_EQ(pids.size(), 2u);
+  auto r = py.eval("import os\nos._exit(3)");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::interpreter_exited);
+  EXPECT_NE(r.error().message.find("exited with code 3"), std::string::npos) << r.error().message;
+  EXPECT_NE(r.error().message.find(std::to_string(py.os_pid())), std::string::npos)
+    << "the message names the Python pid: " << r.error().message;
+  EXPECT_TRUE(eventually([&] { return all_gone(pids); }, 5s)) << describe(pids);
+}
+
+TEST_F(descendants_test, sigkill_of_python_kills_escaped_descendants_and_reports_the_signal) {
+  auto py = must_spawn(with_helpers());
+  auto pids = start_escapees(py);
+  ASSERT_EQ(pids.size(), 2u);
+  ::kill(py.os_pid(), SIGKILL);
+  ASSERT_TRUE(eventually([&] { return py.state() == interpreter_state::stopped; }));
+  auto r = py.eval("return 1");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::interpreter_exited);
+  EXPECT_NE(r.error().message.find("killed by signal 9 (SIGKILL)"), std::string::npos)
+    << r.error().message;
+  EXPECT_TRUE(eventually([&] { return all_gone(pids); }, 5s)) << describe(pids);
+}
+
+// The host dies by SIGKILL: a helper program (its own runtime and interpreter) starts a
+// `sleep 30` with subprocess.Popen (in the runner's process group) and a setsid'd sleeper,
+// prints their pids and the runner's, and is then killed by the test.
+TEST_F(descendants_test, host_sigkill_kills_the_runner_and_every_descendant) {
+  int out[2];
+  ASSERT_EQ(::pipe2(out, O_CLOEXEC), 0);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+  std::string helper = PYVISOR_DESCENDANTS_HELPER;
+  std::string python = test_python();
+  char* argv[] = {helper.data(), python.data(), nullptr};
+  pid_t host = -1;
+  int rc = ::posix_spawn(&host, helper.c_str(), &fa, nullptr, argv, environ);
+  posix_spawn_file_actions_destroy(&fa);
+  ::close(out[1]);
+  ASSERT_EQ(rc, 0) << "cannot start " << helper;
+
+  std::string line;
+  auto deadline = std::chrono::steady_clock::now() + scaled(30s);
+  while (line.find('\n') == std::string::npos && std::chrono::steady_clock::now() < deadline) {
+    pollfd p{out[0], POLLIN, 0};
+    if (::poll(&p, 1, 100) <= 0)
+      continue;
+    char buf[256];
+    auto n = ::read(out[0], buf, sizeof buf);
+    if (n <= 0)
+      break;
+    line.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(out[0]);
+  std::vector<int> pids;
+  std::istringstream in(line);
+  for (int p; in >> p;)
+    pids.push_back(p);
+  for (int p : pids)
+    started_.push_back(p);
+
+  ::kill(host, SIGKILL);
+  int status = 0;
+  ASSERT_EQ(::waitpid(host, &status, 0), host);
+  ASSERT_EQ(pids.size(), 3u) << "helper printed: '" << line << "'";
+  // pids: the Popen'd sleep, the setsid'd sleeper, the runner.
+  EXPECT_TRUE(eventually([&] { return all_gone(pids); }, 5s)) << describe(pids);
+}
