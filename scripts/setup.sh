@@ -14,6 +14,7 @@ packages=(
   libbenchmark-dev                 # Google Benchmark 1.7
   python3 python3-msgpack          # /usr/bin/python3 with the msgpack C extension
   util-linux procps                # taskset (bench pinning), ps/pgrep (leak audits)
+  clang libclang-rt-14-dev         # clang 14 + its libFuzzer/ASan/UBSan runtimes (tests/fuzz/run)
 )
 
 missing=()

@@ -5,6 +5,7 @@
 #include <optional>
 
 #include <caf/actor.hpp>
+#include <caf/scoped_actor.hpp>
 #include <caf/send.hpp>
 
 #include "facade/blocking_call.hpp"
@@ -148,11 +149,17 @@ expected<env> interpreter::make_env(const env_options& o) {
 }
 
 expected<std::size_t> interpreter::interrupt() {
-  // The actor schedules the kill bound; the reply comes after the cancels went out.
-  auto ids = s_->ch->interrupt_all();
-  for (auto id : ids)
-    caf::anon_send(s_->actor, interp::abandoned_atom::value, id);
-  return ids.size();
+  // One path with the actor interface: the actor cancels, interrupts and schedules the kill
+  // bound for every request in flight; it answers once the cancels went out.
+  caf::scoped_actor self{s_->actor->home_system()};
+  expected<std::size_t> out = make_error(errc::interpreter_down, "interpreter is stopped");
+  self->request(s_->actor, caf::infinite, interrupt_atom::value)
+    .receive([&](std::size_t n) { out = n; },
+             [&](const caf::error&) {
+               if (s_->st->get() != interpreter_state::stopped)
+                 out = make_error(errc::interpreter_down, "interpreter is stopping");
+             });
+  return out;
 }
 
 expected<void> interpreter::stop() {

@@ -1,8 +1,11 @@
 #include "pyvisor/runtime.hpp"
 
 #include <algorithm>
+#include <climits>
 #include <csignal>
+#include <cstdint>
 #include <cstdlib>
+#include <link.h>
 #include <mutex>
 #include <unistd.h>
 #include <vector>
@@ -18,11 +21,23 @@
 
 extern char** environ;
 
+// Where the runner is (root CMakeLists.txt): the source tree's copy (used only by binaries inside
+// the build tree), the install location recorded at configure time, and the runner's path
+// relative to the installed library's and programs' directories (GNUInstallDirs).
 #ifndef PYVISOR_SOURCE_RUNNER_DIR
 #define PYVISOR_SOURCE_RUNNER_DIR ""
 #endif
+#ifndef PYVISOR_BUILD_DIR
+#define PYVISOR_BUILD_DIR ""
+#endif
 #ifndef PYVISOR_INSTALL_RUNNER_DIR
 #define PYVISOR_INSTALL_RUNNER_DIR ""
+#endif
+#ifndef PYVISOR_RUNNER_FROM_LIBDIR
+#define PYVISOR_RUNNER_FROM_LIBDIR "../share/pyvisor/python"
+#endif
+#ifndef PYVISOR_RUNNER_FROM_BINDIR
+#define PYVISOR_RUNNER_FROM_BINDIR "../share/pyvisor/python"
 #endif
 
 namespace pyvisor {
@@ -49,12 +64,62 @@ bool usable_runner_dir(const std::string& d) {
   return !d.empty() && ::access((d + "/pyvisor/_runner.py").c_str(), R_OK) == 0;
 }
 
+std::string real_path(const std::string& p) {
+  char buf[PATH_MAX];
+  return !p.empty() && ::realpath(p.c_str(), buf) != nullptr ? std::string{buf} : std::string{};
+}
+
+struct object_search {
+  std::uintptr_t addr = 0;
+  std::string file;  // empty: not found
+  bool main_program = false;
+};
+
+/// The loaded object (libpyvisor.so, or the program libpyvisor.a was linked into) whose
+/// segments contain `s->addr`.
+int find_object(dl_phdr_info* info, std::size_t, void* data) {
+  auto* s = static_cast<object_search*>(data);
+  for (int i = 0; i < info->dlpi_phnum; ++i) {
+    const auto& ph = info->dlpi_phdr[i];
+    if (ph.p_type != PT_LOAD)
+      continue;
+    auto begin = static_cast<std::uintptr_t>(info->dlpi_addr + ph.p_vaddr);
+    if (s->addr >= begin && s->addr < begin + ph.p_memsz) {
+      s->main_program = info->dlpi_name == nullptr || info->dlpi_name[0] == '\0';
+      s->file = s->main_program ? std::string{"/proc/self/exe"} : std::string{info->dlpi_name};
+      return 1;
+    }
+  }
+  return 0;
+}
+
+/// The real path of the file holding this code.
+std::string own_binary() {
+  object_search s;
+  s.addr = reinterpret_cast<std::uintptr_t>(&find_object);
+  ::dl_iterate_phdr(&find_object, &s);
+  return real_path(s.file);
+}
+
+/// The runner for a binary at `self`: in the build tree the source tree's copy; otherwise the
+/// installed copy next to the library (or program), then at the recorded install prefix.
 std::string default_runner_dir() {
   if (const char* e = std::getenv("PYVISOR_RUNNER_DIR"); e != nullptr && usable_runner_dir(e))
     return e;
-  if (usable_runner_dir(PYVISOR_INSTALL_RUNNER_DIR))
-    return PYVISOR_INSTALL_RUNNER_DIR;
-  return PYVISOR_SOURCE_RUNNER_DIR;
+  std::string self = own_binary();
+  std::string build = real_path(PYVISOR_BUILD_DIR);
+  if (!self.empty() && !build.empty() && self.compare(0, build.size() + 1, build + "/") == 0 &&
+      usable_runner_dir(PYVISOR_SOURCE_RUNNER_DIR))
+    return PYVISOR_SOURCE_RUNNER_DIR;
+  if (auto slash = self.rfind('/'); slash != std::string::npos) {
+    std::string dir = self.substr(0, slash);
+    for (const char* rel : {PYVISOR_RUNNER_FROM_LIBDIR, PYVISOR_RUNNER_FROM_BINDIR}) {
+      std::string d = real_path(dir + "/" + rel);
+      if (usable_runner_dir(d))
+        return d;
+    }
+  }
+  return PYVISOR_INSTALL_RUNNER_DIR;
 }
 
 // The runner's entry: put its directory first on sys.path (isolated mode adds none), then run.
@@ -71,6 +136,7 @@ struct runtime::impl {
   std::unique_ptr<io::io_loop> loop;
   std::unique_ptr<system_config> cfg;
   std::unique_ptr<caf::actor_system> sys;
+  caf::actor timers;  // the timer relay every interpreter actor sends its timers through
   std::mutex mu;
   std::vector<std::pair<std::weak_ptr<interp::status>, caf::actor_addr>> live;
   bool shut_down = false;
@@ -84,23 +150,35 @@ struct runtime::impl {
 
   void shutdown() {
     std::vector<caf::actor> to_stop;
+    std::vector<std::shared_ptr<interp::status>> statuses;
     {
       std::lock_guard<std::mutex> g{mu};
       if (shut_down)
         return;
       shut_down = true;
-      for (auto& [st, addr] : live)
+      for (auto& [st, addr] : live) {
         if (auto a = caf::actor_cast<caf::actor>(addr))
           to_stop.push_back(std::move(a));
+        if (auto s = st.lock())
+          statuses.push_back(std::move(s));
+      }
       live.clear();
     }
     for (auto& a : to_stop)
       caf::anon_send(a, stop_atom::value);
     to_stop.clear();
-    // Every interpreter runs its stop sequence (bounded) and quits once its process is reaped,
-    // which needs the I/O thread: stop that only afterwards.
+    // Exposed actors are kept alive only by the registry once the user's handles are gone:
+    // release them first, or waiting for every actor below would wait for them forever.
+    hosts->clear();
+    // Every interpreter runs its stop sequence (bounded; its timers go through the relay) and
+    // is stopped once its process is reaped, which needs the I/O thread: stop that last.
+    for (auto& st : statuses)
+      st->wait([](interpreter_state s) { return s == interpreter_state::stopped; },
+               std::chrono::milliseconds{0});
+    statuses.clear();
+    caf::anon_send_exit(timers, caf::exit_reason::user_shutdown);
+    timers = nullptr;
     sys->await_all_actors_done();
-    hosts->clear();  // exposed actors' references go before the actor system
     loop->stop();
   }
 
@@ -120,6 +198,7 @@ runtime::runtime(runtime_options opts) : impl_(std::make_shared<impl>()) {
   impl_->loop = std::make_unique<io::io_loop>();
   impl_->cfg = std::make_unique<system_config>(impl_->opts.scheduler_threads);
   impl_->sys = std::make_unique<caf::actor_system>(*impl_->cfg);
+  impl_->timers = interp::spawn_timer_relay(*impl_->sys);
 }
 
 runtime::~runtime() {
@@ -204,7 +283,7 @@ expected<interpreter> runtime::spawn_interpreter(interpreter_options opts) {
   if (!opts.label.empty())
     req.argv.insert(req.argv.end(), {"--label", opts.label});
   if (opts.transport == transport::fds)
-    req.argv.insert(req.argv.end(), {"--interrupt-fd", "5"});
+    req.argv.insert(req.argv.end(), {"--interrupt-fd", "5", "--dump-fd", "6"});
   // The runner applies the same busy limits to its side (docs/protocol.md, flow control).
   if (opts.busy_limits.disabled) {
     req.argv.insert(req.argv.end(), {"--high-water", "0"});
@@ -252,6 +331,7 @@ expected<interpreter> runtime::spawn_interpreter(interpreter_options opts) {
   args.loop = impl_->loop.get();
   args.hosts = impl_->hosts;
   args.log = sink;
+  args.timers = impl_->timers;
   args.spawn = std::move(req);
   args.opts = std::move(opts);
   {

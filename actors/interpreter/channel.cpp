@@ -2,8 +2,11 @@
 
 #include <cerrno>
 #include <csignal>
+#include <cstdio>
 #include <cstring>
+#include <algorithm>
 #include <limits>
+#include <poll.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -142,8 +145,10 @@ void channel::write_locked(std::string frame) {
       return;
     }
     if (n < 0) {
-      if (errno != EAGAIN && errno != EINTR)
-        return;  // EPIPE: the process is gone; its exit fails the request
+      if (errno != EAGAIN && errno != EINTR) {
+        write_failed_locked(errno);
+        return;
+      }
       n = 0;
     }
     bytes_out_.fetch_add(static_cast<std::uint64_t>(n), std::memory_order_relaxed);
@@ -205,10 +210,8 @@ void channel::flush_locked() {
     if (n < 0) {
       if (errno == EINTR)
         continue;
-      if (errno != EAGAIN) {  // EPIPE: the process is gone
-        out_.clear();
-        out_bytes_ = 0;
-      }
+      if (errno != EAGAIN)
+        write_failed_locked(errno);
       break;
     }
     bytes_out_.fetch_add(static_cast<std::uint64_t>(n), std::memory_order_relaxed);
@@ -231,11 +234,23 @@ void channel::flush_locked() {
     pump_locked();
   }
   if (out_.empty() && close_after_flush_ && to_child_ >= 0) {
-    // EOF tells the runner to finish even if it missed the shutdown frame.
-    ::close(to_child_);
+    // EOF tells the runner to finish even if it missed the shutdown frame. The fd is closed on
+    // the I/O thread after its watcher: closing it under a live uv_poll would let that poll's
+    // later close remove a *reused* fd number (another interpreter's pidfd) from epoll.
     to_child_ = -1;
-    proc_.to_child = -1;
+    loop_.post([self = shared_from_this()] { self->close_request_pipe(); });
   }
+}
+
+void channel::close_request_pipe() {
+  if (proc_.to_child < 0)
+    return;
+  if (w_write_) {
+    w_write_->close();
+    w_write_.reset();
+  }
+  ::close(proc_.to_child);
+  proc_.to_child = -1;
 }
 
 void channel::on_writable() {
@@ -246,6 +261,74 @@ void channel::on_writable() {
     if (w_write_)
       w_write_->stop();
   }
+}
+
+void channel::write_failed_locked(int err) {
+  // The process may be alive (Python closed fd 3) or gone (its exit is not handled yet).
+  // Either way nothing more can be written: stop writing, and let the I/O thread fail what
+  // is pending at once and end the process (unless it already exited: then on_exit reports
+  // the exit itself).
+  out_.clear();
+  out_bytes_ = 0;
+  to_child_ = -1;  // the fd stays open (closed with the others at exit)
+  if (write_failed_)
+    return;
+  write_failed_ = true;
+  loop_.post([self = shared_from_this(), err] { self->on_write_failed(err); });
+}
+
+bool channel::python_exiting() const {
+  // The reaped process (the guard) exited.
+  if (proc_.pidfd >= 0) {
+    pollfd p{proc_.pidfd, POLLIN, 0};
+    if (::poll(&p, 1, 0) == 1)
+      return true;
+  }
+  // Python closed its end of the reply pipe too (only it holds it): it is exiting, which is
+  // what closed fd 3 (a write can fail before the exit is visible anywhere else).
+  if (proc_.from_child >= 0) {
+    pollfd p{proc_.from_child, POLLIN, 0};
+    if (::poll(&p, 1, 0) == 1 && (p.revents & POLLHUP))
+      return true;
+  }
+  // Python is a zombie (the guard reaps it last) or gone.
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(proc_.python()));
+  std::FILE* f = std::fopen(path, "re");
+  if (f == nullptr)
+    return true;
+  char line[512];
+  bool gone = false;
+  if (std::fgets(line, sizeof line, f) != nullptr) {
+    const char* rp = std::strrchr(line, ')');
+    gone = rp != nullptr && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X');
+  }
+  std::fclose(f);
+  return gone;
+}
+
+void channel::on_write_failed(int err) {
+  if (reaped_.load())
+    return;
+  if (python_exiting())
+    return;  // on_exit answers every request with the exit status
+  auto e = make_error(errc::protocol_error,
+                      "cannot write to the Python process " + std::to_string(pid_.load()) +
+                        ": " + std::strerror(err) +
+                        (err == EPIPE ? " (it closed its request pipe, fd 3)" : "") +
+                        "; killing the interpreter");
+  emit_line(log_source::runtime, e.message);
+  std::deque<std::pair<std::uint64_t, completion>> all;
+  {
+    std::lock_guard<std::mutex> g{mu_};
+    if (!exit_reason_)
+      exit_reason_ = e;
+    closed_ = true;  // new requests fail at once with the reason
+    all = take_all_locked();
+  }
+  for (auto& [id, cb] : all)
+    cb(protocol::reply{e});
+  signal_group(SIGKILL);
 }
 
 void channel::forget_locked(std::unordered_map<std::uint64_t, pending_entry>::iterator i) {
@@ -271,7 +354,11 @@ bool channel::abandon(std::uint64_t id) {
   bool was_sent = i->second.sent;
   forget_locked(i);
   if (was_sent && !closed_ && to_child_ >= 0) {
+    // Still running in the runner until it answers: it keeps counting against max_inflight,
+    // so the host never sends more than the runner admits (a runner at its limit stops
+    // reading, and a request stuck unread in the pipe could never be cancelled).
     unacknowledged_.insert(id);
+    ++inflight_;
     write_locked(protocol::encode_cancel(id));
   }
   pump_locked();
@@ -307,6 +394,33 @@ bool channel::interrupt(const std::vector<std::uint64_t>& ids) {
   return true;
 }
 
+bool channel::request_stack_dump() {
+  std::lock_guard<std::mutex> g{mu_};
+  if (closed_ || dump_fd_ < 0 || reaped_.load())
+    return false;
+  auto pid = pid_.load();
+  return pid > 0 && ::kill(pid, SIGUSR2) == 0;
+}
+
+bool channel::read_stack_dump(std::string& out) {
+  constexpr std::size_t max_dump = 64 * 1024;
+  std::lock_guard<std::mutex> g{mu_};
+  bool got = false;
+  char buf[4096];
+  while (dump_fd_ >= 0 && out.size() < max_dump) {
+    auto n = ::read(dump_fd_, buf, std::min(sizeof buf, max_dump - out.size()));
+    if (n > 0) {
+      out.append(buf, static_cast<std::size_t>(n));
+      got = true;
+    } else if (n < 0 && errno == EINTR) {
+      continue;
+    } else {
+      break;
+    }
+  }
+  return got;
+}
+
 std::deque<std::pair<std::uint64_t, channel::completion>> channel::take_queued_locked() {
   // Queued requests are taken out; queued notifications (drop_env, ...) keep their place.
   std::deque<std::pair<std::uint64_t, completion>> out;
@@ -340,6 +454,7 @@ std::vector<std::uint64_t> channel::interrupt_all() {
       if (!p.sent)
         continue;
       in_flight.push_back(id);
+      p.cancel_sent = true;
       if (to_child_ >= 0)
         write_locked(protocol::encode_cancel(id));
     }
@@ -442,11 +557,11 @@ interpreter_stats channel::stats() const {
 
 void channel::attach(process::spawned_process p) {
   proc_ = p;
-  pid_.store(p.pid);
+  pid_.store(p.python());
   {
     std::lock_guard<std::mutex> g{mu_};
     if (label_.empty())
-      label_ = "python-" + std::to_string(p.pid);
+      label_ = "python-" + std::to_string(p.python());
   }
   std::weak_ptr<channel> weak = shared_from_this();
   w_read_ = io::fd_watcher::make(loop_, p.from_child, [weak](int, int) {
@@ -480,6 +595,7 @@ void channel::attach(process::spawned_process p) {
   std::lock_guard<std::mutex> g{mu_};
   to_child_ = p.to_child;
   interrupt_fd_ = p.interrupt;
+  dump_fd_ = p.dump;
   if (!out_.empty())
     arm_writer_locked();
 }
@@ -539,19 +655,28 @@ void channel::dispatch(protocol::message m) {
   using protocol::kind;
   if (m.kind == kind::response) {
     completion cb;
+    bool stopping = false, host_cancelled = false;
     {
       std::lock_guard<std::mutex> g{mu_};
       auto i = pending_.find(m.id);
       if (i == pending_.end()) {
-        unacknowledged_.erase(m.id);  // a late reply to an abandoned request
+        if (unacknowledged_.erase(m.id) > 0) {  // a late reply to an abandoned request
+          --inflight_;
+          pump_locked();
+        }
         return;
       }
       cb = std::move(i->second.cb);
+      stopping = stopping_;
+      host_cancelled = i->second.cancel_sent;
       forget_locked(i);
       ++served_;
       pump_locked();
     }
-    cb(protocol::parse_response(m));
+    auto rep = protocol::parse_response(m);
+    if (!rep.result)
+      vet_runner_error(rep, stopping && !host_cancelled);
+    cb(std::move(rep));
     return;
   }
   if ((m.kind == kind::request && m.op == "host_call") ||
@@ -599,6 +724,35 @@ void channel::dispatch(protocol::message m) {
   if (m.kind == kind::request) {
     respond(protocol::encode_error_response(m.id, m.op, "not_exposed", "HostError",
                                             "the host does not serve '" + m.op + "'"));
+  }
+}
+
+void channel::vet_runner_error(protocol::reply& rep, bool stop_cancelled) {
+  auto& e = rep.result.error();
+  switch (e.code) {
+    // What the runner may answer with (python/pyvisor/_errors.py and _runner.py).
+    case errc::python_exception:
+    case errc::syntax_error:
+    case errc::env_not_found:
+    case errc::env_key_not_found:
+    case errc::init_failed:
+    case errc::unserializable:
+    case errc::protocol_error:
+    case errc::invalid_argument:
+      return;
+    case errc::cancelled:
+      // The runner cancels what is still running when it shuts down; for the caller that is
+      // a stop, not an interrupt (the host asked for no cancel of this request).
+      if (stop_cancelled) {
+        e = make_error(errc::interpreter_down,
+                       "interpreter '" + label() + "' was stopped while the request ran");
+      }
+      return;
+    default:
+      e = make_error(errc::protocol_error,
+                     "the runner answered with an error code it may not send ('" +
+                       std::string{to_string(e.code)} + "'): " + e.message);
+      return;
   }
 }
 
@@ -702,10 +856,10 @@ void channel::emit_line(log_source src, std::string_view line, std::uint64_t req
 error channel::exit_error(int status) const {
   std::string what;
   if (WIFSIGNALED(status))
-    what = "Python process " + std::to_string(proc_.pid) + " was killed by signal " +
+    what = "Python process " + std::to_string(proc_.python()) + " was killed by signal " +
            std::to_string(WTERMSIG(status)) + " (" + signal_name(WTERMSIG(status)) + ")";
   else
-    what = "Python process " + std::to_string(proc_.pid) + " exited with code " +
+    what = "Python process " + std::to_string(proc_.python()) + " exited with code " +
            std::to_string(WEXITSTATUS(status));
   return make_error(errc::interpreter_exited, what);
 }
@@ -718,8 +872,10 @@ void channel::on_exit() {
   if (r < 0 && errno == EINTR)
     return;
   reaped_.store(true);
-  // Whatever the group still holds (grandchildren) goes too: no orphans.
-  ::kill(-proc_.pid, SIGKILL);
+  // With the guard (spawn.hpp) the group and every descendant are gone already, and Python's
+  // pid may be reused by now: nothing to signal. Without one, the group goes too: no orphans.
+  if (proc_.python_pid <= 0 || proc_.python_pid == proc_.pid)
+    ::kill(-proc_.python(), SIGKILL);
   // Replies written before the exit are still in the pipe: deliver them first.
   if (proc_.from_child >= 0 && !violated_) {
     read_paused_ = false;
@@ -766,6 +922,7 @@ void channel::on_exit() {
     closed_ = true;
     to_child_ = -1;
     interrupt_fd_ = -1;
+    dump_fd_ = -1;
     unacknowledged_.clear();
     out_.clear();
     out_bytes_ = 0;

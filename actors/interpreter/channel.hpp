@@ -122,6 +122,15 @@ public:
   /// there is no interrupt pipe (stdio transport) or the process is gone.
   bool interrupt(const std::vector<std::uint64_t>& ids);
 
+  /// Asks the runner for the Python stack of every thread (SIGUSR2: faulthandler writes it to
+  /// the dump pipe, child fd 6, from C, without the GIL). False when there is no dump pipe or
+  /// the process is gone.
+  bool request_stack_dump();
+
+  /// Appends what the runner wrote to the dump pipe so far to `out` (at most 64 KiB in all);
+  /// returns whether anything was read.
+  bool read_stack_dump(std::string& out);
+
   /// Cancels everything: requests not yet sent fail with `cancelled` at once; requests in
   /// flight get a `cancel` frame and an interrupt, so they reply `cancelled`. Returns the ids
   /// in flight.
@@ -169,6 +178,7 @@ private:
   struct pending_entry {
     completion cb;
     bool sent = false;
+    bool cancel_sent = false;  // interrupt_all() asked the runner to cancel it
   };
 
   void send_locked(std::uint64_t id, std::string frame);
@@ -185,6 +195,11 @@ private:
   void dispatch(protocol::message m);
   void dispatch_host(protocol::message& m);
   void violation(errc code, std::string what);
+  void write_failed_locked(int err);
+  void close_request_pipe();
+  bool python_exiting() const;
+  void on_write_failed(int err);
+  void vet_runner_error(protocol::reply& rep, bool stop_cancelled);
   void on_exit();
   std::deque<std::pair<std::uint64_t, completion>> take_all_locked();
   std::deque<std::pair<std::uint64_t, completion>> take_queued_locked();
@@ -211,8 +226,10 @@ private:
   bool closed_ = false;                                       // guarded by mu_
   bool writer_armed_ = false;                                 // guarded by mu_
   bool close_after_flush_ = false;                            // guarded by mu_
+  bool write_failed_ = false;                                 // guarded by mu_
   int to_child_ = -1;                                         // guarded by mu_
   int interrupt_fd_ = -1;                                     // guarded by mu_
+  int dump_fd_ = -1;                                          // guarded by mu_
   std::optional<error> exit_reason_;                          // guarded by mu_
   std::unordered_set<std::uint64_t> unacknowledged_;          // guarded by mu_
   std::uint64_t busy_transitions_ = 0;                        // guarded by mu_

@@ -24,6 +24,11 @@ using done_atom = caf::atom_constant<caf::atom("i_done")>;
 using timeout_atom = caf::atom_constant<caf::atom("i_timeout")>;
 using intr_check_atom = caf::atom_constant<caf::atom("i_intrchk")>;
 using kill_check_atom = caf::atom_constant<caf::atom("i_killchk")>;
+using dump_atom = caf::atom_constant<caf::atom("i_dump")>;
+
+// How long a stack dump may take before the kill goes ahead without (more of) it.
+constexpr auto dump_poll = std::chrono::milliseconds{25};
+constexpr int dump_polls = 20;
 
 /// A finished call: a value or an error, as one message type.
 struct call_result {
@@ -189,13 +194,13 @@ public:
       [this](kill_check_atom, std::uint64_t id) {
         if (!a_.ch->unacknowledged(id) && !a_.ch->is_pending(id))
           return;
-        auto e = make_error(errc::interpreter_exited,
-                            "killed: request " + std::to_string(id) +
-                              " ignored cancellation and SIGINT for " +
-                              std::to_string(a_.opts.interrupt.kill_after.count()) + " ms");
-        a_.ch->set_exit_reason(e);
-        a_.ch->signal_group(SIGKILL);
+        kill_with_stack(make_error(errc::interpreter_exited,
+                                   "killed: request " + std::to_string(id) +
+                                     " ignored cancellation and SIGINT for " +
+                                     std::to_string(a_.opts.interrupt.kill_after.count()) +
+                                     " ms"));
       },
+      [this](dump_atom, int polls) { on_dump_poll(polls); },
       [this](stop_atom) {
         auto rp = make_response_promise();
         if (a_.st->get() == interpreter_state::stopped) {
@@ -219,7 +224,11 @@ public:
       },
       [this](os_pid_atom) { return a_.ch->pid(); },
       [this](state_atom) { return a_.st->get(); },
-      [this](term_atom) { a_.ch->signal_group(SIGTERM); },
+      [this](term_atom) {
+        // A stopped (SIGSTOP) process would hold the TERM pending for the whole bound.
+        a_.ch->signal_group(SIGTERM);
+        a_.ch->signal_group(SIGCONT);
+      },
       [this](kill_atom) { a_.ch->signal_group(SIGKILL); },
     };
   }
@@ -232,7 +241,7 @@ private:
 
   void start() {
     // The init script timeout bounds the whole start: spawn, runner start-up and init.
-    delayed_send(this, a_.opts.init_script_timeout, start_timeout_atom::value);
+    later(a_.opts.init_script_timeout, start_timeout_atom::value);
     a_.loop->post([ch = a_.ch, req = a_.spawn, self = address()]() mutable {
       auto p = process::spawn(req);
       if (!p) {
@@ -319,9 +328,11 @@ private:
       a_.ch->signal_group(SIGKILL);
       return;
     }
+    // A SIGSTOPped process could not even read the shutdown frame.
+    a_.ch->signal_group(SIGCONT);
     auto& seq = a_.opts.shutdown;
-    delayed_send(this, seq.graceful, term_atom::value);
-    delayed_send(this, seq.graceful + seq.terminate, kill_atom::value);
+    later(seq.graceful, term_atom::value);
+    later(seq.graceful + seq.terminate, kill_atom::value);
   }
 
   /// Sends a request and answers `rp` when its reply comes (or its timeout passes).
@@ -340,19 +351,72 @@ private:
     });
     auto t = timeout.count() > 0 ? timeout : a_.opts.default_timeout;
     if (t.count() > 0)
-      delayed_send(this, t, timeout_atom::value, id, static_cast<std::int64_t>(t.count()));
+      later(t, timeout_atom::value, id, static_cast<std::int64_t>(t.count()));
     return rp;
   }
 
   /// A request was abandoned after its `cancel` frame went out: async code stops at its next
   /// await; if nothing answers within the grace, the code does not yield and gets SIGINT.
   void escalate(std::uint64_t id) {
-    delayed_send(this, a_.opts.interrupt.grace, intr_check_atom::value, id);
+    later(a_.opts.interrupt.grace, intr_check_atom::value, id);
+  }
+
+  /// Sends `xs` to this actor after `d`, through the runtime's timer relay: the relay holds
+  /// only this actor's address, so pending timers never keep a stopped interpreter (and its
+  /// channel and buffers) in memory.
+  template <class... Ts>
+  void later(std::chrono::milliseconds d, Ts&&... xs) {
+    caf::delayed_anon_send(a_.timers, d, timer_relay_atom::value, address(),
+                           caf::make_message(std::forward<Ts>(xs)...));
+  }
+
+  /// Kills the process with `e` as the reason for everything pending, after asking the runner
+  /// for the Python stack of every thread (faulthandler on child fd 6): the stack travels in
+  /// e.traceback, so the error says where the code was stuck.
+  void kill_with_stack(error e) {
+    if (kill_reason_)
+      return;  // a kill is under way
+    kill_reason_ = std::move(e);
+    if (!a_.ch->request_stack_dump()) {
+      finish_kill();
+      return;
+    }
+    later(dump_poll, dump_atom::value, 1);
+  }
+
+  void on_dump_poll(int polls) {
+    if (!kill_reason_)
+      return;
+    auto got = a_.ch->read_stack_dump(dump_);
+    // Done when the dump stopped growing, or when it never came (a stopped process).
+    if ((dump_.empty() || got) && polls < dump_polls) {
+      later(dump_poll, dump_atom::value, polls + 1);
+      return;
+    }
+    finish_kill();
+  }
+
+  void finish_kill() {
+    auto e = std::move(*kill_reason_);
+    std::size_t start = 0;
+    while (start < dump_.size()) {
+      auto end = dump_.find('\n', start);
+      if (end == std::string::npos)
+        end = dump_.size();
+      if (end > start)
+        e.traceback.push_back(dump_.substr(start, end - start));
+      start = end + 1;
+    }
+    if (!e.traceback.empty())
+      e.message += "; Python stack at the kill in traceback";
+    dump_.clear();
+    a_.ch->set_exit_reason(std::move(e));
+    a_.ch->signal_group(SIGKILL);
   }
 
   void schedule_kill_check(std::uint64_t id) {
     if (a_.opts.interrupt.kill_after.count() > 0)
-      delayed_send(this, a_.opts.interrupt.kill_after, kill_check_atom::value, id);
+      later(a_.opts.interrupt.kill_after, kill_check_atom::value, id);
   }
 
   /// A call, cast or send from Python. Functions run right here (on this actor's worker);
@@ -462,6 +526,8 @@ private:
 
   actor_args a_;
   bool stopping_ = false;
+  std::optional<error> kill_reason_;  // a kill waiting for the stack dump
+  std::string dump_;
   std::unordered_map<std::uint64_t, pending_call> calls_;
   std::vector<caf::response_promise> waiters_;
   std::vector<caf::response_promise> stoppers_;

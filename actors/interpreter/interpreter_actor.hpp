@@ -5,14 +5,12 @@
 #include "interpreter/channel.hpp"
 #include "interpreter/host_registry.hpp"
 #include "interpreter/status.hpp"
+#include "interpreter/timer_relay.hpp"
 #include "io/io_loop.hpp"
 #include "process/spawn.hpp"
 #include "pyvisor/interpreter_options.hpp"
 
-namespace caf {
-class actor;
-class actor_system;
-} // namespace caf
+#include <caf/actor.hpp>
 
 namespace pyvisor::interp {
 
@@ -23,6 +21,7 @@ struct actor_args {
   io::io_loop* loop = nullptr;
   std::shared_ptr<host_registry> hosts;
   log_sink log;  ///< runtime events of this interpreter
+  caf::actor timers;  ///< the runtime's timer relay (see timer_relay.hpp)
   process::spawn_request spawn;
   interpreter_options opts;
 };

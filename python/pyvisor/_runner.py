@@ -38,6 +38,7 @@ KeyboardInterrupt inside it.  A cancelled or interrupted request always replies
 import asyncio
 import builtins
 import collections
+import faulthandler
 import functools
 import os
 import select
@@ -132,6 +133,7 @@ class Options(object):
         self.label = ""
         self.codec = None  # None: $PYVISOR_CODEC, then auto
         self.interrupt_fd = None  # None: no interrupt pipe, SIGINT is ignored
+        self.dump_fd = None  # None: no stack dumps on SIGUSR2
         self.high_water = HIGH_WATER  # 0: no busy limits at all
         self.low_water = None  # None: half the high watermark
         self.max_inflight = MAX_INFLIGHT  # 0: no limit on the count
@@ -147,7 +149,7 @@ class Options(object):
 
 
 _OPTIONS = (
-    "--transport", "--max-frame-bytes", "--label", "--codec", "--interrupt-fd",
+    "--transport", "--max-frame-bytes", "--label", "--codec", "--interrupt-fd", "--dump-fd",
     "--high-water", "--low-water", "--max-inflight", "--eager-tasks",
 )
 
@@ -164,7 +166,7 @@ def _count(name, value):
 
 def parse_args(argv):
     """Parse ``[--transport fds|stdio] [--max-frame-bytes N] [--label L] [--codec C]
-    [--interrupt-fd N] [--high-water BYTES] [--low-water BYTES] [--max-inflight N]
+    [--interrupt-fd N] [--dump-fd N] [--high-water BYTES] [--low-water BYTES] [--max-inflight N]
     [--eager-tasks on|off]``.
 
     Hand-rolled rather than argparse: it is small and keeps interpreter start-up lean.
@@ -208,6 +210,8 @@ def parse_args(argv):
                 raise UsageError("--interrupt-fd must be an integer, not %r" % value)
             if opts.interrupt_fd < 0:
                 raise UsageError("--interrupt-fd must be >= 0")
+        elif name == "--dump-fd":
+            opts.dump_fd = _count(name, value)
         elif name == "--high-water":
             opts.high_water = _count(name, value)
         elif name == "--low-water":
@@ -233,6 +237,7 @@ def main(argv=None):
         codec = _codec.select(opts.codec)
         in_fd, out_fd = _setup_transport(opts.transport)
         interrupt_fd = _setup_interrupt_fd(opts.interrupt_fd)
+        _setup_dump_fd(opts.dump_fd)
     except (UsageError, ValueError, RuntimeError, OSError) as e:
         _log("", "cannot start: %s" % e)
         sys.exit(EXIT_USAGE)
@@ -263,6 +268,20 @@ def _setup_interrupt_fd(fd):
     os.set_inheritable(fd, False)
     os.set_blocking(fd, False)
     return fd
+
+
+def _setup_dump_fd(fd):
+    # The host asks for the Python stack of every thread before it kills a process that
+    # ignored cancellation and SIGINT (or missed heartbeats): faulthandler writes it from C,
+    # without the GIL, so it works for code stuck in C too.  A missing fd only loses that.
+    if fd is None or not hasattr(faulthandler, "register"):
+        return
+    try:
+        os.fstat(fd)
+    except OSError:
+        return
+    os.set_inheritable(fd, False)
+    faulthandler.register(signal.SIGUSR2, file=fd, all_threads=True, chain=False)
 
 
 def _setup_transport(transport):
@@ -515,6 +534,13 @@ _REQUEST_get = REQUEST.get
 _REQUEST_set = REQUEST.set
 _REQUEST_reset = REQUEST.reset
 _iscoroutine = asyncio.iscoroutine
+
+
+def _current_task(loop):
+    try:
+        return asyncio.current_task(loop)
+    except RuntimeError:  # no running loop
+        return None
 _PYVISOR = sys.modules[__package__]
 
 
@@ -579,6 +605,8 @@ class Runner(object):
         self._sync_id = 0  # id of the request whose synchronous code runs right now
         self._dispatching = 0  # id of the request handled last (or now)
         self._interrupted = 0  # id of the last request an interrupt was raised in
+        self._starting = 0  # the request whose task is being created (eager start)
+        self._cancel_pending = 0  # a spinning task to cancel once the runner's output code is done
         self._critical = False  # runner code that must not be interrupted runs (main thread)
         self._ki_pending = 0  # interrupt deferred during it (request id)
         self._early = set()  # interrupted ids not started yet: cancelled when they start
@@ -1026,6 +1054,13 @@ class Runner(object):
             self._emit(stream, ctx, text)
         finally:
             self._critical = False
+        spinning = self._cancel_pending
+        if spinning:
+            self._cancel_pending = 0
+            task = self._tasks.get(spinning)
+            current = _current_task(self._loop)
+            if current is not None and (task is current or spinning == self._starting):
+                raise asyncio.CancelledError()
         pending = self._ki_pending
         if pending:
             self._ki_pending = 0
@@ -1120,6 +1155,7 @@ class Runner(object):
             ids = ()
         sync = self._sync_id
         hit = False
+        spinning = 0
         if ids:
             tasks = self._tasks
             cancel = []
@@ -1132,8 +1168,14 @@ class Runner(object):
                         self._remember_early(self._dispatching)
                 elif request_id == sync:
                     hit = True
+                elif request_id == self._starting and _current_task(self._loop) is not None:
+                    spinning = request_id  # an eager task spinning in its first step
                 elif request_id in tasks:
                     cancel.append(request_id)
+                    if not sync and tasks[request_id] is _current_task(self._loop):
+                        # The task holds the loop (it does not await): task.cancel() cannot
+                        # run until it yields, so the cancellation is raised right here.
+                        spinning = request_id
                 elif request_id >= self._dispatching:
                     self._remember_early(request_id)
             if cancel:
@@ -1141,6 +1183,12 @@ class Runner(object):
                     self._loop.call_soon_threadsafe(self._cancel_ids, cancel)
                 except (RuntimeError, AttributeError):
                     pass
+        if spinning:
+            self._cancelled.add(spinning)
+            if self._critical:
+                self._cancel_pending = spinning
+                return
+            raise asyncio.CancelledError()
         if not sync or not hit:
             return
         if self._critical:
@@ -1218,7 +1266,11 @@ class Runner(object):
             if (awaits or awaits is None and _iscoroutine(value)) and self._interrupted != request_id:
                 # The task copies the current context: it keeps the request (or capture).
                 # With eager tasks (3.12+) it runs right here until it first suspends.
-                task = self._loop.create_task(_outcome(value))
+                self._starting = request_id  # an eager task runs inside create_task
+                try:
+                    task = self._loop.create_task(_outcome(value))
+                finally:
+                    self._starting = 0
                 self._tasks[request_id] = task
                 size = self._body_size
                 self._inflight_bytes += size

@@ -56,7 +56,7 @@ TEST_F(actor_test, eval_from_an_event_based_actor_with_timeout) {
         },
         [&done](const caf::error& e) { done.set_value({0, to_error(e).code}); });
   });
-  ASSERT_EQ(fut.wait_for(10s), std::future_status::ready);
+  ASSERT_EQ(fut.wait_for(scaled(10s)), std::future_status::ready);
   auto [seven, code] = fut.get();
   EXPECT_EQ(seven, 7);
   EXPECT_EQ(code, errc::timeout);

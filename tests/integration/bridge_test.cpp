@@ -25,7 +25,7 @@ TEST_F(bridge_test, async_requests_run_concurrently_sync_ones_do_not) {
   auto second = py.eval("ev.set()\nreturn 'setter'");
   ASSERT_TRUE(second) << second.error().to_string();
   auto f = first.get_future();
-  ASSERT_EQ(f.wait_for(10s), std::future_status::ready);
+  ASSERT_EQ(f.wait_for(scaled(10s)), std::future_status::ready);
   auto r = f.get();
   ASSERT_TRUE(r) << r.error().to_string();
   EXPECT_EQ(r->as<std::string>(), "released");
@@ -62,7 +62,7 @@ TEST_F(bridge_test, replies_complete_out_of_order) {
   };
   py.eval_async("import asyncio\nawait asyncio.sleep(0.3)\nreturn 'slow'", {}, {}, record);
   py.eval_async("return 'fast'", {}, {}, record);
-  ASSERT_EQ(both.get_future().wait_for(10s), std::future_status::ready);
+  ASSERT_EQ(both.get_future().wait_for(scaled(10s)), std::future_status::ready);
   EXPECT_EQ(order, (std::vector<std::string>{"fast", "slow"}));
 }
 

@@ -57,7 +57,7 @@ TEST_F(lifecycle_test, init_timeout_sync_start) {
   auto r = spawn(o);
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, errc::init_timeout);
-  EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, scaled(5s));
 }
 
 TEST_F(lifecycle_test, init_failure_and_timeout_async_start) {
@@ -69,7 +69,7 @@ TEST_F(lifecycle_test, init_failure_and_timeout_async_start) {
   auto e = r->eval("return 1");  // waits for the start, then fails with its error
   ASSERT_FALSE(e);
   EXPECT_EQ(e.error().code, errc::init_failed);
-  auto w = r->wait_ready(10s);
+  auto w = r->wait_ready(scaled(10s));
   ASSERT_FALSE(w);
   EXPECT_EQ(w.error().code, errc::init_failed);
   EXPECT_TRUE(eventually([&] { return r->state() == interpreter_state::stopped; }));
@@ -80,7 +80,7 @@ TEST_F(lifecycle_test, init_failure_and_timeout_async_start) {
   t.init_script_timeout = 300ms;
   auto r2 = spawn(t);
   ASSERT_TRUE(r2);
-  auto w2 = r2->wait_ready(10s);
+  auto w2 = r2->wait_ready(scaled(10s));
   ASSERT_FALSE(w2);
   EXPECT_EQ(w2.error().code, errc::init_timeout);
 }
@@ -157,7 +157,7 @@ TEST_F(lifecycle_test, stop_escalates_to_sigkill_and_takes_the_grandchild) {
   blocker.join();
   EXPECT_EQ(py.state(), interpreter_state::stopped);
   EXPECT_GE(took, 450ms);  // graceful + terminate both elapsed: SIGTERM was ignored
-  EXPECT_LT(took, 5s);
+  EXPECT_LT(took, scaled(5s));
   EXPECT_TRUE(eventually([&] { return process_gone(pid); }));
   EXPECT_TRUE(eventually([&] { return process_gone(grandchild); }));
   EXPECT_TRUE(live_in_group(pid).empty());
@@ -167,7 +167,7 @@ TEST_F(lifecycle_test, graceful_stop_is_quick_and_idempotent) {
   auto py = must_spawn(options());
   auto t0 = std::chrono::steady_clock::now();
   EXPECT_TRUE(py.stop());
-  EXPECT_LT(std::chrono::steady_clock::now() - t0, 3s);  // the runner exits on the shutdown frame
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, scaled(3s));  // the runner exits on the shutdown frame
   EXPECT_TRUE(py.stop());
   EXPECT_TRUE(py.stop());
   auto r = py.eval("return 1");

@@ -11,6 +11,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdint>
+#include <cstdlib>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -107,11 +109,29 @@ inline std::string describe_fds(const std::set<int>& fds) {
   return s;
 }
 
+/// The multiplier of every time bound in the tests: PYVISOR_TEST_TIMEOUT_SCALE (default 1; set
+/// it for sanitizer builds and loaded machines). Bounds only ever grow with it.
+inline double timeout_scale() {
+  static const double s = [] {
+    const char* e = std::getenv("PYVISOR_TEST_TIMEOUT_SCALE");
+    double v = e != nullptr ? std::strtod(e, nullptr) : 1.0;
+    return v >= 1.0 ? v : 1.0;
+  }();
+  return s;
+}
+
+/// `d` scaled by timeout_scale().
+template <class Rep, class Period>
+std::chrono::milliseconds scaled(std::chrono::duration<Rep, Period> d) {
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(d);
+  return std::chrono::milliseconds{static_cast<std::int64_t>(static_cast<double>(ms.count()) * timeout_scale())};
+}
+
 /// Waits (bounded) for `pred`; returns whether it became true. For conditions that settle
 /// asynchronously (a reaped process disappearing from /proc), never for timing assertions.
 template <class Pred>
 bool eventually(Pred pred, std::chrono::milliseconds bound = std::chrono::seconds(10)) {
-  auto deadline = std::chrono::steady_clock::now() + bound;
+  auto deadline = std::chrono::steady_clock::now() + scaled(bound);
   while (!pred()) {
     if (std::chrono::steady_clock::now() > deadline)
       return false;
