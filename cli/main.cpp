@@ -489,7 +489,9 @@ int run_eval(const eval_args& a, const std::string& code) {
         } else if (watcher.signal() == 0) {
           auto result = interp.eval(code, vars, eo);
           if (result) {
-            result_json = pyvisor::cli::to_json(result->object());
+            // plain(): tuple/set payloads already decoded once, by reference, under the
+            // frame limits (the renderer would otherwise decode each level again).
+            result_json = pyvisor::cli::to_json(result->plain());
           } else {
             failure = result.error();
           }

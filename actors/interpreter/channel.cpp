@@ -819,10 +819,14 @@ void channel::on_log_readable(int& fd, std::shared_ptr<io::fd_watcher>& w, std::
         }
       }
       partial.append(buf + start, n - start);
-      if (partial.size() >= max_log_line) {
-        emit_line(src, partial);
-        partial.clear();
+      // An endless line is cut into pieces of exactly max_log_line bytes.
+      std::size_t cut = 0;
+      while (partial.size() - cut >= max_log_line) {
+        emit_line(src, std::string_view{partial}.substr(cut, max_log_line));
+        cut += max_log_line;
       }
+      if (cut > 0)
+        partial.erase(0, cut);
       if (n < sizeof buf)
         break;
     } else if (r == 0) {

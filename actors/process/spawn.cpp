@@ -1,12 +1,14 @@
 #include "process/spawn.hpp"
 
 #include <cerrno>
+#include <cstdint>
 #include <csignal>
 #include <cstring>
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/close_range.h>
 #include <poll.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -213,6 +215,92 @@ void close_all_but(int keep) {
   }
 }
 
+std::uintptr_t parse_hex(const char*& p) {
+  std::uintptr_t v = 0;
+  for (;; ++p) {
+    char c = *p;
+    if (c >= '0' && c <= '9')
+      v = v * 16 + static_cast<std::uintptr_t>(c - '0');
+    else if (c >= 'a' && c <= 'f')
+      v = v * 16 + static_cast<std::uintptr_t>(c - 'a' + 10);
+    else
+      return v;
+  }
+}
+
+/// Acts on one line of /proc/self/maps (see release_host_memory).
+void release_mapping(const char* line, std::uintptr_t sp) {
+  constexpr std::uintptr_t min_size = std::uintptr_t{1} << 20;
+  const char* p = line;
+  auto start = parse_hex(p);
+  if (*p++ != '-')
+    return;
+  auto end = parse_hex(p);
+  if (*p++ != ' ' || std::strncmp(p, "rw-p ", 5) != 0)
+    return;
+  p += 5;
+  // offset, device, inode
+  for (int field = 0; field < 2; ++field) {
+    while (*p != ' ' && *p != '\0')
+      ++p;
+    while (*p == ' ')
+      ++p;
+  }
+  if (p[0] != '0' || (p[1] != ' ' && p[1] != '\0'))
+    return;  // a file mapping (its inode is not 0)
+  ++p;
+  while (*p == ' ')
+    ++p;
+  bool anonymous = *p == '\0' || std::strncmp(p, "[heap]", 6) == 0;
+  if (!anonymous || end - start < min_size || (sp >= start && sp < end))
+    return;
+  ::madvise(reinterpret_cast<void*>(start), end - start, MADV_DONTNEED);
+}
+
+/// The guard is a copy of the host that never execs: every page the host writes later would
+/// stay behind in it (copy-on-write), up to the host's whole heap per interpreter. It needs
+/// none of them, so it drops its copies of the large anonymous mappings (heap, malloc arenas,
+/// other threads' stacks, big buffers; never the stack it runs on, never a file mapping, and
+/// nothing under 1 MiB such as libc's own data). Not under ASan: its runtime keeps state in
+/// such mappings and intercepts the guard's memset/memcpy.
+void release_host_memory() {
+#if defined(__SANITIZE_ADDRESS__)
+  return;
+#else
+  char marker = 0;
+  auto sp = reinterpret_cast<std::uintptr_t>(&marker);
+  int fd = ::open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return;
+  char buf[4096];
+  char line[512];
+  std::size_t len = 0;
+  bool overlong = false;
+  for (;;) {
+    auto r = ::read(fd, buf, sizeof buf);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r <= 0)
+      break;
+    for (long i = 0; i < r; ++i) {
+      if (buf[i] != '\n') {
+        if (len + 1 < sizeof line)
+          line[len++] = buf[i];
+        else
+          overlong = true;  // a long path: its mapping has a name, so it is not anonymous
+        continue;
+      }
+      line[len] = '\0';
+      if (!overlong)
+        release_mapping(line, sp);
+      len = 0;
+      overlong = false;
+    }
+  }
+  ::close(fd);
+#endif
+}
+
 /// The guard's life after the fork; never returns into Boost or host code.
 [[noreturn]] void guard_main(pid_t python, int pid_w) {
   // Ignore SIGPIPE: the host may be gone when the pid is written.
@@ -235,6 +323,7 @@ void close_all_but(int keep) {
     left -= static_cast<std::size_t>(w);
   }
   ::close(pid_w);
+  release_host_memory();  // after the pid: the host waits for it
   ::prctl(PR_SET_NAME, "pyvisor-guard");  // in ps/top, instead of the host's name
   if (::chdir("/") != 0) {
     // harmless: only keeps the host's cwd referenced

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <fstream>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -216,4 +217,48 @@ TEST_F(descendants_test, host_sigkill_kills_the_runner_and_every_descendant) {
   ASSERT_EQ(pids.size(), 3u) << "helper printed: '" << line << "'";
   // pids: the Popen'd sleep, the setsid'd sleeper, the runner.
   EXPECT_TRUE(eventually([&] { return all_gone(pids); }, 5s)) << describe(pids);
+}
+
+// The guard is a copy of the host that never execs: without releasing its copy of the host's
+// heap, every page the host rewrites afterwards would stay behind in the guard (copy-on-write),
+// up to the host's heap per interpreter.
+TEST_F(descendants_test, the_guard_does_not_keep_the_hosts_heap) {
+#if defined(__SANITIZE_ADDRESS__)
+  GTEST_SKIP() << "the guard keeps the host's pages under ASan (its runtime lives in them)";
+#else
+  constexpr std::size_t size = std::size_t{256} << 20;
+  std::vector<char> heap(size, 1);  // touched: resident in the host before the fork
+  auto py = must_spawn(options());
+  for (std::size_t i = 0; i < size; i += 4096)  // the host rewrites every page after the fork
+    heap[i] = 2;
+  int guard = 0;
+  {
+    std::ifstream st("/proc/" + std::to_string(py.os_pid()) + "/stat");
+    std::string line;
+    std::getline(st, line);
+    std::istringstream rest(line.substr(line.rfind(')') + 2));
+    char state;
+    rest >> state >> guard;  // Python's parent
+  }
+  ASSERT_GT(guard, 0);
+  long private_kib = -1;
+  {
+    std::ifstream sm("/proc/" + std::to_string(guard) + "/smaps_rollup");
+    std::string key;
+    long kib;
+    std::string unit;
+    std::string line;
+    while (std::getline(sm, line)) {
+      std::istringstream l(line);
+      if (l >> key >> kib >> unit && (key == "Private_Dirty:")) {
+        private_kib = kib;
+        break;
+      }
+    }
+  }
+  ASSERT_GE(private_kib, 0) << "no smaps_rollup for the guard " << guard;
+  EXPECT_LT(private_kib, 32 * 1024) << "the guard holds " << private_kib
+                                    << " KiB of private pages (the host rewrote 256 MiB)";
+  EXPECT_EQ(heap[size - 4096], 2);
+#endif
 }

@@ -8,18 +8,7 @@ using namespace pyvisor::test;
 
 namespace {
 
-class interrupt_test : public runtime_test {
-protected:
-  std::string marker(const std::string& tag) {
-    return "/tmp/pyvisor-test-" + tag + "-" + std::to_string(::getpid());
-  }
-  /// Runs `code` on another thread once `mark` exists (the code creates it when it runs).
-  static bool wait_file(const std::string& path) {
-    bool ok = eventually([&] { return std::ifstream(path).good(); });
-    std::remove(path.c_str());
-    return ok;
-  }
-};
+class interrupt_test : public runtime_test {};
 
 } // namespace
 

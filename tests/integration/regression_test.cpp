@@ -14,17 +14,7 @@ using namespace pyvisor::test;
 
 namespace {
 
-class regression_test : public runtime_test {
-protected:
-  std::string marker(const std::string& tag) {
-    return "/tmp/pyvisor-regression-" + tag + "-" + std::to_string(::getpid());
-  }
-  static bool wait_file(const std::string& path) {
-    bool ok = eventually([&] { return std::ifstream(path).good(); });
-    std::remove(path.c_str());
-    return ok;
-  }
-};
+class regression_test : public runtime_test {};
 
 bool contains(const std::string& s, const std::string& part) {
   return s.find(part) != std::string::npos;

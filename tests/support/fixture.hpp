@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <mutex>
 #include <optional>
 #include <stdexcept>
@@ -90,6 +92,18 @@ protected:
   void track_pid(int pid) {
     if (pid > 0)
       pgids_.push_back(pid);
+  }
+
+  /// A path for code under test to create once it runs (see wait_file).
+  static std::string marker(const std::string& tag) {
+    return "/tmp/pyvisor-test-" + tag + "-" + std::to_string(::getpid());
+  }
+
+  /// Waits (bounded) until `path` exists (the code under test created it), then removes it.
+  static bool wait_file(const std::string& path) {
+    bool ok = eventually([&] { return std::ifstream(path).good(); });
+    std::remove(path.c_str());
+    return ok;
   }
 
   std::vector<captured_line> logs() {
