@@ -707,7 +707,14 @@ TEST_F(faults, ten_thousand_abandoned_requests) {
   for (auto& c : t->per_request)
     twice += c.load() != 1;
   EXPECT_EQ(twice, 0) << "requests not answered exactly once";
-  EXPECT_TRUE(eventually([&] { return trimmed_rss_mib() - rss0 < 32.0; }, 5s))
+  // ASan's allocator keeps freed chunks (quarantine, size-class caches) that malloc_trim cannot
+  // return: 10 000 requests' worth of frames and completions show as ~40 MiB there.
+#if defined(__SANITIZE_ADDRESS__)
+  constexpr double bound_mib = 96.0;
+#else
+  constexpr double bound_mib = 32.0;
+#endif
+  EXPECT_TRUE(eventually([&] { return trimmed_rss_mib() - rss0 < bound_mib; }, 5s))
     << "host RSS " << rss_mib() << " MiB, " << rss0 << " MiB before";
   std::printf("10000 abandoned requests answered in %lld ms\n", static_cast<long long>(took.count()));
   expect_bystander_serves();
