@@ -26,9 +26,8 @@ namespace {
 // the file while fds are plentiful.
 [[maybe_unused]] const bool suppressions_loaded = [] {
   std::shared_ptr<int> none;
-  int& r = *none;
-  int* volatile sink = &r;  // never read through
-  return sink == nullptr;
+  static_cast<void>(*none);  // the report is inside operator*; nothing is bound or read here
+  return true;
 }();
 
 } // namespace
