@@ -570,6 +570,11 @@ TEST_F(faults, fd_exhaustion) {
   EXPECT_EQ(py.eval("return 'still serving'")->as<std::string>(), "still serving");
 
   // The host out of fds: spawning fails with a typed error, the running ones keep serving.
+#if defined(__SANITIZE_ADDRESS__)
+  // Not under the sanitizers: their runtime needs fds itself (UBSan probes memory through a
+  // pipe before its vptr check, and reports a false "invalid vptr" when it cannot make one).
+  GTEST_SKIP() << "the host-side half needs fds for the sanitizer runtime";
+#endif
   auto fds = open_fds();
   int lowest_free = 0;
   while (fds.count(lowest_free))
