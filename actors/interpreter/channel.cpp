@@ -854,6 +854,11 @@ void channel::emit_line(log_source src, std::string_view line, std::uint64_t req
   }
   if (!sink_)
     return;
+  // Lines the runner sends in log frames are not cut by the reader: cap every line here.
+  while (line.size() > max_log_line) {
+    sink_(log_record{label_, pid_.load(), src, line.substr(0, max_log_line), request_id});
+    line.remove_prefix(max_log_line);
+  }
   sink_(log_record{label_, pid_.load(), src, line, request_id});
 }
 
