@@ -80,32 +80,40 @@ struct pid_list {
   }
 };
 
-/// Appends the pids listed in `path` (decimal, space separated: a /proc children file).
-void read_pids(const char* path, pid_list& out) {
+/// Calls `f(c)` for every byte of the file at `path` (raw reads into a stack buffer);
+/// false when it cannot be opened.
+template <class F>
+bool for_each_byte(const char* path, F&& f) {
   int fd = ::open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0)
-    return;
-  char buf[512];
-  long cur = -1;
+    return false;
+  char buf[1024];
   for (;;) {
     auto r = ::read(fd, buf, sizeof buf);
     if (r < 0 && errno == EINTR)
       continue;
     if (r <= 0)
       break;
-    for (long i = 0; i < r; ++i) {
-      char c = buf[i];
-      if (c >= '0' && c <= '9') {
-        cur = (cur < 0 ? 0 : cur) * 10 + (c - '0');
-      } else if (cur >= 0) {
-        out.add(cur);
-        cur = -1;
-      }
-    }
+    for (long i = 0; i < r; ++i)
+      f(buf[i]);
   }
+  ::close(fd);
+  return true;
+}
+
+/// Appends the pids listed in `path` (decimal, space separated: a /proc children file).
+void read_pids(const char* path, pid_list& out) {
+  long cur = -1;
+  for_each_byte(path, [&](char c) {
+    if (c >= '0' && c <= '9') {
+      cur = (cur < 0 ? 0 : cur) * 10 + (c - '0');
+    } else if (cur >= 0) {
+      out.add(cur);
+      cur = -1;
+    }
+  });
   if (cur >= 0)
     out.add(cur);
-  ::close(fd);
 }
 
 /// Appends the children of every thread of `pid` (/proc/PID/task/TID/children; a child belongs
@@ -269,35 +277,23 @@ void release_host_memory() {
 #else
   char marker = 0;
   auto sp = reinterpret_cast<std::uintptr_t>(&marker);
-  int fd = ::open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    return;
-  char buf[4096];
   char line[512];
   std::size_t len = 0;
   bool overlong = false;
-  for (;;) {
-    auto r = ::read(fd, buf, sizeof buf);
-    if (r < 0 && errno == EINTR)
-      continue;
-    if (r <= 0)
-      break;
-    for (long i = 0; i < r; ++i) {
-      if (buf[i] != '\n') {
-        if (len + 1 < sizeof line)
-          line[len++] = buf[i];
-        else
-          overlong = true;  // a long path: its mapping has a name, so it is not anonymous
-        continue;
-      }
-      line[len] = '\0';
-      if (!overlong)
-        release_mapping(line, sp);
-      len = 0;
-      overlong = false;
+  for_each_byte("/proc/self/maps", [&](char c) {
+    if (c != '\n') {
+      if (len + 1 < sizeof line)
+        line[len++] = c;
+      else
+        overlong = true;  // a long path: its mapping has a name, so it is not anonymous
+      return;
     }
-  }
-  ::close(fd);
+    line[len] = '\0';
+    if (!overlong)
+      release_mapping(line, sp);
+    len = 0;
+    overlong = false;
+  });
 #endif
 }
 
