@@ -654,7 +654,12 @@ TEST_F(faults, runtime_destroyed_with_requests_in_flight) {
 }
 
 TEST_F(faults, ten_thousand_abandoned_requests) {
-  auto py = must_spawn(options());
+  auto o = options();
+  // Every abandoned request is cancelled, and interrupted after the grace; the kill bound is a
+  // time bound like any other: a loaded sanitizer run (pure-Python codec, parallel tests) once
+  // needed more than the default 2 s to work through 1024 cancellations.
+  o.interrupt.kill_after = scaled(5s);
+  auto py = must_spawn(o);
   int pid = py.os_pid();
   ASSERT_TRUE(py.eval("import asyncio\nawait asyncio.sleep(0)"));  // warm
   constexpr int n = 10000;
