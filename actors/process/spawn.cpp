@@ -223,6 +223,7 @@ void close_all_but(int keep) {
   }
 }
 
+#if !defined(__SANITIZE_ADDRESS__)
 std::uintptr_t parse_hex(const char*& p) {
   std::uintptr_t v = 0;
   for (;; ++p) {
@@ -264,6 +265,8 @@ void release_mapping(const char* line, std::uintptr_t sp) {
     return;
   ::madvise(reinterpret_cast<void*>(start), end - start, MADV_DONTNEED);
 }
+
+#endif
 
 /// The guard is a copy of the host that never execs: every page the host writes later would
 /// stay behind in it (copy-on-write), up to the host's whole heap per interpreter. It needs
