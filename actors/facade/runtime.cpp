@@ -314,7 +314,7 @@ expected<interpreter> runtime::spawn_interpreter(interpreter_options opts) {
 
   auto shared = std::make_shared<detail::interpreter_shared>();
   shared->rt = impl_;
-  protocol::limits lim;
+  core::limits lim;
   lim.max_frame_bytes = opts.max_frame_bytes;
   std::weak_ptr<impl> weak_rt = impl_;
   log_sink sink = [weak_rt](const log_record& r) {

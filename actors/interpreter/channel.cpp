@@ -40,7 +40,7 @@ busy_limits effective(busy_limits b) {
 
 } // namespace
 
-channel::channel(io::io_loop& loop, protocol::limits lim, busy_limits busy, std::string label,
+channel::channel(io::io_loop& loop, core::limits lim, busy_limits busy, std::string label,
                  log_sink sink)
   : loop_(loop),
     limits_(lim),

@@ -16,7 +16,7 @@
 #include "io/io_loop.hpp"
 #include "process/spawn.hpp"
 #include "protocol/frame_reader.hpp"
-#include "protocol/limits.hpp"
+#include "core/limits.hpp"
 #include "protocol/message.hpp"
 #include "pyvisor/expected.hpp"
 #include "pyvisor/interpreter_options.hpp"
@@ -74,7 +74,7 @@ public:
   using completion = std::function<void(protocol::reply)>;
   using event_handler = std::function<void(channel_event)>;
 
-  channel(io::io_loop& loop, protocol::limits lim, busy_limits busy, std::string label,
+  channel(io::io_loop& loop, core::limits lim, busy_limits busy, std::string label,
           log_sink sink);
   ~channel();
 
@@ -207,7 +207,7 @@ private:
   error exit_error(int status) const;
 
   io::io_loop& loop_;
-  protocol::limits limits_;
+  core::limits limits_;
   busy_limits busy_;
   std::string label_;
   log_sink sink_;

@@ -1,7 +1,7 @@
 #include "protocol/message.hpp"
 
 #include "protocol/frame_reader.hpp"
-#include "protocol/structure_check.hpp"
+#include "core/structure_check.hpp"
 
 namespace pyvisor::protocol {
 
@@ -46,7 +46,7 @@ bool reference_everything(msgpack::type::object_type, std::size_t, void*) {
 
 std::variant<message, std::string> decode(std::string_view body, const limits& lim,
                                           std::shared_ptr<const char[]> buffer) {
-  if (auto err = check_structure(body, lim))
+  if (auto err = core::check_structure(body, lim))
     return std::move(*err);
   // The structure check bounds every count by the frame size; these limits are the second
   // line of defence inside msgpack-cxx itself.

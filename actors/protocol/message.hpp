@@ -10,13 +10,15 @@
 
 #include <msgpack.hpp>
 
-#include "protocol/limits.hpp"
+#include "core/limits.hpp"
 #include "pyvisor/expected.hpp"
 #include "pyvisor/msgpack_writer.hpp"
 #include "pyvisor/value.hpp"
 #include "pyvisor/vars.hpp"
 
 namespace pyvisor::protocol {
+
+using core::limits;  // the decode limits live in core (values use them too)
 
 /// Protocol version spoken by this host (docs/protocol.md).
 inline constexpr int version = 1;

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <iosfwd>
 #include <optional>
 #include <string_view>
 
@@ -34,6 +35,9 @@ enum class errc : std::uint8_t {
 
 /// The snake_case name of `code`, e.g. "init_timeout".
 std::string_view to_string(errc code) noexcept;
+
+/// Writes the snake_case name (so test failures and logs print names, not bytes).
+std::ostream& operator<<(std::ostream& os, errc code);
 
 /// Parses a snake_case name back into a code.
 std::optional<errc> errc_from_string(std::string_view name) noexcept;

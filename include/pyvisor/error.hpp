@@ -1,5 +1,6 @@
 #pragma once
 
+#include <iosfwd>
 #include <string>
 #include <vector>
 
@@ -18,6 +19,9 @@ struct error {
   /// One line: "<code>: <message>" (plus " (<python_type>)" when set).
   std::string to_string() const;
 };
+
+/// Writes to_string(), then the traceback lines.
+std::ostream& operator<<(std::ostream& os, const error& e);
 
 /// Makes an error without Python details.
 inline error make_error(errc code, std::string message) {

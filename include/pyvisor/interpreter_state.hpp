@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <iosfwd>
 #include <string_view>
 
 namespace pyvisor {
@@ -21,5 +22,8 @@ enum class interpreter_state : std::uint8_t { spawning, initializing, ready, dra
 
 /// "spawning", "initializing", ...
 std::string_view to_string(interpreter_state s) noexcept;
+
+/// Writes the name ("ready").
+std::ostream& operator<<(std::ostream& os, interpreter_state s);
 
 } // namespace pyvisor

@@ -11,9 +11,9 @@
 #include <vector>
 
 #include "fuzz/harness.hpp"
-#include "protocol/ext_payload.hpp"
+#include "core/ext_payload.hpp"
 #include "protocol/message.hpp"
-#include "protocol/structure_check.hpp"
+#include "core/structure_check.hpp"
 #include "pyvisor/types.hpp"
 #include "pyvisor/value.hpp"
 
@@ -35,12 +35,12 @@ std::size_t walk(const msgpack::object& o, std::size_t depth) {
     case msgpack::type::BIN: touch(o.via.bin.ptr, o.via.bin.size); break;
     case msgpack::type::EXT:
       touch(o.via.ext.ptr, o.via.ext.size + 1);
-      if (protocol::is_container_ext(o)) {
+      if (core::is_container_ext(o)) {
         // Left unexpanded (the expansion refused it): the shared decoder must refuse it too
         // or decode it within the limits.
         msgpack::zone z;
         try {
-          sum += walk(protocol::decode_ext_payload(o, z), depth + 1);
+          sum += walk(core::decode_ext_payload(o, z), depth + 1);
         } catch (const msgpack::unpack_error&) {
         }
       }
@@ -185,8 +185,8 @@ void exercise(const std::variant<protocol::message, std::string>& d, bool struct
 
 int fuzz_decode_value(const std::uint8_t* data, std::size_t size) {
   std::string_view body{reinterpret_cast<const char*>(data), size};
-  protocol::limits lim;
-  const bool structure_ok = !protocol::check_structure(body, lim);
+  core::limits lim;
+  const bool structure_ok = !core::check_structure(body, lim);
   // Small frames: decode copies strings and binaries into the message's zone.
   exercise(protocol::decode(body, lim), structure_ok);
   // Large frames: the body lives in its own buffer and is referenced in place.

@@ -10,10 +10,11 @@
 
 #include "protocol/frame_reader.hpp"
 #include "protocol/message.hpp"
-#include "protocol/structure_check.hpp"
+#include "core/structure_check.hpp"
 
 using namespace pyvisor;
 using namespace pyvisor::protocol;
+using namespace pyvisor::core;
 
 namespace {
 

@@ -1,9 +1,11 @@
 #include "pyvisor/errc.hpp"
 #include "pyvisor/error.hpp"
+#include "pyvisor/interpreter_state.hpp"
 
 #include <gtest/gtest.h>
 
 #include <set>
+#include <sstream>
 #include <string>
 
 using pyvisor::errc;
@@ -24,4 +26,14 @@ TEST(errc, names_are_unique_and_round_trip) {
 TEST(errc, error_to_string) {
   pyvisor::error e{errc::python_exception, "division by zero", "ZeroDivisionError", {}};
   EXPECT_EQ(e.to_string(), "python_exception: division by zero (ZeroDivisionError)");
+}
+
+TEST(errc, streams_print_names) {
+  std::ostringstream os;
+  os << errc::init_timeout << ' ' << pyvisor::interpreter_state::draining;
+  EXPECT_EQ(os.str(), "init_timeout draining");
+  pyvisor::error e{errc::python_exception, "boom", "ValueError", {"File \"<x>\", line 1"}};
+  std::ostringstream es;
+  es << e;
+  EXPECT_EQ(es.str(), "python_exception: boom (ValueError)\n  File \"<x>\", line 1");
 }

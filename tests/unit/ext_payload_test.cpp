@@ -15,7 +15,7 @@
 
 #include <gtest/gtest.h>
 
-#include "protocol/ext_payload.hpp"
+#include "core/ext_payload.hpp"
 #include "protocol/message.hpp"
 #include "pyvisor/types.hpp"
 #include "pyvisor/value.hpp"
@@ -256,7 +256,7 @@ TEST(ext_payload, nested_tuples_around_8_mib_cost_o_payload_memory) {
 
   bool peak_ok = reset_peak_rss();
   auto rss0 = status_kib("VmRSS:");
-  auto d = protocol::decode(view, protocol::limits{}, buf);
+  auto d = protocol::decode(view, core::limits{}, buf);
   ASSERT_TRUE(std::holds_alternative<protocol::message>(d)) << std::get<std::string>(d);
   auto reply = protocol::parse_response(std::get<protocol::message>(d));
   ASSERT_TRUE(reply.result) << reply.result.error().to_string();

@@ -1,11 +1,11 @@
-#include "protocol/structure_check.hpp"
+#include "core/structure_check.hpp"
 
 #include <gtest/gtest.h>
 
 #include <msgpack.hpp>
 
-using pyvisor::protocol::check_structure;
-using pyvisor::protocol::limits;
+using pyvisor::core::check_structure;
+using pyvisor::core::limits;
 
 namespace {
 

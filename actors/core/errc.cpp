@@ -1,6 +1,7 @@
 #include "pyvisor/errc.hpp"
 
 #include <array>
+#include <ostream>
 
 namespace pyvisor {
 
@@ -30,6 +31,10 @@ std::optional<errc> errc_from_string(std::string_view name) noexcept {
     if (names[i] == name)
       return static_cast<errc>(i);
   return std::nullopt;
+}
+
+std::ostream& operator<<(std::ostream& os, errc code) {
+  return os << to_string(code);
 }
 
 } // namespace pyvisor

@@ -2,7 +2,7 @@
 
 #include <cstddef>
 
-namespace pyvisor::protocol {
+namespace pyvisor::core {
 
 /// Hard limits on what a peer may send. Checked before anything is allocated.
 struct limits {
@@ -11,4 +11,4 @@ struct limits {
   std::size_t max_elements = std::size_t{1} << 22;      ///< elements of one container
 };
 
-} // namespace pyvisor::protocol
+} // namespace pyvisor::core

@@ -1,5 +1,7 @@
 #include "pyvisor/interpreter_state.hpp"
 
+#include <ostream>
+
 namespace pyvisor {
 
 std::string_view to_string(interpreter_state s) noexcept {
@@ -11,6 +13,10 @@ std::string_view to_string(interpreter_state s) noexcept {
     case interpreter_state::stopped: return "stopped";
   }
   return "unknown";
+}
+
+std::ostream& operator<<(std::ostream& os, interpreter_state s) {
+  return os << to_string(s);
 }
 
 } // namespace pyvisor

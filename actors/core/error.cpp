@@ -1,5 +1,7 @@
 #include "pyvisor/error.hpp"
 
+#include <ostream>
+
 namespace pyvisor {
 
 std::string error::to_string() const {
@@ -11,6 +13,13 @@ std::string error::to_string() const {
   if (with_type)
     s.append(" (").append(python_type).append(")");
   return s;
+}
+
+std::ostream& operator<<(std::ostream& os, const error& e) {
+  os << e.to_string();
+  for (const auto& line : e.traceback)
+    os << "\n  " << line;
+  return os;
 }
 
 } // namespace pyvisor

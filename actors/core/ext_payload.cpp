@@ -1,11 +1,11 @@
-#include "protocol/ext_payload.hpp"
+#include "core/ext_payload.hpp"
 
 #include <algorithm>
 #include <string>
 
-#include "protocol/structure_check.hpp"
+#include "core/structure_check.hpp"
 
-namespace pyvisor::protocol {
+namespace pyvisor::core {
 
 namespace {
 
@@ -60,4 +60,4 @@ msgpack::object decode_ext_payload(const msgpack::object& ext, msgpack::zone& z,
   return result;
 }
 
-} // namespace pyvisor::protocol
+} // namespace pyvisor::core

@@ -4,9 +4,9 @@
 #include <string>
 #include <string_view>
 
-#include "protocol/limits.hpp"
+#include "core/limits.hpp"
 
-namespace pyvisor::protocol {
+namespace pyvisor::core {
 
 /// Walks the msgpack bytes of one frame body without decoding or allocating, and checks that
 /// they hold exactly one well-formed value within `lim`: nesting depth, element counts, and
@@ -16,4 +16,4 @@ namespace pyvisor::protocol {
 /// allocator. Returns an error description, or nullopt when the body is acceptable.
 std::optional<std::string> check_structure(std::string_view body, const limits& lim);
 
-} // namespace pyvisor::protocol
+} // namespace pyvisor::core

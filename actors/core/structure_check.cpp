@@ -1,9 +1,9 @@
-#include "protocol/structure_check.hpp"
+#include "core/structure_check.hpp"
 
 #include <cstdint>
 #include <vector>
 
-namespace pyvisor::protocol {
+namespace pyvisor::core {
 
 namespace {
 
@@ -122,4 +122,4 @@ std::optional<std::string> check_structure(std::string_view body, const limits& 
   return std::nullopt;
 }
 
-} // namespace pyvisor::protocol
+} // namespace pyvisor::core

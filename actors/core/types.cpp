@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "protocol/ext_payload.hpp"
+#include "core/ext_payload.hpp"
 
 namespace pyvisor {
 
@@ -129,8 +129,8 @@ namespace detail {
 const msgpack::object& as_array(const msgpack::object& o, msgpack::zone& z, msgpack::object& tmp) {
   // An unexpanded tuple/set/frozenset (a raw msgpack::object, or a value whose expansion was
   // refused): decoded by the one limited decoder, by reference into o's payload.
-  if (protocol::is_container_ext(o)) {
-    tmp = protocol::decode_ext_payload(o, z);
+  if (core::is_container_ext(o)) {
+    tmp = core::decode_ext_payload(o, z);
     return tmp;
   }
   if (o.type != msgpack::type::ARRAY)

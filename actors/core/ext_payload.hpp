@@ -4,9 +4,9 @@
 
 #include <msgpack.hpp>
 
-#include "protocol/limits.hpp"
+#include "core/limits.hpp"
 
-namespace pyvisor::protocol {
+namespace pyvisor::core {
 
 /// Whether `o` is a Python tuple, set or frozenset: an ext of type 1, 2 or 3, whose payload is
 /// itself one msgpack array (docs/protocol.md).
@@ -30,4 +30,4 @@ bool is_container_ext(const msgpack::object& o) noexcept;
 msgpack::object decode_ext_payload(const msgpack::object& ext, msgpack::zone& z,
                                    const limits& lim = {}, std::size_t depth = 0);
 
-} // namespace pyvisor::protocol
+} // namespace pyvisor::core

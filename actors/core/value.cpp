@@ -3,7 +3,7 @@
 #include <string>
 #include <type_traits>
 
-#include "protocol/ext_payload.hpp"
+#include "core/ext_payload.hpp"
 
 namespace pyvisor {
 
@@ -15,7 +15,7 @@ bool has_container_ext(const msgpack::object& o, std::size_t depth, std::size_t 
   if (depth > max_depth)
     return true;
   switch (o.type) {
-    case msgpack::type::EXT: return protocol::is_container_ext(o);
+    case msgpack::type::EXT: return core::is_container_ext(o);
     case msgpack::type::ARRAY:
       for (std::uint32_t i = 0; i < o.via.array.size; ++i)
         if (has_container_ext(o.via.array.ptr[i], depth + 1, max_depth))
@@ -32,7 +32,7 @@ bool has_container_ext(const msgpack::object& o, std::size_t depth, std::size_t 
 }
 
 /// Builds the plain form of a value in one pass: every ext 1-3 replaced by its array, at any
-/// depth. Each payload is decoded exactly once, by reference (protocol::decode_ext_payload), so
+/// depth. Each payload is decoded exactly once, by reference (core::decode_ext_payload), so
 /// strings, binaries and inner payloads stay in the memory the value's owner already holds;
 /// only object trees are allocated in the zone, and only along paths that change (copy on
 /// write). The frame limits apply to the expanded value as a whole: nesting counts from the
@@ -46,9 +46,9 @@ public:
   bool expand(const msgpack::object& o, std::size_t depth, msgpack::object& out) {
     switch (o.type) {
       case msgpack::type::EXT: {
-        if (!protocol::is_container_ext(o))
+        if (!core::is_container_ext(o))
           return false;
-        out = protocol::decode_ext_payload(o, z_, lim_, depth);
+        out = core::decode_ext_payload(o, z_, lim_, depth);
         // The decoded array is fresh in the zone: expand its items in place.
         for (std::uint32_t i = 0; i < out.via.array.size; ++i) {
           auto& item = out.via.array.ptr[i];
@@ -118,7 +118,7 @@ private:
   }
 
   msgpack::zone& z_;
-  protocol::limits lim_;
+  core::limits lim_;
 };
 
 } // namespace
@@ -130,7 +130,7 @@ value::value() {
 
 value::value(std::shared_ptr<const void> owner, const msgpack::object& obj, msgpack::zone* zone)
   : owner_(std::move(owner)), obj_(obj), plain_(obj) {
-  if (!has_container_ext(obj, 0, protocol::limits{}.max_depth))
+  if (!has_container_ext(obj, 0, core::limits{}.max_depth))
     return;
   std::shared_ptr<std::pair<std::shared_ptr<const void>, msgpack::zone>> holder;
   if (zone == nullptr) {
@@ -146,7 +146,7 @@ value::value(std::shared_ptr<const void> owner, const msgpack::object& obj, msgp
   } catch (const std::exception&) {
     // A payload over the limits or malformed stays unexpanded: conversions then fail with
     // type_mismatch, and converting it to pyvisor::tuple/set/frozenset names the violated
-    // limit (the adaptors decode through the same protocol::decode_ext_payload).
+    // limit (the adaptors decode through the same core::decode_ext_payload).
   }
   if (holder)
     owner_ = std::move(holder);
