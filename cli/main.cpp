@@ -452,7 +452,7 @@ int run_eval(const eval_args& a, const std::string& code) {
     opts.init_script.vars.push_back(pyvisor::var{name, pyvisor::arg::from_msgpack(bytes)});
     vars.push_back(pyvisor::var{name, pyvisor::arg::from_msgpack(bytes)});
   }
-  opts.default_timeout = 0ms;  // no limit unless --timeout
+  opts.default_timeout = pyvisor::forever;  // no limit unless --timeout
   // Returns at once, so that a signal can stop the interpreter while it starts.
   opts.sync_start = false;
   // A CLI should not hang around: on a timeout or a signal, give the runner 1 s to stop, then

@@ -41,53 +41,63 @@ struct waiter {
   }
 };
 
-} // namespace
-
-protocol::reply blocking_call(interpreter_shared& s, std::uint64_t id, std::string frame,
-                              std::chrono::milliseconds timeout) {
-  auto& ch = *s.ch;
-  auto w = std::make_shared<waiter>();
-  ch.submit(id, std::move(frame), [w](protocol::reply r) { w->set(std::move(r)); });
-  if (timeout.count() == 0)
-    timeout = s.opts.default_timeout;
-  std::unique_lock<std::mutex> lk{w->mu};
-  if (timeout.count() > 0) {
-    if (!w->cv.wait_for(lk, timeout, [&] { return w->result.has_value(); })) {
-      lk.unlock();
-      if (ch.abandon(id)) {  // sends cancel(id) to the runner
-        caf::anon_send(s.actor, interp::abandoned_atom::value, id);
-        return {make_error(errc::timeout, "request did not finish within " +
-                                            std::to_string(timeout.count()) + " ms")};
-      }
-      lk.lock();  // the reply won the race: it is being delivered right now
-    }
-  }
-  w->cv.wait(lk, [&] { return w->result.has_value(); });
-  return std::move(*w->result);
-}
-
-expected<value> blocking_value(interpreter_shared& s, std::uint64_t id, std::string frame,
-                               const eval_options& o) {
-  auto r = blocking_call(s, id, std::move(frame), o.timeout);
+void fill_capture(const eval_options& o, protocol::reply& r) {
   if (o.capture != nullptr) {
     o.capture->out = r.out.value_or(std::string{});
     o.capture->err = r.err.value_or(std::string{});
   }
-  return std::move(r.result);
+}
+
+} // namespace
+
+protocol::reply blocking_call(interpreter_shared& s, const interp::request& r, interp::deadline d) {
+  auto w = std::make_shared<waiter>();
+  s.table->submit(r, d, [w](protocol::reply rep) { w->set(std::move(rep)); });
+  std::unique_lock<std::mutex> lk{w->mu};
+  w->cv.wait(lk, [&] { return w->result.has_value(); });
+  return std::move(*w->result);
+}
+
+expected<value> blocking_value(interpreter_shared& s, interp::request& r, const eval_options& o) {
+  if (auto e = interp::check_timeout(o.timeout))
+    return *e;
+  r.file = o.file;
+  r.line = o.line;
+  r.capture = o.capture != nullptr;
+  r.bytes_as_bytearray = o.bytes_as_bytearray;
+  auto rep = blocking_call(s, r, interp::deadline_for(o.timeout, s.opts.default_timeout));
+  fill_capture(o, rep);
+  return std::move(rep.result);
 }
 
 void env_shared::drop() {
   if (destroyed.exchange(true))
     return;
-  interp->ch->notify(protocol::encode_drop_env(id));
+  interp->table->drop_env(id);
 }
 
 } // namespace detail
 
 namespace {
 
-protocol::request_extras extras(const eval_options& o, std::uint64_t env = 0) {
-  return protocol::request_extras{env, o.capture != nullptr, o.bytes_as_bytearray};
+interp::request eval_request_for(std::string_view code, const vars& v, std::uint64_t env = 0) {
+  interp::request r;
+  r.op = interp::request::op_t::eval;
+  r.text = code;
+  r.bound = &v;
+  r.env = env;
+  return r;
+}
+
+interp::request call_request_for(std::string_view name, const std::vector<arg>& args,
+                                 const vars& kwargs, std::uint64_t env = 0) {
+  interp::request r;
+  r.op = interp::request::op_t::call;
+  r.text = name;
+  r.args = &args;
+  r.bound = &kwargs;
+  r.env = env;
+  return r;
 }
 
 } // namespace
@@ -96,35 +106,48 @@ interpreter::interpreter(std::shared_ptr<detail::interpreter_shared> s) : s_(std
 }
 
 expected<value> interpreter::eval(std::string_view code, const vars& v, const eval_options& o) {
-  auto id = s_->ch->next_id();
-  return detail::blocking_value(
-    *s_, id, protocol::encode_code_request(id, "eval", code, v, o.file, o.line, extras(o)), o);
+  auto r = eval_request_for(code, v);
+  return detail::blocking_value(*s_, r, o);
 }
 
 void interpreter::eval_async(std::string_view code, const vars& v, const eval_options& o,
                              std::function<void(expected<value>)> done) {
-  auto id = s_->ch->next_id();
-  protocol::request_extras x{0, false, o.bytes_as_bytearray};
-  s_->ch->submit(id, protocol::encode_code_request(id, "eval", code, v, o.file, o.line, x),
-                 [done = std::move(done)](protocol::reply r) { done(std::move(r.result)); });
+  if (auto e = interp::check_timeout(o.timeout)) {
+    done(std::move(*e));
+    return;
+  }
+  auto r = eval_request_for(code, v);
+  r.file = o.file;
+  r.line = o.line;
+  r.capture = o.capture != nullptr;
+  r.bytes_as_bytearray = o.bytes_as_bytearray;
+  s_->table->submit(r, interp::deadline_for(o.timeout, s_->opts.default_timeout),
+                    [capture = o.capture, done = std::move(done)](protocol::reply rep) {
+                      if (capture != nullptr) {
+                        capture->out = rep.out.value_or(std::string{});
+                        capture->err = rep.err.value_or(std::string{});
+                      }
+                      done(std::move(rep.result));
+                    });
 }
 
 interpreter_stats interpreter::stats() const {
-  return s_->ch->stats();
+  return s_->table->stats();
 }
 
 expected<value> interpreter::call(std::string_view name, const std::vector<arg>& args,
                                   const vars& kwargs, const eval_options& o) {
-  auto id = s_->ch->next_id();
-  return detail::blocking_value(*s_, id, protocol::encode_call(id, name, args, kwargs, extras(o)),
-                                o);
+  auto r = call_request_for(name, args, kwargs);
+  return detail::blocking_value(*s_, r, o);
 }
 
 expected<env> interpreter::make_env(const env_options& o) {
+  if (auto e = interp::check_timeout(o.timeout))
+    return *e;
   std::vector<protocol::env_spec> from;
   for (const auto& src : o.from) {
-    if (src.only && src.except)
-      return make_error(errc::invalid_argument, "an env source takes `only` or `except`, not both");
+    if (auto e = interp::check_env_source(src.only.has_value(), src.except.has_value()))
+      return *e;
     if (!src.source.s_ || src.source.s_->interp != s_)
       return make_error(errc::invalid_argument, "an env source belongs to another interpreter");
     if (src.source.s_->destroyed.load())
@@ -136,14 +159,17 @@ expected<env> interpreter::make_env(const env_options& o) {
     return make_error(errc::env_lost, "the interpreter is stopped");
   auto shared = std::make_shared<detail::env_shared>();
   shared->interp = s_;
-  shared->id = s_->ch->next_env_id();
+  shared->id = s_->table->next_env_id();
   shared->durable = o.durable;
-  auto id = s_->ch->next_id();
-  auto r = detail::blocking_call(*s_, id, protocol::encode_make_env(id, shared->id, from, o.vars),
-                                 std::chrono::milliseconds{0});
-  if (!r.result) {
+  interp::request r;
+  r.op = interp::request::op_t::make_env;
+  r.env = shared->id;
+  r.from = &from;
+  r.bound = &o.vars;
+  auto rep = detail::blocking_call(*s_, r, interp::deadline_for(o.timeout, s_->opts.default_timeout));
+  if (!rep.result) {
     shared->destroyed = true;  // nothing to drop
-    return std::move(r.result).error();
+    return std::move(rep.result).error();
   }
   return env{std::move(shared)};
 }
@@ -164,8 +190,7 @@ expected<std::size_t> interpreter::interrupt() {
 
 expected<void> interpreter::stop() {
   caf::anon_send(s_->actor, stop_atom::value);
-  s_->st->wait([](interpreter_state s) { return s == interpreter_state::stopped; },
-               std::chrono::milliseconds{0});
+  s_->st->wait([](interpreter_state s) { return s == interpreter_state::stopped; }, forever);
   return {};
 }
 
@@ -193,11 +218,13 @@ interpreter_state interpreter::state() const {
 }
 
 int interpreter::os_pid() const {
-  return s_->ch->pid();
+  std::lock_guard<std::mutex> g{s_->st->mu};
+  return s_->st->pid;
 }
 
 std::string interpreter::label() const {
-  return s_->ch->label();
+  std::lock_guard<std::mutex> g{s_->st->mu};
+  return s_->st->label.empty() ? s_->opts.label : s_->st->label;
 }
 
 std::string interpreter::python_version() const {
@@ -238,21 +265,16 @@ std::optional<error> env_unusable(const detail::env_shared& e) {
 expected<value> env::eval(std::string_view code, const vars& v, const eval_options& o) {
   if (auto e = env_unusable(*s_))
     return *e;
-  auto& in = *s_->interp;
-  auto id = in.ch->next_id();
-  return detail::blocking_value(
-    in, id, protocol::encode_code_request(id, "eval", code, v, o.file, o.line, extras(o, s_->id)),
-    o);
+  auto r = eval_request_for(code, v, s_->id);
+  return detail::blocking_value(*s_->interp, r, o);
 }
 
 expected<value> env::call(std::string_view name, const std::vector<arg>& args, const vars& kwargs,
                           const eval_options& o) {
   if (auto e = env_unusable(*s_))
     return *e;
-  auto& in = *s_->interp;
-  auto id = in.ch->next_id();
-  return detail::blocking_value(
-    in, id, protocol::encode_call(id, name, args, kwargs, extras(o, s_->id)), o);
+  auto r = call_request_for(name, args, kwargs, s_->id);
+  return detail::blocking_value(*s_->interp, r, o);
 }
 
 void env::destroy() {

@@ -4,7 +4,7 @@
 
 #include <caf/actor.hpp>
 
-#include "interpreter/channel.hpp"
+#include "interpreter/request_table.hpp"
 #include "interpreter/status.hpp"
 #include "pyvisor/interpreter_options.hpp"
 #include "pyvisor/runtime.hpp"
@@ -15,7 +15,7 @@ namespace pyvisor::detail {
 /// runs when the last handle goes: it asks the actor to stop (in the background).
 struct interpreter_shared {
   std::shared_ptr<runtime::impl> rt;  // first member: destroyed last (owns the actor system)
-  std::shared_ptr<interp::channel> ch;
+  std::shared_ptr<interp::request_table> table;
   std::shared_ptr<interp::status> st;
   caf::actor actor;
   interpreter_options opts;

@@ -174,7 +174,7 @@ struct runtime::impl {
     // is stopped once its process is reaped, which needs the I/O thread: stop that last.
     for (auto& st : statuses)
       st->wait([](interpreter_state s) { return s == interpreter_state::stopped; },
-               std::chrono::milliseconds{0});
+               forever);
     statuses.clear();
     caf::anon_send_exit(timers, caf::exit_reason::user_shutdown);
     timers = nullptr;
@@ -240,9 +240,14 @@ expected<interpreter> runtime::spawn_interpreter(interpreter_options opts) {
                       "busy_limits: high_water and max_inflight must be positive and low_water <= "
                       "high_water (or set disabled)");
   if (opts.init_script_timeout.count() <= 0)
-    return make_error(errc::config_error, "init_script_timeout must be positive");
-  if (opts.default_timeout.count() < 0)
-    return make_error(errc::config_error, "default_timeout must not be negative");
+    return make_error(errc::config_error,
+                      "init_script_timeout must be positive or pyvisor::forever");
+  if (opts.default_timeout.count() <= 0)
+    return make_error(errc::config_error, "default_timeout must be positive or pyvisor::forever");
+  if (opts.interrupt.kill_after.count() < 0 || opts.interrupt.grace.count() < 0 ||
+      opts.shutdown.graceful.count() < 0 || opts.shutdown.terminate.count() < 0)
+    return make_error(errc::config_error,
+                      "interrupt and shutdown durations must not be negative");
   for (auto& [k, v] : opts.environment)
     if (k.empty() || k.find('=') != std::string::npos)
       return make_error(errc::config_error, "invalid environment variable name '" + k + "'");
@@ -314,19 +319,20 @@ expected<interpreter> runtime::spawn_interpreter(interpreter_options opts) {
 
   auto shared = std::make_shared<detail::interpreter_shared>();
   shared->rt = impl_;
-  core::limits lim;
-  lim.max_frame_bytes = opts.max_frame_bytes;
   std::weak_ptr<impl> weak_rt = impl_;
   log_sink sink = [weak_rt](const log_record& r) {
     if (auto rt = weak_rt.lock())
       rt->log(r);
   };
-  shared->ch = std::make_shared<interp::channel>(*impl_->loop, lim, opts.busy_limits, opts.label,
-                                                 sink);
+  interp::request_table::config tcfg;
+  tcfg.busy = opts.busy_limits;
+  tcfg.max_frame_bytes = opts.max_frame_bytes;
+  tcfg.label = opts.label;
+  shared->table = interp::request_table::make(*impl_->loop, std::move(tcfg));
   shared->st = std::make_shared<interp::status>();
   shared->opts = opts;
   interp::actor_args args;
-  args.ch = shared->ch;
+  args.table = shared->table;
   args.st = shared->st;
   args.loop = impl_->loop.get();
   args.hosts = impl_->hosts;
@@ -352,11 +358,11 @@ expected<interpreter> runtime::spawn_interpreter(interpreter_options opts) {
   interpreter handle{shared};
   if (!shared->opts.sync_start)
     return handle;
-  auto ready = handle.wait_ready(std::chrono::milliseconds{0});
+  auto ready = handle.wait_ready(forever);
   if (!ready) {
     // Return only once the process is gone: a failed start leaves nothing behind.
     shared->st->wait([](interpreter_state s) { return s == interpreter_state::stopped; },
-                     std::chrono::milliseconds{0});
+                     forever);
     return ready.error();
   }
   return handle;

@@ -5,6 +5,7 @@
 
 #include <caf/all.hpp>
 
+#include "interpreter/host_actor.hpp"
 #include "interpreter/messages.hpp"
 #include "protocol/message.hpp"
 #include "pyvisor/actor_interface.hpp"
@@ -21,7 +22,6 @@ using start_timeout_atom = caf::atom_constant<caf::atom("i_starttmo")>;
 using term_atom = caf::atom_constant<caf::atom("i_term")>;
 using kill_atom = caf::atom_constant<caf::atom("i_kill")>;
 using done_atom = caf::atom_constant<caf::atom("i_done")>;
-using timeout_atom = caf::atom_constant<caf::atom("i_timeout")>;
 using intr_check_atom = caf::atom_constant<caf::atom("i_intrchk")>;
 using kill_check_atom = caf::atom_constant<caf::atom("i_killchk")>;
 using dump_atom = caf::atom_constant<caf::atom("i_dump")>;
@@ -30,7 +30,7 @@ using dump_atom = caf::atom_constant<caf::atom("i_dump")>;
 constexpr auto dump_poll = std::chrono::milliseconds{25};
 constexpr int dump_polls = 20;
 
-/// A finished call: a value or an error, as one message type.
+/// A finished request: a value or an error, as one message type.
 struct call_result {
   std::optional<value> ok;
   error err;
@@ -47,15 +47,15 @@ struct call_result {
 } // namespace
 } // namespace pyvisor::interp
 
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(pyvisor::interp::ready_info)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(pyvisor::interp::exit_info)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(pyvisor::interp::call_result)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(pyvisor::interp::host_message)
 
 namespace pyvisor::interp {
 
 namespace {
 
+/// The lifecycle owner of one interpreter: it makes every state transition (the session and
+/// the connection only report events), runs the start bound, the stop sequence and the
+/// interrupt escalation, and forwards the actor interface to the request table.
 class interpreter_actor : public caf::event_based_actor {
 public:
   interpreter_actor(caf::actor_config& cfg, actor_args args)
@@ -63,10 +63,17 @@ public:
   }
 
   caf::behavior make_behavior() override {
-    auto ch = a_.ch;
-    // Whatever ends this actor (even an unconditional kill), the process group goes with it;
-    // once reaped this is a no-op.
-    attach_functor([ch] { ch->signal_group(SIGKILL); });
+    host_ = spawn_host_actor(system(), a_.hosts, a_.opts.functions, address());
+    start();
+    // Whatever ends this actor (even an unconditional kill): nothing more is admitted, the
+    // process group goes, the host actor goes, and `stopped` is published once the process
+    // is gone (status::owner_ended).
+    attach_functor([t = a_.table, st = a_.st, host = host_, s = session_] {
+      t->refuse(make_error(errc::interpreter_down, "the interpreter actor ended"), true);
+      s->conn().signal_group(SIGKILL);
+      caf::anon_send_exit(host, caf::exit_reason::user_shutdown);
+      st->owner_ended();
+    });
     // A linked supervisor's exit message means "stop": run the stop sequence, then quit.
     set_exit_handler([this](caf::exit_msg& m) {
       if (m.reason == caf::exit_reason::kill) {
@@ -75,40 +82,21 @@ public:
       }
       begin_stop();
     });
-    // The channel (and the completions it stores) hold this actor only weakly: the actor
-    // owns the channel, so a strong reference would be a cycle that leaks both whenever no
-    // exit event comes to break it (a failed spawn).
-    // The lambda lives inside the channel, so a raw pointer to it is always valid here.
-    ch->on_event([self = address(), st = a_.st, raw = ch.get()](channel_event ev) {
-      // The final state is published here, not only by the actor: an actor killed
-      // unconditionally would never do it, and blocking stop() callers wait for it.
-      if (auto x = std::get_if<exit_info>(&ev))
-        st->set(interpreter_state::stopped, x->reason);
-      auto a = caf::actor_cast<caf::actor>(self);
-      if (auto h = std::get_if<host_message>(&ev)) {
-        if (a)
-          caf::anon_send(a, std::move(*h));
-        else
-          raw->host_done();
-        return;
-      }
-      if (!a)
-        return;
-      if (auto r = std::get_if<ready_info>(&ev))
-        caf::anon_send(a, std::move(*r));
-      else
-        caf::anon_send(a, std::move(std::get<exit_info>(ev)));
+    a_.table->on_abandoned([self = address()](std::uint64_t id) {
+      if (auto a = caf::actor_cast<caf::actor>(self))
+        caf::anon_send(a, abandoned_atom::value, id);
     });
-    start();
     return {
-      [this](spawned_atom, int pid) {
+      [this](spawned_atom, int pid, std::string label) {
         {
           std::lock_guard<std::mutex> g{a_.st->mu};
           a_.st->pid = pid;
+          a_.st->label = label;
         }
+        a_.table->set_label(std::move(label));
         // A stop or a start failure that came before the process existed.
         if (stopping_ || a_.st->get() != interpreter_state::spawning)
-          a_.ch->signal_group(SIGKILL);
+          session_->conn().signal_group(SIGKILL);
       },
       [this](const ready_info& info) { on_ready(info); },
       [this](init_done_atom, call_result& r) { on_init_done(r); },
@@ -116,51 +104,71 @@ public:
         auto s = a_.st->get();
         if (s == interpreter_state::spawning || s == interpreter_state::initializing)
           abort_start(make_error(
-            errc::init_timeout, "interpreter '" + a_.ch->label() +
+            errc::init_timeout, "interpreter '" + label() +
                                   "' did not finish its init script within " +
                                   std::to_string(a_.opts.init_script_timeout.count()) + " ms"));
       },
       [this](exit_info& info) { on_exit(info); },
-      [this](host_message& h) { on_host(h); },
       [this](eval_atom, eval_request& req) {
-        protocol::request_extras x{req.env, false, req.options.bytes_as_bytearray};
-        auto id = a_.ch->next_id();
-        return send_request(id,
-                       protocol::encode_code_request(id, "eval", req.code, req.vars,
-                                                     req.options.file, req.options.line, x),
-                       req.options.timeout, 0);
+        if (auto e = check_timeout(req.options.timeout))
+          return answer_now(*e);
+        if (req.options.capture != nullptr)
+          return answer_now(make_error(errc::invalid_argument,
+                                       "eval_options::capture is not available through the "
+                                       "actor interface"));
+        pyvisor::interp::request r;
+        r.op = pyvisor::interp::request::op_t::eval;
+        r.text = req.code;
+        r.bound = &req.vars;
+        r.file = req.options.file;
+        r.line = req.options.line;
+        r.env = req.env;
+        r.bytes_as_bytearray = req.options.bytes_as_bytearray;
+        return forward(r, deadline_for(req.options.timeout, a_.opts.default_timeout), 0);
       },
       [this](call_atom, call_request& req) {
-        protocol::request_extras x{req.env, false, req.options.bytes_as_bytearray};
-        auto id = a_.ch->next_id();
-        return send_request(id, protocol::encode_call(id, req.name, req.args, req.kwargs, x),
-                       req.options.timeout, 0);
+        if (auto e = check_timeout(req.options.timeout))
+          return answer_now(*e);
+        if (req.options.capture != nullptr)
+          return answer_now(make_error(errc::invalid_argument,
+                                       "eval_options::capture is not available through the "
+                                       "actor interface"));
+        pyvisor::interp::request r;
+        r.op = pyvisor::interp::request::op_t::call;
+        r.text = req.name;
+        r.args = &req.args;
+        r.bound = &req.kwargs;
+        r.env = req.env;
+        r.bytes_as_bytearray = req.options.bytes_as_bytearray;
+        return forward(r, deadline_for(req.options.timeout, a_.opts.default_timeout), 0);
       },
       [this](make_env_atom, make_env_request& req) {
+        if (auto e = check_timeout(req.timeout))
+          return answer_now(*e);
         std::vector<protocol::env_spec> from;
         for (auto& f : req.from) {
-          if (f.only && f.except) {
-            auto rp = make_response_promise();
-            rp.deliver(to_caf_error(make_error(
-              errc::invalid_argument, "an env source takes `only` or `except`, not both")));
-            return rp;
-          }
+          if (auto e = check_env_source(f.only.has_value(), f.except.has_value()))
+            return answer_now(*e);
           from.push_back({f.env, f.only, f.except});
         }
-        auto env = a_.ch->next_env_id();
-        auto id = a_.ch->next_id();
-        return send_request(id, protocol::encode_make_env(id, env, from, req.vars),
-                       std::chrono::milliseconds{0}, env);
+        pyvisor::interp::request r;
+        r.op = pyvisor::interp::request::op_t::make_env;
+        r.env = a_.table->next_env_id();
+        r.from = &from;
+        r.bound = &req.vars;
+        return forward(r, deadline_for(req.timeout, a_.opts.default_timeout), r.env);
       },
-      [this](drop_env_atom, std::uint64_t env) { a_.ch->notify(protocol::encode_drop_env(env)); },
+      [this](drop_env_atom, std::uint64_t env) { a_.table->drop_env(env); },
       [this](interrupt_atom) {
-        auto ids = a_.ch->interrupt_all();
+        auto ids = a_.table->cancel_all();
+        if (!ids.empty() && session_)
+          session_->conn().interrupt(ids);
         for (auto id : ids)
           schedule_kill_check(id);
         return ids.size();
       },
-      [this](done_atom, std::uint64_t id, call_result& r) {
-        auto i = calls_.find(id);
+      [this](done_atom, std::uint64_t key, call_result& r) {
+        auto i = calls_.find(key);
         if (i == calls_.end())
           return;
         auto c = std::move(i->second);
@@ -172,27 +180,16 @@ public:
         else
           c.rp.deliver(std::move(*r.ok));
       },
-      [this](timeout_atom, std::uint64_t id, std::int64_t ms) {
-        auto i = calls_.find(id);
-        if (i == calls_.end())
-          return;
-        auto c = std::move(i->second);
-        calls_.erase(i);
-        if (a_.ch->abandon(id))
-          escalate(id);
-        c.rp.deliver(to_caf_error(make_error(
-          errc::timeout, "request did not finish within " + std::to_string(ms) + " ms")));
-      },
       [this](abandoned_atom, std::uint64_t id) { escalate(id); },
       [this](intr_check_atom, std::uint64_t id) {
         // Still no answer to the cancel: the code does not yield. Interrupt it.
-        if (!a_.ch->unacknowledged(id))
+        if (!a_.table->unacknowledged(id) || !session_)
           return;
-        a_.ch->interrupt({id});
+        session_->conn().interrupt({id});
         schedule_kill_check(id);
       },
       [this](kill_check_atom, std::uint64_t id) {
-        if (!a_.ch->unacknowledged(id) && !a_.ch->is_pending(id))
+        if (!a_.table->unacknowledged(id) && !a_.table->is_pending(id))
           return;
         kill_with_stack(make_error(errc::interpreter_exited,
                                    "killed: request " + std::to_string(id) +
@@ -222,14 +219,17 @@ public:
           waiters_.push_back(rp);
         return rp;
       },
-      [this](os_pid_atom) { return a_.ch->pid(); },
+      [this](os_pid_atom) {
+        std::lock_guard<std::mutex> g{a_.st->mu};
+        return a_.st->pid;
+      },
       [this](state_atom) { return a_.st->get(); },
       [this](term_atom) {
         // A stopped (SIGSTOP) process would hold the TERM pending for the whole bound.
-        a_.ch->signal_group(SIGTERM);
-        a_.ch->signal_group(SIGCONT);
+        session_->conn().signal_group(SIGTERM);
+        session_->conn().signal_group(SIGCONT);
       },
-      [this](kill_atom) { a_.ch->signal_group(SIGKILL); },
+      [this](kill_atom) { session_->conn().signal_group(SIGKILL); },
     };
   }
 
@@ -239,23 +239,54 @@ private:
     std::uint64_t env = 0;  // make_env: the id to answer with
   };
 
+  std::string label() const {
+    std::lock_guard<std::mutex> g{a_.st->mu};
+    return a_.st->label.empty() ? a_.opts.label : a_.st->label;
+  }
+
   void start() {
     // The init script timeout bounds the whole start: spawn, runner start-up and init.
-    later(a_.opts.init_script_timeout, start_timeout_atom::value);
-    a_.loop->post([ch = a_.ch, req = a_.spawn, self = address()]() mutable {
+    if (a_.opts.init_script_timeout != forever)
+      later(a_.opts.init_script_timeout, start_timeout_atom::value);
+    session::config cfg;
+    cfg.limits.max_frame_bytes = a_.opts.max_frame_bytes;
+    if (!a_.opts.busy_limits.disabled) {
+      cfg.marks.high = a_.opts.busy_limits.high_water;
+      cfg.marks.low = a_.opts.busy_limits.low_water;
+    } else {
+      cfg.marks.high = cfg.marks.low = std::numeric_limits<std::size_t>::max();
+    }
+    cfg.label = a_.opts.label;
+    cfg.log = a_.log;
+    session::owner_events ev;
+    ev.ready = [self = address()](ready_info info) {
+      if (auto a = caf::actor_cast<caf::actor>(self))
+        caf::anon_send(a, std::move(info));
+    };
+    ev.exited = [self = address(), st = a_.st, t = a_.table](exit_info info) {
+      if (st->report_exit(info.reason)) {
+        if (auto a = caf::actor_cast<caf::actor>(self))
+          caf::anon_send(a, std::move(info));
+        return;
+      }
+      t->refuse(info.reason, false);  // the owner is gone: nothing will be admitted again
+    };
+    session_ = session::make(*a_.loop, a_.table, host_, std::move(cfg), std::move(ev));
+    a_.loop->post([s = session_, req = a_.spawn, self = address()]() mutable {
       auto p = process::spawn(req);
       if (!p) {
         // Not attached: no exit event will come, so report the end ourselves.
+        s->spawn_failed();
         exit_info info;
         info.reason = p.error();
         if (auto a = caf::actor_cast<caf::actor>(self))
           caf::anon_send(a, std::move(info));
         return;
       }
-      int pid = p->pid;
-      ch->attach(std::move(*p));
+      int pid = p->python();
+      s->attach(std::move(*p));
       if (auto a = caf::actor_cast<caf::actor>(self))
-        caf::anon_send(a, spawned_atom::value, pid);
+        caf::anon_send(a, spawned_atom::value, pid, s->label());
     });
   }
 
@@ -267,15 +298,16 @@ private:
     if (a_.st->get() != interpreter_state::spawning)
       return;
     a_.st->set(interpreter_state::initializing);
-    auto id = a_.ch->next_id();
-    auto frame = protocol::encode_code_request(id, "init", a_.opts.init_script.code,
-                                               a_.opts.init_script.vars,
-                                               a_.opts.init_script.file, 1);
-    a_.ch->submit(
-      id, std::move(frame),
-      [self = address()](protocol::reply r) {
+    pyvisor::interp::request r;
+    r.op = pyvisor::interp::request::op_t::init;
+    r.text = a_.opts.init_script.code;
+    r.bound = &a_.opts.init_script.vars;
+    r.file = a_.opts.init_script.file;
+    a_.table->submit(
+      r, deadline::none(),  // the start bound covers it
+      [self = address()](protocol::reply rep) {
         if (auto a = caf::actor_cast<caf::actor>(self))
-          caf::anon_send(a, init_done_atom::value, call_result::from(std::move(r)));
+          caf::anon_send(a, init_done_atom::value, call_result::from(std::move(rep)));
       },
       /*priority=*/true);
   }
@@ -285,7 +317,7 @@ private:
       return;
     if (r.ok) {
       a_.st->set(interpreter_state::ready);
-      a_.ch->open_gate();
+      a_.table->open();
       for (auto& w : waiters_)
         w.deliver(true);
       waiters_.clear();
@@ -298,16 +330,16 @@ private:
     abort_start(std::move(e));
   }
 
-  /// The start failed: remember why, fail everything waiting, kill the process; the actor
+  /// The start failed: remember why, answer everything waiting, kill the process; the actor
   /// quits when the exit event arrives.
   void abort_start(error e) {
-    a_.ch->set_exit_reason(e);
-    a_.ch->fail_all(e);
+    session_->set_exit_reason(e);
+    a_.table->refuse(e, false);
     a_.st->set(interpreter_state::draining, e);
     for (auto& w : waiters_)
       w.deliver(to_caf_error(e));
     waiters_.clear();
-    a_.ch->signal_group(SIGKILL);
+    session_->conn().signal_group(SIGKILL);
   }
 
   void begin_stop() {
@@ -318,44 +350,47 @@ private:
     if (s == interpreter_state::stopped)
       return;
     a_.st->set(interpreter_state::draining);
-    a_.ch->begin_stop();
+    session_->set_stopping();
+    a_.table->refuse(make_error(errc::interpreter_down, "interpreter '" + label() + "' is stopping"),
+                     true);
     auto err = make_error(errc::interpreter_down, "interpreter is stopping");
     for (auto& w : waiters_)
       w.deliver(to_caf_error(err));
     waiters_.clear();
     // Before ready there is nothing to be graceful about.
     if (s == interpreter_state::spawning || s == interpreter_state::initializing) {
-      a_.ch->signal_group(SIGKILL);
+      session_->conn().signal_group(SIGKILL);
       return;
     }
-    // A SIGSTOPped process could not even read the shutdown frame.
-    a_.ch->signal_group(SIGCONT);
+    // The shutdown frame goes after what is being written, then EOF. A SIGSTOPped process
+    // could not even read it.
+    session_->conn().write(protocol::encode_shutdown());
+    session_->conn().close_after_flush();
+    session_->conn().signal_group(SIGCONT);
     auto& seq = a_.opts.shutdown;
     later(seq.graceful, term_atom::value);
     later(seq.graceful + seq.terminate, kill_atom::value);
   }
 
-  /// Sends a request and answers `rp` when its reply comes (or its timeout passes).
-  caf::response_promise send_request(std::uint64_t id, std::string frame,
-                                std::chrono::milliseconds timeout, std::uint64_t env) {
+  caf::response_promise answer_now(const error& e) {
     auto rp = make_response_promise();
-    auto s = a_.st->get();
-    if (s == interpreter_state::draining || s == interpreter_state::stopped) {
-      rp.deliver(to_caf_error(end_error()));
-      return rp;
-    }
-    calls_.emplace(id, pending_call{rp, env});
-    a_.ch->submit(id, std::move(frame), [self = address(), id](protocol::reply r) {
-      if (auto a = caf::actor_cast<caf::actor>(self))
-        caf::anon_send(a, done_atom::value, id, call_result::from(std::move(r)));
-    });
-    auto t = timeout.count() > 0 ? timeout : a_.opts.default_timeout;
-    if (t.count() > 0)
-      later(t, timeout_atom::value, id, static_cast<std::int64_t>(t.count()));
+    rp.deliver(to_caf_error(e));
     return rp;
   }
 
-  /// A request was abandoned after its `cancel` frame went out: async code stops at its next
+  /// Submits `r` to the request table and answers the requester with its completion.
+  caf::response_promise forward(const pyvisor::interp::request& r, deadline d, std::uint64_t env) {
+    auto rp = make_response_promise();
+    auto key = next_key_++;
+    calls_.emplace(key, pending_call{rp, env});
+    a_.table->submit(r, d, [self = address(), key](protocol::reply rep) {
+      if (auto a = caf::actor_cast<caf::actor>(self))
+        caf::anon_send(a, done_atom::value, key, call_result::from(std::move(rep)));
+    });
+    return rp;
+  }
+
+  /// A request timed out after its `cancel` frame went out: async code stops at its next
   /// await; if nothing answers within the grace, the code does not yield and gets SIGINT.
   void escalate(std::uint64_t id) {
     later(a_.opts.interrupt.grace, intr_check_atom::value, id);
@@ -363,7 +398,7 @@ private:
 
   /// Sends `xs` to this actor after `d`, through the runtime's timer relay: the relay holds
   /// only this actor's address, so pending timers never keep a stopped interpreter (and its
-  /// channel and buffers) in memory.
+  /// buffers) in memory.
   template <class... Ts>
   void later(std::chrono::milliseconds d, Ts&&... xs) {
     caf::delayed_anon_send(a_.timers, d, timer_relay_atom::value, address(),
@@ -377,7 +412,7 @@ private:
     if (kill_reason_)
       return;  // a kill is under way
     kill_reason_ = std::move(e);
-    if (!a_.ch->request_stack_dump()) {
+    if (!session_->conn().request_stack_dump()) {
       finish_kill();
       return;
     }
@@ -387,7 +422,7 @@ private:
   void on_dump_poll(int polls) {
     if (!kill_reason_)
       return;
-    auto got = a_.ch->read_stack_dump(dump_);
+    auto got = session_->conn().read_stack_dump(dump_);
     // Done when the dump stopped growing, or when it never came (a stopped process).
     if ((dump_.empty() || got) && polls < dump_polls) {
       later(dump_poll, dump_atom::value, polls + 1);
@@ -410,108 +445,31 @@ private:
     if (!e.traceback.empty())
       e.message += "; Python stack at the kill in traceback";
     dump_.clear();
-    a_.ch->set_exit_reason(std::move(e));
-    a_.ch->signal_group(SIGKILL);
+    session_->set_exit_reason(std::move(e));
+    session_->conn().signal_group(SIGKILL);
   }
 
   void schedule_kill_check(std::uint64_t id) {
-    if (a_.opts.interrupt.kill_after.count() > 0)
+    if (a_.opts.interrupt.kill_after != forever)
       later(a_.opts.interrupt.kill_after, kill_check_atom::value, id);
   }
 
-  /// A call, cast or send from Python. Functions run right here (on this actor's worker);
-  /// exposed actors get a message. Every message ends with host_done() (flow control).
-  void on_host(host_message& h) {
-    auto ch = a_.ch;
-    auto respond_error = [&](std::string_view code, std::string message) {
-      if (h.kind == host_message::call)
-        ch->respond(protocol::encode_error_response(h.rid, "host_call", code, "HostError", message));
-      else
-        log_runtime(message);
-    };
-    if (h.kind == host_message::send) {
-      caf::actor target;
-      if (h.target) {
-        if (auto t = h.target->to<host_handle>())
-          target = a_.hosts->by_handle(t->bytes);
-      } else {
-        target = a_.hosts->actor(h.name);
-      }
-      if (target)
-        caf::anon_send(target, python_message_atom::value, h.args.empty() ? value{} : h.args[0]);
-      else
-        log_runtime("pyvisor.send: no actor exposed as '" + h.name + "' (message dropped)");
-      ch->host_done();
-      return;
-    }
-    std::optional<host_function> fn;
-    for (auto& [name, f] : a_.opts.functions)
-      if (name == h.name)
-        fn = f;
-    if (!fn)
-      fn = a_.hosts->function(h.name);
-    if (fn) {
-      try {
-        auto label = ch->label();
-        auto r = (*fn)(host_call{h.name, h.args, label, ch->pid()});
-        if (h.kind == host_message::call) {
-          if (r)
-            ch->respond(protocol::encode_ok_response(h.rid, "host_call", *r));
-          else
-            respond_error("host_error", "host function '" + h.name + "' failed: " + r.error().to_string());
-        } else if (!r) {
-          log_runtime("host function '" + h.name + "' failed in a cast: " + r.error().to_string());
-        }
-      } catch (const std::exception& e) {
-        respond_error("host_error", "host function '" + h.name + "' threw: " + e.what());
-      }
-      ch->host_done();
-      return;
-    }
-    if (auto target = a_.hosts->actor(h.name)) {
-      if (h.kind == host_message::cast) {
-        caf::anon_send(target, host_cast_atom::value, h.name, std::move(h.args));
-        ch->host_done();
-        return;
-      }
-      auto rid = h.rid;
-      auto name = h.name;
-      this->request(target, caf::infinite, host_call_atom::value, name, std::move(h.args))
-        .then(
-          [ch, rid](const arg& r) {
-            ch->respond(protocol::encode_ok_response(rid, "host_call", r));
-            ch->host_done();
-          },
-          [ch, rid, name, this](const caf::error& e) {
-            ch->respond(protocol::encode_error_response(
-              rid, "host_call", "host_error", "HostError",
-              "host actor '" + name + "' failed: " + system().render(e)));
-            ch->host_done();
-          });
-      return;
-    }
-    respond_error("not_exposed", "'" + h.name + "' is not exposed by the host");
-    ch->host_done();
-  }
-
-  void log_runtime(const std::string& line) {
-    if (a_.log)
-      a_.log(log_record{a_.opts.label, a_.ch->pid(), log_source::runtime, line, 0});
-  }
-
   void on_exit(exit_info& info) {
+    a_.table->refuse(info.reason, false);
     a_.st->set(interpreter_state::stopped, info.reason);
     auto cerr = to_caf_error(info.reason);
     for (auto& w : waiters_)
       w.deliver(cerr);
     waiters_.clear();
-    for (auto& [id, c] : calls_)
+    // Completions of requests answered at the exit arrived before this message; anything
+    // left gets the reason (each promise is delivered once).
+    for (auto& [key, c] : calls_)
       c.rp.deliver(cerr);
     calls_.clear();
     for (auto& s : stoppers_)
       s.deliver(true);
     stoppers_.clear();
-    if (info.requested || stopping_)
+    if (stopping_)
       quit(caf::exit_reason::normal);
     else
       quit(cerr);
@@ -525,9 +483,12 @@ private:
   }
 
   actor_args a_;
+  std::shared_ptr<session> session_;
+  caf::actor host_;
   bool stopping_ = false;
   std::optional<error> kill_reason_;  // a kill waiting for the stack dump
   std::string dump_;
+  std::uint64_t next_key_ = 1;
   std::unordered_map<std::uint64_t, pending_call> calls_;
   std::vector<caf::response_promise> waiters_;
   std::vector<caf::response_promise> stoppers_;

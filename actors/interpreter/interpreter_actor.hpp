@@ -2,8 +2,9 @@
 
 #include <memory>
 
-#include "interpreter/channel.hpp"
 #include "interpreter/host_registry.hpp"
+#include "interpreter/request_table.hpp"
+#include "interpreter/session.hpp"
 #include "interpreter/status.hpp"
 #include "interpreter/timer_relay.hpp"
 #include "io/io_loop.hpp"
@@ -16,7 +17,7 @@ namespace pyvisor::interp {
 
 /// Everything the interpreter actor needs to run one Python process.
 struct actor_args {
-  std::shared_ptr<channel> ch;
+  std::shared_ptr<request_table> table;
   std::shared_ptr<status> st;
   io::io_loop* loop = nullptr;
   std::shared_ptr<host_registry> hosts;

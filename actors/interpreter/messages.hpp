@@ -4,8 +4,8 @@
 
 namespace pyvisor::interp {
 
-/// (abandoned_atom, std::uint64_t id): a caller gave up on request `id` (timeout); the actor
-/// runs the interrupt escalation for it (interrupt_policy). Sent by the blocking facade.
+/// (abandoned_atom, std::uint64_t id): request `id` timed out after it was sent (the request
+/// table reports it); the actor runs the interrupt escalation for it (interrupt_policy).
 using abandoned_atom = caf::atom_constant<caf::atom("i_abandon")>;
 
 } // namespace pyvisor::interp

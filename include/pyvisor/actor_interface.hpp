@@ -91,6 +91,7 @@ struct env_from {
 struct make_env_request {
   pyvisor::vars vars;
   std::vector<env_from> from;
+  std::optional<std::chrono::milliseconds> timeout;  ///< unset: the default_timeout
 };
 
 /// Wraps a pyvisor::error into a caf::error (category "pyvisor", the errc as code, the whole

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -70,6 +71,9 @@ struct env_options {
   pyvisor::vars vars;               ///< bound last (highest precedence)
   std::vector<env_source> from;     ///< envs of the same interpreter, applied in order
   bool durable = false;             ///< recorded; rebuilt after restarts (supervision)
+  /// Deadline of the make_env request (conventions in interpreter_options.hpp): unset is the
+  /// interpreter's default_timeout.
+  std::optional<std::chrono::milliseconds> timeout;
 };
 
 } // namespace pyvisor

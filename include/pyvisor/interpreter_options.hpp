@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -13,6 +14,12 @@
 namespace pyvisor {
 
 using namespace std::chrono_literals;
+
+/// Durations, one convention everywhere: a duration means exactly that long; `forever` means
+/// no deadline; where a per-call value may be left out (std::optional), leaving it out means
+/// "the interpreter's default". Zero is never special: a zero bound is simply an immediate one
+/// (and where that makes no sense, e.g. default_timeout, it is rejected as config_error).
+inline constexpr std::chrono::milliseconds forever = std::chrono::milliseconds::max();
 
 /// How frames travel between host and runner.
 enum class transport : std::uint8_t {
@@ -41,7 +48,7 @@ struct stop_sequence {
 /// answered `kill_after` later, the process is killed (and restarted when supervised).
 struct interrupt_policy {
   std::chrono::milliseconds grace = 100ms;
-  std::chrono::milliseconds kill_after = 2000ms;  ///< 0 = never kill
+  std::chrono::milliseconds kill_after = 2000ms;  ///< `forever`: never kill
 };
 
 /// Backpressure between host and Python (Snex's busy_limits, complete). Host -> Python: bytes
@@ -91,7 +98,7 @@ struct interpreter_options {
   bool no_site = false;
   /// Code run in the root namespace at start.
   pyvisor::init_script init_script;
-  /// Bound for the init script (and start-up) to finish.
+  /// Bound for the init script (and start-up) to finish: positive, or `forever`.
   std::chrono::milliseconds init_script_timeout = 60s;
   /// true: spawn_interpreter returns once the init script finished (or failed).
   /// false: it returns at once; calls wait until the interpreter is ready.
@@ -100,7 +107,8 @@ struct interpreter_options {
   std::string label;
   /// Largest frame accepted in either direction.
   std::size_t max_frame_bytes = std::size_t{64} << 20;
-  /// Timeout of a call when its options give none. 0 = no timeout.
+  /// Deadline of a request (eval, call, make_env; blocking, async or through the actor) whose
+  /// options give none: positive, or `forever`.
   std::chrono::milliseconds default_timeout = 30s;
   /// How stop() and the runtime's destructor end the process.
   stop_sequence shutdown;
@@ -120,15 +128,18 @@ struct interpreter_options {
 
 /// Per-call options.
 struct eval_options {
-  /// 0 = the interpreter's default_timeout. On expiry the call returns errc::timeout and the
-  /// runner is told to cancel the request.
-  std::chrono::milliseconds timeout = 0ms;
+  /// Unset: the interpreter's default_timeout; `forever`: none; otherwise positive (a value
+  /// <= 0 is invalid_argument). On expiry the call is answered errc::timeout and the runner is
+  /// told to cancel the request (then the interrupt_policy escalation runs).
+  std::optional<std::chrono::milliseconds> timeout;
   /// File name and first line number shown in tracebacks.
   std::string file = "<pyvisor>";
   int line = 1;
   /// When set, what the request prints to sys.stdout/sys.stderr is collected here (filled
-  /// before the call returns, on success and on error) instead of going to the log sink.
-  /// Blocking calls only.
+  /// before the result is delivered, on success and on error) instead of going to the log
+  /// sink. For eval_async it must stay valid until `done` runs. Not available through the
+  /// actor interface (a pointer cannot travel in a message): requests that set it there are
+  /// answered invalid_argument.
   captured_output* capture = nullptr;
   /// Host binaries (bin) arrive in Python as bytearray instead of bytes.
   bool bytes_as_bytearray = false;

@@ -164,7 +164,7 @@ TEST_F(faults, sigstop_with_deadline) {
 TEST_F(faults, sigstop_without_deadline) {
   auto o = options();
   o.shutdown = {scaled(1s), scaled(1s)};
-  o.default_timeout = 0ms;
+  o.default_timeout = pyvisor::forever;
   auto py = must_spawn(o);
   int pid = py.os_pid();
   ASSERT_EQ(::kill(pid, SIGSTOP), 0);

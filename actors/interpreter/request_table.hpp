@@ -1,0 +1,192 @@
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "io/connection.hpp"
+#include "io/deadline_timer.hpp"
+#include "protocol/message.hpp"
+#include "pyvisor/interpreter_options.hpp"
+#include "pyvisor/interpreter_stats.hpp"
+
+namespace pyvisor::interp {
+
+using clock = std::chrono::steady_clock;
+
+/// What a handle (or the actor interface) asks an interpreter to do. The table encodes it;
+/// the pointers are only read during submit().
+struct request {
+  enum class op_t : std::uint8_t { eval, call, make_env, init } op = op_t::eval;
+  std::string_view text;                      ///< code (eval, init) or dotted name (call)
+  const vars* bound = nullptr;                ///< eval/init: vars; call: kwargs; make_env: vars
+  const std::vector<arg>* args = nullptr;     ///< call
+  const std::vector<protocol::env_spec>* from = nullptr;  ///< make_env
+  std::string_view file = "<pyvisor>";
+  int line = 1;
+  std::uint64_t env = 0;  ///< eval/call: run in this env; make_env: the new env's id
+  bool capture = false;
+  bool bytes_as_bytearray = false;
+};
+
+/// When a request gives up: at `at`, reported as "did not finish within `ms` ms".
+struct deadline {
+  clock::time_point at = clock::time_point::max();  ///< max: none
+  std::int64_t ms = 0;
+
+  static deadline none() { return {}; }
+  /// `timeout` as the convention of eval_options::timeout: `forever` is none.
+  static deadline after(std::chrono::milliseconds timeout);
+  bool set() const noexcept { return at != clock::time_point::max(); }
+};
+
+/// Checks a per-call timeout (eval_options::timeout): unset, `forever` or positive.
+std::optional<error> check_timeout(const std::optional<std::chrono::milliseconds>& timeout);
+
+/// The deadline of a request whose options say `timeout` (unset: `fallback`, the
+/// interpreter's default_timeout).
+deadline deadline_for(const std::optional<std::chrono::milliseconds>& timeout,
+                      std::chrono::milliseconds fallback);
+
+/// Checks one `from` source of make_env: `only` or `except`, not both.
+std::optional<error> check_env_source(bool has_only, bool has_except);
+
+/// The requests of one interpreter: ids, admission and busy limits, deadlines and completions.
+/// It is the only place that encodes requests, and it outlives the processes: a connection is
+/// attached for each process, and when that process ends the requests it held are answered
+/// and the table waits for the next one (or refuses everything once the interpreter stops).
+///
+/// Admission: a request is written at once (by the calling thread) when admission is open, the
+/// connection is not busy, nothing is queued ahead and fewer than max_inflight are unanswered;
+/// otherwise it waits in the admission queue (which also holds requests made before ready or
+/// while no process is attached); a full queue answers `overloaded` at once.
+///
+/// Deadlines: a request whose deadline passes is answered `timeout`; if it was sent, the runner
+/// gets `cancel` and the owner is told (`abandoned`) so it can escalate. A request that timed
+/// out stays counted against max_inflight until the runner answers it.
+///
+/// Thread-safety: every function may be called from any thread. Completions run on the I/O
+/// thread, or on the calling thread when the request is answered at once (overloaded, refused).
+class request_table : public std::enable_shared_from_this<request_table> {
+public:
+  using completion = std::function<void(protocol::reply)>;
+
+  struct config {
+    busy_limits busy;
+    std::size_t max_frame_bytes = std::size_t{64} << 20;
+    std::string label;
+  };
+
+  static std::shared_ptr<request_table> make(io::io_loop& loop, config cfg);
+  ~request_table();
+
+  /// Receives the ids of sent requests that timed out (I/O thread), to escalate.
+  void on_abandoned(std::function<void(std::uint64_t)> f);
+
+  /// A fresh env id (never 0).
+  std::uint64_t next_env_id() noexcept { return next_env_.fetch_add(1, std::memory_order_relaxed); }
+
+  /// Encodes `r`, admits it and returns at once. `done` runs exactly once. `priority` (the
+  /// init script) is written even while admission is held and ignores every limit.
+  void submit(const request& r, deadline d, completion done, bool priority = false);
+
+  /// Sends `drop_env` in order with the requests (behind queued ones); dropped when refusing.
+  void drop_env(std::uint64_t env);
+
+  /// Cancels everything: queued requests are answered `cancelled` at once, sent ones get a
+  /// `cancel` frame (their runner answers `cancelled`). Returns the ids in flight.
+  std::vector<std::uint64_t> cancel_all();
+
+  /// Whether `id` is waiting for its reply / timed out and its runner has not answered yet.
+  bool is_pending(std::uint64_t id) const;
+  bool unacknowledged(std::uint64_t id) const;
+
+  // ---- lifecycle (called by the interpreter actor, the one owner of the lifecycle) ----------
+
+  /// A new process: requests go to `c` (admission stays held until open()).
+  void attach(std::shared_ptr<io::connection> c);
+  /// Ready: admits queued and new requests.
+  void open();
+  /// The interpreter is stopping or stopped: queued and new requests are answered `e`;
+  /// `stopping` makes runner `cancelled` answers (for requests nobody cancelled) stop errors.
+  void refuse(error e, bool stopping);
+  /// The process ended: requests sent to it are answered `e`, the connection is detached.
+  /// Queued requests stay queued when `keep_queued`, otherwise they are answered `e` too.
+  void connection_lost(const error& e, bool keep_queued);
+
+  // ---- from the process (I/O thread) --------------------------------------------------------
+
+  /// A response frame.
+  void on_response(protocol::message& m);
+  /// The connection's backlog drained: admit what waits.
+  void on_drained();
+
+  /// Counts a finished Python -> host message (stats().host_calls).
+  void count_host_message() noexcept { host_handled_.fetch_add(1, std::memory_order_relaxed); }
+
+  void set_label(std::string label);
+  interpreter_stats stats() const;
+
+private:
+  struct pending_entry {
+    completion cb;
+    bool sent = false;
+    bool cancel_sent = false;  // cancel_all() asked the runner to cancel it
+    std::multimap<clock::time_point, std::uint64_t>::iterator due;  // end(): no deadline
+    std::int64_t timeout_ms = 0;
+  };
+  struct queued {
+    std::uint64_t id;  // 0: a notification
+    std::string frame;
+  };
+  using taken = std::vector<std::pair<std::uint64_t, completion>>;
+
+  request_table(io::io_loop& loop, config cfg);
+  std::string encode(std::uint64_t id, const request& r) const;
+  void send_locked(std::string frame);
+  void pump_locked();
+  void forget_locked(std::unordered_map<std::uint64_t, pending_entry>::iterator i);
+  taken take_queued_locked();
+  void expire_due();
+  void vet_runner_error(protocol::reply& rep, bool stop_cancelled) const;
+  bool admit_now_locked() const;
+
+  io::io_loop& loop_;
+  busy_limits busy_;
+  std::size_t max_frame_;
+  std::shared_ptr<io::deadline_timer> timer_;
+  std::function<void(std::uint64_t)> abandoned_;
+
+  mutable std::mutex mu_;
+  std::string label_;                                          // guarded by mu_
+  std::shared_ptr<io::connection> conn_;                       // guarded by mu_
+  std::unordered_map<std::uint64_t, pending_entry> pending_;   // guarded by mu_
+  std::multimap<clock::time_point, std::uint64_t> deadlines_;  // guarded by mu_
+  std::deque<queued> queue_;                                   // guarded by mu_
+  std::size_t queued_requests_ = 0;                            // guarded by mu_
+  std::size_t inflight_ = 0;                                   // guarded by mu_
+  bool open_ = false;                                          // guarded by mu_
+  std::optional<error> refused_;                               // guarded by mu_
+  bool stopping_ = false;                                      // guarded by mu_
+  std::unordered_set<std::uint64_t> unacknowledged_;           // guarded by mu_
+  std::uint64_t overloaded_ = 0;                               // guarded by mu_
+  std::uint64_t served_ = 0;                                   // guarded by mu_
+  io::connection::counters past_;  // counters of earlier connections; guarded by mu_
+
+  std::atomic<std::uint64_t> next_id_{1};
+  std::atomic<std::uint64_t> next_env_{1};
+  std::atomic<std::uint64_t> host_handled_{0};
+};
+
+} // namespace pyvisor::interp
