@@ -449,8 +449,14 @@ int run_eval(const eval_args& a, const std::string& code) {
   opts.init_script.code = a.init_script;
   pyvisor::vars vars;
   for (const auto& [name, bytes] : a.vars) {
-    opts.init_script.vars.push_back(pyvisor::var{name, pyvisor::arg::from_msgpack(bytes)});
-    vars.push_back(pyvisor::var{name, pyvisor::arg::from_msgpack(bytes)});
+    // The CLI's own JSON converter made these bytes; the check cannot fail for them.
+    auto packed = pyvisor::arg::from_msgpack(bytes);
+    if (!packed) {
+      write_all(stderr, "pyvisor: --var " + name + ": " + packed.error().to_string() + "\n");
+      return exit_usage;
+    }
+    opts.init_script.vars.push_back(pyvisor::var{name, *packed});
+    vars.push_back(pyvisor::var{name, *packed});
   }
   opts.default_timeout = pyvisor::forever;  // no limit unless --timeout
   // Returns at once, so that a signal can stop the interpreter while it starts.

@@ -4,6 +4,8 @@
 #include <type_traits>
 
 #include "core/ext_payload.hpp"
+#include "core/structure_check.hpp"
+#include "pyvisor/msgpack_writer.hpp"
 
 namespace pyvisor {
 
@@ -174,6 +176,30 @@ const char* value::type_name() const noexcept {
       }
   }
   return "unknown";
+}
+
+std::string to_msgpack(const value& v) {
+  std::string out;
+  detail::msgpack_writer w{&out};
+  msgpack::pack(w, v.object());
+  return out;
+}
+
+expected<value> value_from_msgpack(std::string bytes) {
+  core::limits lim;
+  if (auto err = core::check_structure(bytes, lim))
+    return make_error(errc::invalid_argument, "value_from_msgpack: " + *err);
+  try {
+    msgpack::unpack_limit ul(lim.max_elements, lim.max_elements, lim.max_elements,
+                             lim.max_frame_bytes, lim.max_frame_bytes, lim.max_depth);
+    auto oh = std::make_shared<msgpack::object_handle>(
+      msgpack::unpack(bytes.data(), bytes.size(), nullptr, nullptr, ul));
+    const auto& obj = oh->get();
+    auto* zone = oh->zone().get();
+    return value{std::shared_ptr<const void>{oh, oh.get()}, obj, zone};
+  } catch (const std::exception& e) {
+    return make_error(errc::invalid_argument, std::string{"value_from_msgpack: "} + e.what());
+  }
 }
 
 } // namespace pyvisor

@@ -1,5 +1,6 @@
 #include "pyvisor/actor_interface.hpp"
 
+#include <caf/actor_system_config.hpp>
 #include <caf/message.hpp>
 #include <caf/sec.hpp>
 
@@ -29,6 +30,21 @@ error to_error(const caf::error& e) {
     }
   }
   return make_error(errc::interpreter_down, "actor error code " + std::to_string(e.code()));
+}
+
+} // namespace pyvisor
+
+namespace pyvisor {
+
+void add_message_types(caf::actor_system_config& cfg) {
+  cfg.add_message_type<error>("pyvisor::error");
+  cfg.add_message_type<value>("pyvisor::value");
+  cfg.add_message_type<arg>("pyvisor::arg");
+  cfg.add_message_type<std::vector<value>>("std::vector<pyvisor::value>");
+  cfg.add_message_type<eval_request>("pyvisor::eval_request");
+  cfg.add_message_type<call_request>("pyvisor::call_request");
+  cfg.add_message_type<make_env_request>("pyvisor::make_env_request");
+  cfg.add_message_type<interpreter_state>("pyvisor::interpreter_state");
 }
 
 } // namespace pyvisor

@@ -51,6 +51,7 @@ struct system_config : caf::actor_system_config {
     set("scheduler.policy", caf::atom("sharing"));
     if (threads > 0)
       set("scheduler.max-threads", threads);
+    pyvisor::add_message_types(*this);
     add_error_category(error_category, [](std::uint8_t code, caf::atom_value,
                                           const caf::message& ctx) -> std::string {
       if (ctx.match_elements<error>())

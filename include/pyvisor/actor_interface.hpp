@@ -21,11 +21,15 @@
 /// init_failed, init_timeout, spawn_failed, protocol_error, ...), so a supervisor that monitors
 /// or links to it can decide whether to restart.
 
-#include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/atom.hpp>
 #include <caf/error.hpp>
+#include <caf/meta/load_callback.hpp>
+#include <caf/meta/type_name.hpp>
+#include <caf/none.hpp>
 
+#include <chrono>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "pyvisor/error.hpp"
@@ -33,6 +37,10 @@
 #include "pyvisor/interpreter_state.hpp"
 #include "pyvisor/value.hpp"
 #include "pyvisor/vars.hpp"
+
+namespace caf {
+class actor_system_config;
+}
 
 namespace pyvisor {
 
@@ -104,11 +112,131 @@ error to_error(const caf::error& e);
 
 } // namespace pyvisor
 
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(pyvisor::eval_request)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(pyvisor::call_request)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(pyvisor::make_env_request)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(pyvisor::value)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(pyvisor::arg)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<pyvisor::value>)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(pyvisor::error)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(pyvisor::interpreter_state)
+// ---- serialization (CAF 0.17: inspect + add_message_type) -----------------------------------
+// Every type above travels in messages, locally and (with caf::io) between nodes. Optional
+// fields travel as a flag plus the value; values and args as their validated msgpack bytes;
+// eval_options::capture (a pointer) never travels.
+
+namespace pyvisor {
+
+namespace detail {
+
+/// Saves/loads a std::optional<T> as (has, value) through the inspector `f`.
+template <class Inspector, class T>
+typename Inspector::result_type inspect_optional(Inspector& f, std::optional<T>& x) {
+  bool has = x.has_value();
+  T tmp = has ? *x : T{};
+  auto load = caf::meta::load_callback([&]() -> caf::error {
+    if (has)
+      x = std::move(tmp);
+    else
+      x.reset();
+    return caf::none;
+  });
+  return f(has, tmp, load);
+}
+
+} // namespace detail
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, error& x) {
+  return f(caf::meta::type_name("pyvisor::error"), x.code, x.message, x.python_type, x.traceback);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, value& x) {
+  std::string bytes;
+  if constexpr (Inspector::reads_state)
+    bytes = to_msgpack(x);
+  auto load = caf::meta::load_callback([&]() -> caf::error {
+    auto v = value_from_msgpack(std::move(bytes));
+    if (!v)
+      return to_caf_error(v.error());
+    x = std::move(*v);
+    return caf::none;
+  });
+  return f(caf::meta::type_name("pyvisor::value"), bytes, load);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, arg& x) {
+  std::string bytes;
+  if constexpr (Inspector::reads_state)
+    bytes = x.bytes();
+  auto load = caf::meta::load_callback([&]() -> caf::error {
+    auto a = arg::from_msgpack(std::move(bytes));
+    if (!a)
+      return to_caf_error(a.error());
+    x = std::move(*a);
+    return caf::none;
+  });
+  return f(caf::meta::type_name("pyvisor::arg"), bytes, load);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, var& x) {
+  return f(caf::meta::type_name("pyvisor::var"), x.name, x.value);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, eval_options& x) {
+  bool has_timeout = x.timeout.has_value();
+  std::chrono::milliseconds timeout = x.timeout.value_or(std::chrono::milliseconds{0});
+  auto load = caf::meta::load_callback([&]() -> caf::error {
+    if (has_timeout)
+      x.timeout = timeout;
+    else
+      x.timeout.reset();
+    x.capture = nullptr;
+    return caf::none;
+  });
+  return f(caf::meta::type_name("pyvisor::eval_options"), has_timeout, timeout, x.file, x.line,
+           x.bytes_as_bytearray, load);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, eval_request& x) {
+  return f(caf::meta::type_name("pyvisor::eval_request"), x.code, x.vars, x.options, x.env);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, call_request& x) {
+  return f(caf::meta::type_name("pyvisor::call_request"), x.name, x.args, x.kwargs, x.options,
+           x.env);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, env_from& x) {
+  bool has_only = x.only.has_value(), has_except = x.except.has_value();
+  std::vector<std::string> only = x.only.value_or(std::vector<std::string>{});
+  std::vector<std::string> except = x.except.value_or(std::vector<std::string>{});
+  auto load = caf::meta::load_callback([&]() -> caf::error {
+    x.only = has_only ? std::optional{std::move(only)} : std::nullopt;
+    x.except = has_except ? std::optional{std::move(except)} : std::nullopt;
+    return caf::none;
+  });
+  return f(caf::meta::type_name("pyvisor::env_from"), x.env, has_only, only, has_except, except,
+           load);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, make_env_request& x) {
+  bool has_timeout = x.timeout.has_value();
+  std::chrono::milliseconds timeout = x.timeout.value_or(std::chrono::milliseconds{0});
+  auto load = caf::meta::load_callback([&]() -> caf::error {
+    if (has_timeout)
+      x.timeout = timeout;
+    else
+      x.timeout.reset();
+    return caf::none;
+  });
+  return f(caf::meta::type_name("pyvisor::make_env_request"), x.vars, x.from, has_timeout,
+           timeout, load);
+}
+
+/// Registers every message type of this interface with a CAF config (names "pyvisor::..."),
+/// which serialization needs: the runtime does it for its own system; call it for a system of
+/// yours that exchanges pyvisor messages with other nodes.
+void add_message_types(caf::actor_system_config& cfg);
+
+} // namespace pyvisor

@@ -77,4 +77,12 @@ private:
   msgpack::object plain_;
 };
 
+/// The msgpack encoding of `v` (its object as received, tuples and sets as ext types).
+std::string to_msgpack(const value& v);
+
+/// A value from bytes holding exactly one msgpack value, checked with the frame limits
+/// (nesting, element counts, declared lengths) before anything is allocated: malformed or
+/// over-limit bytes are errc::invalid_argument naming the problem.
+expected<value> value_from_msgpack(std::string bytes);
+
 } // namespace pyvisor

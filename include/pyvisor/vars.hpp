@@ -20,16 +20,20 @@ public:
     detail::msgpack_writer w{&bytes_};
     msgpack::pack(w, x);
   }
+  /// nil (Python None).
+  arg() : bytes_(1, '\xc0') {}
   arg(const char* s) : arg(std::string_view{s}) {}
   arg(const value& v) : arg(v.object()) {}
 
-  /// An argument from bytes that already hold exactly one msgpack value (not validated here;
-  /// the runner rejects malformed input with a protocol error).
-  static arg from_msgpack(std::string bytes) {
-    arg a{raw_tag{}};
-    a.bytes_ = std::move(bytes);
-    return a;
-  }
+  /// An argument from bytes that hold exactly one msgpack value, checked with the same limits
+  /// as frames (nesting, element counts, declared lengths); anything else is invalid_argument.
+  static expected<arg> from_msgpack(std::string bytes);
+
+  /// A Python list of run-time length and mixed types: `arg::list({1, "a", other_arg})`.
+  static arg list(const std::vector<arg>& items);
+
+  /// A Python tuple of run-time length and mixed types (ext 1): `arg::tuple({1, "a"})`.
+  static arg tuple(const std::vector<arg>& items);
 
   /// The msgpack encoding.
   const std::string& bytes() const noexcept { return bytes_; }
@@ -39,6 +43,30 @@ private:
   explicit arg(raw_tag) {}
   std::string bytes_;
 };
+
+} // namespace pyvisor
+
+namespace msgpack {
+MSGPACK_API_VERSION_NAMESPACE(MSGPACK_DEFAULT_API_NS) {
+namespace adaptor {
+
+/// An arg packs as the value it already encodes, so containers of args (std::vector<arg>,
+/// std::map<std::string, arg>, pyvisor::tuple<arg, ...>) pack without re-encoding.
+template <>
+struct pack<pyvisor::arg> {
+  template <class Stream>
+  packer<Stream>& operator()(packer<Stream>& o, const pyvisor::arg& a) const {
+    // The *_body calls append bytes without a header: the arg's bytes are a whole value.
+    o.pack_bin_body(a.bytes().data(), static_cast<std::uint32_t>(a.bytes().size()));
+    return o;
+  }
+};
+
+} // namespace adaptor
+} // MSGPACK_API_VERSION_NAMESPACE(MSGPACK_DEFAULT_API_NS)
+} // namespace msgpack
+
+namespace pyvisor {
 
 /// A named variable bound in Python before code runs: `{"x", 3}`.
 struct var {

@@ -201,7 +201,7 @@ TEST(golden_frames, cpp_encodes_host_requests_byte_identically) {
           msgpack::sbuffer b;
           msgpack::pack(b, vs->via.map.ptr[i].val);
           v.push_back({vs->via.map.ptr[i].key.as<std::string>(),
-                       arg::from_msgpack(std::string(b.data(), b.size()))});
+                       *arg::from_msgpack(std::string(b.data(), b.size()))});
         }
       mine = encode_code_request(id, op, map_string(p, "code"), v, map_string(p, "file"),
                                  map_get(p, "line")->as<int>());
