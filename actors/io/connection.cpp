@@ -65,8 +65,9 @@ connection::write_result connection::write(std::string frame) {
 }
 
 bool connection::busy() const {
-  std::lock_guard<std::mutex> g{mu_};
-  return is_busy_;
+  // Written under mu_ by the writer; the admission check reads it under the table's lock, and
+  // a drain that races with it is followed by `drained`, which pumps the queue again.
+  return is_busy_.load(std::memory_order_relaxed);
 }
 
 void connection::write_locked(std::string frame) {

@@ -149,7 +149,7 @@ private:
   mutable std::mutex mu_;
   std::deque<outgoing> out_;  // guarded by mu_
   std::size_t out_bytes_ = 0;  // guarded by mu_
-  bool is_busy_ = false;       // guarded by mu_
+  std::atomic<bool> is_busy_{false};  // written under mu_; read without it (admission)
   bool writer_armed_ = false;  // guarded by mu_
   bool close_after_flush_ = false;  // guarded by mu_
   bool write_failed_ = false;  // guarded by mu_

@@ -38,8 +38,9 @@ public:
   /// Starts an eval and returns at once; `done` runs exactly once with the result, on
   /// pyvisor's I/O thread (or on the calling thread when the request fails before it is
   /// sent, e.g. `overloaded`). Keep `done` short. Many calls may be in flight; the runner runs
-  /// async code concurrently, sync code one at a time. o.timeout is not applied (use
-  /// interrupt() or the actor interface for deadlines); o.capture is ignored.
+  /// async code concurrently, sync code one at a time. o.timeout applies as for eval (the
+  /// same deadline, cancel and escalation); o.capture, when set, is filled before `done` runs
+  /// and must stay valid until then.
   void eval_async(std::string_view code, const vars& v, const eval_options& o,
                   std::function<void(expected<value>)> done);
 
