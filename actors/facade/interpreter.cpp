@@ -65,6 +65,7 @@ expected<value> blocking_value(interpreter_shared& s, interp::request& r, const 
   r.line = o.line;
   r.capture = o.capture != nullptr;
   r.bytes_as_bytearray = o.bytes_as_bytearray;
+  r.replay = o.replay;
   auto rep = blocking_call(s, r, interp::deadline_for(o.timeout, s.opts.default_timeout));
   fill_capture(o, rep);
   return std::move(rep.result);
@@ -121,6 +122,7 @@ void interpreter::eval_async(std::string_view code, const vars& v, const eval_op
   r.line = o.line;
   r.capture = o.capture != nullptr;
   r.bytes_as_bytearray = o.bytes_as_bytearray;
+  r.replay = o.replay;
   s_->table->submit(r, interp::deadline_for(o.timeout, s_->opts.default_timeout),
                     [capture = o.capture, done = std::move(done)](protocol::reply rep) {
                       if (capture != nullptr) {
@@ -132,7 +134,15 @@ void interpreter::eval_async(std::string_view code, const vars& v, const eval_op
 }
 
 interpreter_stats interpreter::stats() const {
-  return s_->table->stats();
+  auto s = s_->table->stats();
+  std::lock_guard<std::mutex> g{s_->st->mu};
+  s.restarts = s_->st->restarts;
+  s.last_exit = s_->st->last_exit;
+  s.last_exit_time = s_->st->last_exit_time;
+  if (s_->st->state == interpreter_state::ready)
+    s.uptime = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::steady_clock::now() - s_->st->ready_since);
+  return s;
 }
 
 expected<value> interpreter::call(std::string_view name, const std::vector<arg>& args,
@@ -166,6 +176,7 @@ expected<env> interpreter::make_env(const env_options& o) {
   r.env = shared->id;
   r.from = &from;
   r.bound = &o.vars;
+  r.durable = o.durable;
   auto rep = detail::blocking_call(*s_, r, interp::deadline_for(o.timeout, s_->opts.default_timeout));
   if (!rep.result) {
     shared->destroyed = true;  // nothing to drop
@@ -189,6 +200,9 @@ expected<std::size_t> interpreter::interrupt() {
 }
 
 expected<void> interpreter::stop() {
+  if (s_->supervised)
+    return make_error(errc::invalid_argument,
+                      "a supervised interpreter is stopped through its supervisor (terminate_child)");
   caf::anon_send(s_->actor, stop_atom::value);
   s_->st->wait([](interpreter_state s) { return s == interpreter_state::stopped; }, forever);
   return {};
@@ -247,6 +261,8 @@ namespace {
 std::optional<error> env_unusable(const detail::env_shared& e) {
   if (e.destroyed.load())
     return make_error(errc::env_not_found, "env " + std::to_string(e.id) + " was destroyed");
+  if (auto lost = e.interp->table->env_error(e.id))
+    return *lost;
   if (e.interp->st->get() == interpreter_state::stopped) {
     std::string why;
     {

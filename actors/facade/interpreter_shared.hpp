@@ -19,6 +19,7 @@ struct interpreter_shared {
   std::shared_ptr<interp::status> st;
   caf::actor actor;
   interpreter_options opts;
+  bool supervised = false;  ///< restarted by a supervisor: stop() is its business
 
   ~interpreter_shared();
 };

@@ -5,6 +5,7 @@
 
 #include <caf/all.hpp>
 
+#include "core/child_protocol.hpp"
 #include "interpreter/host_actor.hpp"
 #include "interpreter/messages.hpp"
 #include "protocol/message.hpp"
@@ -25,6 +26,10 @@ using done_atom = caf::atom_constant<caf::atom("i_done")>;
 using intr_check_atom = caf::atom_constant<caf::atom("i_intrchk")>;
 using kill_check_atom = caf::atom_constant<caf::atom("i_killchk")>;
 using dump_atom = caf::atom_constant<caf::atom("i_dump")>;
+using ready_atom = caf::atom_constant<caf::atom("i_ready")>;
+using exit_atom = caf::atom_constant<caf::atom("i_exit")>;
+using rebuilt_atom = caf::atom_constant<caf::atom("i_rebuilt")>;
+using heartbeat_atom = caf::atom_constant<caf::atom("i_beat")>;
 
 // How long a stack dump may take before the kill goes ahead without (more of) it.
 constexpr auto dump_poll = std::chrono::milliseconds{25};
@@ -56,25 +61,33 @@ namespace {
 /// The lifecycle owner of one interpreter: it makes every state transition (the session and
 /// the connection only report events), runs the start bound, the stop sequence and the
 /// interrupt escalation, and forwards the actor interface to the request table.
+/// The lifecycle owner of one interpreter: it makes every state transition (the session and
+/// the connection only report events), runs the start bound, the stop sequence, the heartbeat
+/// and the interrupt escalation, and forwards the actor interface to the request table.
+/// Supervised, it outlives its processes: each one is an incarnation (`inc_`), and events of an
+/// earlier incarnation are ignored.
 class interpreter_actor : public caf::event_based_actor {
 public:
   interpreter_actor(caf::actor_config& cfg, actor_args args)
-    : caf::event_based_actor(cfg), a_(std::move(args)) {
+    : caf::event_based_actor(cfg), a_(std::move(args)),
+      cell_(std::make_shared<std::shared_ptr<session>>()) {
   }
 
   caf::behavior make_behavior() override {
     host_ = spawn_host_actor(system(), a_.hosts, a_.opts.functions, address());
-    start();
     // Whatever ends this actor (even an unconditional kill): nothing more is admitted, the
     // process group goes, the host actor goes, and `stopped` is published once the process
     // is gone (status::owner_ended).
-    attach_functor([t = a_.table, st = a_.st, host = host_, s = session_] {
+    attach_functor([t = a_.table, st = a_.st, host = host_, cell = cell_] {
       t->refuse(make_error(errc::interpreter_down, "the interpreter actor ended"), true);
-      s->conn().signal_group(SIGKILL);
+      if (*cell)
+        (*cell)->conn().signal_group(SIGKILL);
+      else
+        st->report_exit(make_error(errc::interpreter_down, "the interpreter actor ended"));
       caf::anon_send_exit(host, caf::exit_reason::user_shutdown);
       st->owner_ended();
     });
-    // A linked supervisor's exit message means "stop": run the stop sequence, then quit.
+    // An exit message (from the supervisor, or a link) means "stop for good".
     set_exit_handler([this](caf::exit_msg& m) {
       if (m.reason == caf::exit_reason::kill) {
         quit(m.reason);
@@ -86,8 +99,12 @@ public:
       if (auto a = caf::actor_cast<caf::actor>(self))
         caf::anon_send(a, abandoned_atom::value, id);
     });
+    if (!a_.supervisor)
+      start();
     return {
-      [this](spawned_atom, int pid, std::string label) {
+      [this](spawned_atom, std::uint64_t inc, int pid, std::string label) {
+        if (inc != inc_)
+          return;
         {
           std::lock_guard<std::mutex> g{a_.st->mu};
           a_.st->pid = pid;
@@ -95,12 +112,24 @@ public:
         }
         a_.table->set_label(std::move(label));
         // A stop or a start failure that came before the process existed.
-        if (stopping_ || a_.st->get() != interpreter_state::spawning)
+        if (final_ || stop_requested_ || a_.st->get() != interpreter_state::spawning)
           session_->conn().signal_group(SIGKILL);
       },
-      [this](const ready_info& info) { on_ready(info); },
-      [this](init_done_atom, call_result& r) { on_init_done(r); },
-      [this](start_timeout_atom) {
+      [this](ready_atom, std::uint64_t inc, ready_info& info) {
+        if (inc == inc_)
+          on_ready(info);
+      },
+      [this](init_done_atom, std::uint64_t inc, call_result& r) {
+        if (inc == inc_)
+          on_init_done(r);
+      },
+      [this](rebuilt_atom, std::uint64_t inc, std::size_t step, call_result& r) {
+        if (inc == inc_)
+          on_rebuild_step(step, r);
+      },
+      [this](start_timeout_atom, std::uint64_t inc) {
+        if (inc != inc_ || !process_)
+          return;
         auto s = a_.st->get();
         if (s == interpreter_state::spawning || s == interpreter_state::initializing)
           abort_start(make_error(
@@ -108,7 +137,20 @@ public:
                                   "' did not finish its init script within " +
                                   std::to_string(a_.opts.init_script_timeout.count()) + " ms"));
       },
-      [this](exit_info& info) { on_exit(info); },
+      [this](exit_atom, std::uint64_t inc, exit_info& info) {
+        if (inc == inc_)
+          on_exit(info);
+      },
+      // The child protocol (supervised).
+      [this](core::child_start_atom) {
+        if (!a_.supervisor || process_ || final_)
+          return;
+        start();
+      },
+      [this](core::child_stop_atom, const shutdown_policy& p) {
+        if (process_ && !final_)
+          stop_process(p);
+      },
       [this](eval_atom, eval_request& req) {
         if (auto e = check_timeout(req.options.timeout))
           return answer_now(*e);
@@ -124,6 +166,7 @@ public:
         r.line = req.options.line;
         r.env = req.env;
         r.bytes_as_bytearray = req.options.bytes_as_bytearray;
+        r.replay = req.options.replay;
         return forward(r, deadline_for(req.options.timeout, a_.opts.default_timeout), 0);
       },
       [this](call_atom, call_request& req) {
@@ -156,12 +199,13 @@ public:
         r.env = a_.table->next_env_id();
         r.from = &from;
         r.bound = &req.vars;
+        r.durable = req.durable;
         return forward(r, deadline_for(req.timeout, a_.opts.default_timeout), r.env);
       },
       [this](drop_env_atom, std::uint64_t env) { a_.table->drop_env(env); },
       [this](interrupt_atom) {
         auto ids = a_.table->cancel_all();
-        if (!ids.empty() && session_)
+        if (!ids.empty() && process_)
           session_->conn().interrupt(ids);
         for (auto id : ids)
           schedule_kill_check(id);
@@ -183,13 +227,13 @@ public:
       [this](abandoned_atom, std::uint64_t id) { escalate(id); },
       [this](intr_check_atom, std::uint64_t id) {
         // Still no answer to the cancel: the code does not yield. Interrupt it.
-        if (!a_.table->unacknowledged(id) || !session_)
+        if (!a_.table->unacknowledged(id) || !process_)
           return;
         session_->conn().interrupt({id});
         schedule_kill_check(id);
       },
       [this](kill_check_atom, std::uint64_t id) {
-        if (!a_.table->unacknowledged(id) && !a_.table->is_pending(id))
+        if (!process_ || (!a_.table->unacknowledged(id) && !a_.table->is_pending(id)))
           return;
         kill_with_stack(make_error(errc::interpreter_exited,
                                    "killed: request " + std::to_string(id) +
@@ -197,9 +241,19 @@ public:
                                      std::to_string(a_.opts.interrupt.kill_after.count()) +
                                      " ms"));
       },
-      [this](dump_atom, int polls) { on_dump_poll(polls); },
+      [this](heartbeat_atom, std::uint64_t inc, std::uint64_t seen) { on_heartbeat(inc, seen); },
+      [this](dump_atom, std::uint64_t inc, int polls) {
+        if (inc == inc_)
+          on_dump_poll(polls);
+      },
       [this](stop_atom) {
         auto rp = make_response_promise();
+        if (a_.supervisor) {
+          rp.deliver(to_caf_error(make_error(
+            errc::invalid_argument,
+            "a supervised interpreter is stopped through its supervisor (terminate_child)")));
+          return rp;
+        }
         if (a_.st->get() == interpreter_state::stopped) {
           rp.deliver(true);
           return rp;
@@ -224,12 +278,17 @@ public:
         return a_.st->pid;
       },
       [this](state_atom) { return a_.st->get(); },
-      [this](term_atom) {
+      [this](term_atom, std::uint64_t inc) {
+        if (inc != inc_ || !process_)
+          return;
         // A stopped (SIGSTOP) process would hold the TERM pending for the whole bound.
         session_->conn().signal_group(SIGTERM);
         session_->conn().signal_group(SIGCONT);
       },
-      [this](kill_atom) { session_->conn().signal_group(SIGKILL); },
+      [this](kill_atom, std::uint64_t inc) {
+        if (inc == inc_ && process_)
+          session_->conn().signal_group(SIGKILL);
+      },
     };
   }
 
@@ -244,10 +303,23 @@ private:
     return a_.st->label.empty() ? a_.opts.label : a_.st->label;
   }
 
+  /// Starts an incarnation: a new session, the spawn on the I/O thread, the start bound.
   void start() {
-    // The init script timeout bounds the whole start: spawn, runner start-up and init.
+    ++inc_;
+    if (inc_ > 1) {
+      std::lock_guard<std::mutex> g{a_.st->mu};
+      ++a_.st->restarts;
+    }
+    heartbeat_since_ = {};
+    process_ = true;
+    ever_ready_ = false;
+    stop_requested_ = false;
+    kill_reason_.reset();
+    dump_.clear();
+    // The init script timeout bounds the whole start: spawn, runner start-up, init and the
+    // rebuild of durable envs.
     if (a_.opts.init_script_timeout != forever)
-      later(a_.opts.init_script_timeout, start_timeout_atom::value);
+      later(a_.opts.init_script_timeout, start_timeout_atom::value, inc_);
     session::config cfg;
     cfg.limits.max_frame_bytes = a_.opts.max_frame_bytes;
     if (!a_.opts.busy_limits.disabled) {
@@ -256,23 +328,24 @@ private:
     } else {
       cfg.marks.high = cfg.marks.low = std::numeric_limits<std::size_t>::max();
     }
-    cfg.label = a_.opts.label;
+    cfg.label = label();
     cfg.log = a_.log;
     session::owner_events ev;
-    ev.ready = [self = address()](ready_info info) {
+    ev.ready = [self = address(), inc = inc_](ready_info info) {
       if (auto a = caf::actor_cast<caf::actor>(self))
-        caf::anon_send(a, std::move(info));
+        caf::anon_send(a, ready_atom::value, inc, std::move(info));
     };
-    ev.exited = [self = address(), st = a_.st, t = a_.table](exit_info info) {
+    ev.exited = [self = address(), st = a_.st, t = a_.table, inc = inc_](exit_info info) {
       if (st->report_exit(info.reason)) {
         if (auto a = caf::actor_cast<caf::actor>(self))
-          caf::anon_send(a, std::move(info));
+          caf::anon_send(a, exit_atom::value, inc, std::move(info));
         return;
       }
       t->refuse(info.reason, false);  // the owner is gone: nothing will be admitted again
     };
     session_ = session::make(*a_.loop, a_.table, host_, std::move(cfg), std::move(ev));
-    a_.loop->post([s = session_, req = a_.spawn, self = address()]() mutable {
+    *cell_ = session_;
+    a_.loop->post([s = session_, req = a_.spawn, self = address(), inc = inc_]() mutable {
       auto p = process::spawn(req);
       if (!p) {
         // Not attached: no exit event will come, so report the end ourselves.
@@ -280,13 +353,13 @@ private:
         exit_info info;
         info.reason = p.error();
         if (auto a = caf::actor_cast<caf::actor>(self))
-          caf::anon_send(a, std::move(info));
+          caf::anon_send(a, exit_atom::value, inc, std::move(info));
         return;
       }
       int pid = p->python();
       s->attach(std::move(*p));
       if (auto a = caf::actor_cast<caf::actor>(self))
-        caf::anon_send(a, spawned_atom::value, pid, s->label());
+        caf::anon_send(a, spawned_atom::value, inc, pid, s->label());
     });
   }
 
@@ -305,9 +378,9 @@ private:
     r.file = a_.opts.init_script.file;
     a_.table->submit(
       r, deadline::none(),  // the start bound covers it
-      [self = address()](protocol::reply rep) {
+      [self = address(), inc = inc_](protocol::reply rep) {
         if (auto a = caf::actor_cast<caf::actor>(self))
-          caf::anon_send(a, init_done_atom::value, call_result::from(std::move(rep)));
+          caf::anon_send(a, init_done_atom::value, inc, call_result::from(std::move(rep)));
       },
       /*priority=*/true);
   }
@@ -315,61 +388,149 @@ private:
   void on_init_done(call_result& r) {
     if (a_.st->get() != interpreter_state::initializing)
       return;
-    if (r.ok) {
-      a_.st->set(interpreter_state::ready);
-      a_.table->open();
-      for (auto& w : waiters_)
-        w.deliver(true);
-      waiters_.clear();
+    if (!r.ok) {
+      auto e = std::move(r.err);
+      if (e.code != errc::interpreter_exited && e.code != errc::protocol_error &&
+          e.code != errc::frame_too_large)
+        e.code = errc::init_failed;
+      abort_start(std::move(e));
       return;
     }
-    auto e = std::move(r.err);
-    if (e.code != errc::interpreter_exited && e.code != errc::protocol_error &&
-        e.code != errc::frame_too_large)
-      e.code = errc::init_failed;
-    abort_start(std::move(e));
+    // Durable envs of the last process come back before any stashed request runs.
+    rebuild_ = a_.table->rebuild_plan();
+    rebuild_failed_env_ = 0;
+    run_rebuild_step(0);
   }
 
-  /// The start failed: remember why, answer everything waiting, kill the process; the actor
-  /// quits when the exit event arrives.
+  void run_rebuild_step(std::size_t i) {
+    while (i < rebuild_.size() && rebuild_[i].env == rebuild_failed_env_ && rebuild_failed_env_ != 0)
+      ++i;  // the rest of an env whose rebuild failed
+    if (i >= rebuild_.size()) {
+      rebuild_.clear();
+      became_ready();
+      return;
+    }
+    auto r = rebuild_[i].view();
+    a_.table->submit(
+      r, deadline::none(),
+      [self = address(), inc = inc_, i](protocol::reply rep) {
+        if (auto a = caf::actor_cast<caf::actor>(self))
+          caf::anon_send(a, rebuilt_atom::value, inc, i, call_result::from(std::move(rep)));
+      },
+      /*priority=*/true);
+  }
+
+  void on_rebuild_step(std::size_t i, call_result& r) {
+    if (i >= rebuild_.size())
+      return;
+    if (!r.ok) {
+      auto env = rebuild_[i].env;
+      a_.table->env_rebuild_failed(env, r.err);
+      log_runtime("durable env " + std::to_string(env) + " could not be rebuilt: " +
+                  r.err.to_string());
+      rebuild_failed_env_ = env;
+    }
+    run_rebuild_step(i + 1);
+  }
+
+  void became_ready() {
+    ever_ready_ = true;
+    {
+      std::lock_guard<std::mutex> g{a_.st->mu};
+      a_.st->ready_since = std::chrono::steady_clock::now();
+    }
+    a_.st->set(interpreter_state::ready);
+    a_.table->open();
+    for (auto& w : waiters_)
+      w.deliver(true);
+    waiters_.clear();
+    if (a_.opts.heartbeat.interval != forever)
+      later(a_.opts.heartbeat.interval, heartbeat_atom::value, inc_, session_->conn().heartbeats());
+    if (a_.supervisor) {
+      int pid;
+      {
+        std::lock_guard<std::mutex> g{a_.st->mu};
+        pid = a_.st->pid;
+      }
+      send(a_.supervisor, core::child_up_atom::value, address(), pid);
+    }
+  }
+
+  /// The start failed: remember why, kill the process; its exit reports the rest. Unsupervised,
+  /// everything waiting is answered now.
   void abort_start(error e) {
     session_->set_exit_reason(e);
-    a_.table->refuse(e, false);
-    a_.st->set(interpreter_state::draining, e);
-    for (auto& w : waiters_)
-      w.deliver(to_caf_error(e));
-    waiters_.clear();
+    if (!a_.supervisor) {
+      a_.table->refuse(e, false);
+      a_.st->set(interpreter_state::draining, e);
+      for (auto& w : waiters_)
+        w.deliver(to_caf_error(e));
+      waiters_.clear();
+    }
     session_->conn().signal_group(SIGKILL);
   }
 
+  /// Stop for good (stop(), the last handle, the supervisor's exit, ~runtime).
   void begin_stop() {
-    if (stopping_)
+    if (final_)
       return;
-    stopping_ = true;
+    final_ = true;
     auto s = a_.st->get();
     if (s == interpreter_state::stopped)
       return;
-    a_.st->set(interpreter_state::draining);
-    session_->set_stopping();
     a_.table->refuse(make_error(errc::interpreter_down, "interpreter '" + label() + "' is stopping"),
                      true);
     auto err = make_error(errc::interpreter_down, "interpreter is stopping");
     for (auto& w : waiters_)
       w.deliver(to_caf_error(err));
     waiters_.clear();
+    if (!process_) {
+      // Supervised, between two processes: nothing runs.
+      a_.st->set(interpreter_state::stopped, err);
+      finish(err, true);
+      return;
+    }
+    a_.st->set(interpreter_state::draining);
+    session_->set_stopping();
     // Before ready there is nothing to be graceful about.
     if (s == interpreter_state::spawning || s == interpreter_state::initializing) {
       session_->conn().signal_group(SIGKILL);
       return;
     }
-    // The shutdown frame goes after what is being written, then EOF. A SIGSTOPped process
-    // could not even read it.
+    graceful_end(a_.opts.shutdown.graceful, a_.opts.shutdown.terminate);
+  }
+
+  /// The supervisor ends this process (restart of a sibling, terminate_child); the handle and
+  /// the stash stay for the next one.
+  void stop_process(const shutdown_policy& p) {
+    if (stop_requested_)
+      return;
+    stop_requested_ = true;
+    session_->set_stopping();
+    auto s = a_.st->get();
+    if (p.brutal_kill || s == interpreter_state::spawning || s == interpreter_state::initializing) {
+      session_->conn().signal_group(SIGKILL);
+      return;
+    }
+    if (p.grace == forever) {
+      graceful_end(forever, forever);
+      return;
+    }
+    graceful_end(p.grace, std::chrono::milliseconds{0});
+  }
+
+  /// The shutdown frame goes after what is being written, then EOF. A SIGSTOPped process
+  /// could not even read it. Then SIGTERM after `graceful`, SIGKILL `terminate` later.
+  void graceful_end(std::chrono::milliseconds graceful, std::chrono::milliseconds terminate) {
     session_->conn().write(protocol::encode_shutdown());
     session_->conn().close_after_flush();
     session_->conn().signal_group(SIGCONT);
-    auto& seq = a_.opts.shutdown;
-    later(seq.graceful, term_atom::value);
-    later(seq.graceful + seq.terminate, kill_atom::value);
+    if (graceful == forever)
+      return;
+    if (terminate.count() > 0)
+      later(graceful, term_atom::value, inc_);
+    if (terminate != forever)
+      later(graceful + terminate, kill_atom::value, inc_);
   }
 
   caf::response_promise answer_now(const error& e) {
@@ -396,6 +557,28 @@ private:
     later(a_.opts.interrupt.grace, intr_check_atom::value, id);
   }
 
+  /// Every `interval` the runner's watchdog must have answered since the last check; when it
+  /// has not for `timeout`, the process is killed (with its stack) and that is a crash.
+  void on_heartbeat(std::uint64_t inc, std::uint64_t seen) {
+    if (inc != inc_ || !process_ || a_.st->get() != interpreter_state::ready || stop_requested_)
+      return;
+    auto& conn = session_->conn();
+    auto now_seen = conn.heartbeats();
+    auto now = clock().now();
+    if (now_seen != seen || heartbeat_since_ == caf::actor_clock::time_point{})
+      heartbeat_since_ = now;
+    if (now - heartbeat_since_ >= a_.opts.heartbeat.timeout) {
+      heartbeat_since_ = {};
+      kill_with_stack(make_error(
+        errc::interpreter_exited,
+        "killed: no heartbeat from the runner for " +
+          std::to_string(a_.opts.heartbeat.timeout.count()) +
+          " ms (stopped, or native code holding the GIL)"));
+      return;
+    }
+    later(a_.opts.heartbeat.interval, heartbeat_atom::value, inc_, now_seen);
+  }
+
   /// Sends `xs` to this actor after `d`, through the runtime's timer relay: the relay holds
   /// only this actor's address, so pending timers never keep a stopped interpreter (and its
   /// buffers) in memory.
@@ -416,7 +599,7 @@ private:
       finish_kill();
       return;
     }
-    later(dump_poll, dump_atom::value, 1);
+    later(dump_poll, dump_atom::value, inc_, 1);
   }
 
   void on_dump_poll(int polls) {
@@ -425,7 +608,7 @@ private:
     auto got = session_->conn().read_stack_dump(dump_);
     // Done when the dump stopped growing, or when it never came (a stopped process).
     if ((dump_.empty() || got) && polls < dump_polls) {
-      later(dump_poll, dump_atom::value, polls + 1);
+      later(dump_poll, dump_atom::value, inc_, polls + 1);
       return;
     }
     finish_kill();
@@ -454,10 +637,52 @@ private:
       later(a_.opts.interrupt.kill_after, kill_check_atom::value, id);
   }
 
+  void log_runtime(const std::string& line) {
+    if (a_.log)
+      a_.log(log_record{label(), a_.st->pid, log_source::runtime, line, 0});
+  }
+
+  /// How the supervisor classifies this end.
+  exit_report report_of(const exit_info& info) const {
+    exit_report r;
+    r.code = info.code;
+    r.signal = info.signal;
+    r.reason = info.reason;
+    if (stop_requested_)
+      r.kind = exit_kind::shutdown;
+    else if (!ever_ready_)
+      r.kind = exit_kind::start_failed;
+    else if (info.code == 0 && info.signal == 0 && info.reason.code == errc::interpreter_exited)
+      r.kind = exit_kind::normal;
+    else
+      r.kind = exit_kind::crash;
+    return r;
+  }
+
   void on_exit(exit_info& info) {
+    process_ = false;
+    auto report = report_of(info);
+    if (a_.supervisor && !final_) {
+      // The handle stays: requests sent to the process were answered; new ones wait in the
+      // stash for the next process, which the supervisor starts when its policy says so.
+      a_.table->restarting(info.reason, a_.opts.restart_stash);
+      a_.st->restarting(report);
+      send(a_.supervisor, core::child_down_atom::value, address(), report);
+      return;
+    }
+    {
+      std::lock_guard<std::mutex> g{a_.st->mu};
+      a_.st->last_exit = report;
+      a_.st->last_exit_time = std::chrono::system_clock::now();
+    }
     a_.table->refuse(info.reason, false);
     a_.st->set(interpreter_state::stopped, info.reason);
-    auto cerr = to_caf_error(info.reason);
+    finish(info.reason, final_);
+  }
+
+  /// Answers everything still waiting on this actor and quits.
+  void finish(const error& reason, bool requested) {
+    auto cerr = to_caf_error(reason);
     for (auto& w : waiters_)
       w.deliver(cerr);
     waiters_.clear();
@@ -469,7 +694,7 @@ private:
     for (auto& s : stoppers_)
       s.deliver(true);
     stoppers_.clear();
-    if (stopping_)
+    if (requested)
       quit(caf::exit_reason::normal);
     else
       quit(cerr);
@@ -483,9 +708,17 @@ private:
   }
 
   actor_args a_;
+  std::shared_ptr<std::shared_ptr<session>> cell_;  // the current session, for the cleanup
   std::shared_ptr<session> session_;
   caf::actor host_;
-  bool stopping_ = false;
+  std::uint64_t inc_ = 0;       // the incarnation (process) events must belong to
+  bool process_ = false;        // a process of this incarnation exists (not yet exited)
+  bool ever_ready_ = false;     // this incarnation became ready
+  bool stop_requested_ = false;  // the supervisor ends this incarnation
+  bool final_ = false;          // stopping for good
+  std::vector<owned_request> rebuild_;
+  std::uint64_t rebuild_failed_env_ = 0;
+  caf::actor_clock::time_point heartbeat_since_{};
   std::optional<error> kill_reason_;  // a kill waiting for the stack dump
   std::string dump_;
   std::uint64_t next_key_ = 1;

@@ -25,6 +25,11 @@ struct actor_args {
   caf::actor timers;  ///< the runtime's timer relay (see timer_relay.hpp)
   process::spawn_request spawn;
   interpreter_options opts;
+  /// Set: supervised (core/child_protocol.hpp). The actor waits for child_start, reports each
+  /// process's end to the supervisor and starts the next one when told, under the same handle;
+  /// it ends only when the supervisor sends it an exit. Unset: it starts at once and ends with
+  /// its process.
+  caf::actor supervisor;
 };
 
 /// Spawns the interpreter actor (see interpreter_state.hpp for its lifecycle and

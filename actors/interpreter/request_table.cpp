@@ -1,5 +1,6 @@
 #include "interpreter/request_table.hpp"
 
+#include <algorithm>
 #include <limits>
 
 namespace pyvisor::interp {
@@ -43,6 +44,34 @@ std::optional<error> check_env_source(bool has_only, bool has_except) {
   if (has_only && has_except)
     return make_error(errc::invalid_argument, "an env source takes `only` or `except`, not both");
   return std::nullopt;
+}
+
+owned_request owned_request::of(const request& r) {
+  owned_request o;
+  o.op = r.op;
+  o.text = std::string{r.text};
+  if (r.bound)
+    o.bound = *r.bound;
+  if (r.from)
+    o.from = *r.from;
+  o.file = std::string{r.file};
+  o.line = r.line;
+  o.env = r.env;
+  o.bytes_as_bytearray = r.bytes_as_bytearray;
+  return o;
+}
+
+request owned_request::view() const {
+  request r;
+  r.op = op;
+  r.text = text;
+  r.bound = &bound;
+  r.from = &from;
+  r.file = file;
+  r.line = line;
+  r.env = env;
+  r.bytes_as_bytearray = bytes_as_bytearray;
+  return r;
 }
 
 std::shared_ptr<request_table> request_table::make(io::io_loop& loop, config cfg) {
@@ -103,6 +132,8 @@ void request_table::submit(const request& r, deadline d, completion done, bool p
                                       std::to_string(max_frame_) + ")")});
     return;
   }
+  if (!priority && (r.op == request::op_t::make_env || (r.replay && r.env != 0)))
+    done = recording(r, std::move(done));
   std::unique_lock<std::mutex> lk{mu_};
   if (refused_ && !priority) {
     auto e = *refused_;
@@ -110,14 +141,27 @@ void request_table::submit(const request& r, deadline d, completion done, bool p
     done(protocol::reply{std::move(e)});
     return;
   }
+  if (r.env != 0 && r.op != request::op_t::make_env && !priority) {
+    if (auto e = env_error_locked(r.env)) {
+      lk.unlock();
+      done(protocol::reply{std::move(*e)});
+      return;
+    }
+  }
   bool send_now = priority ? conn_ != nullptr : admit_now_locked();
-  if (!send_now && !priority && queued_requests_ >= busy_.max_queued) {
+  auto queue_limit = stash_limit_ > 0 ? std::min(stash_limit_, busy_.max_queued) : busy_.max_queued;
+  if (!send_now && !priority && queued_requests_ >= queue_limit) {
     ++overloaded_;
-    auto e = make_error(errc::overloaded,
-                        "interpreter '" + label_ + "' is overloaded: " +
-                          std::to_string(inflight_) + " requests in flight, " +
-                          std::to_string(queued_requests_) + " queued (max_queued " +
-                          std::to_string(busy_.max_queued) + ")");
+    auto e = stash_limit_ > 0
+               ? make_error(errc::overloaded,
+                            "interpreter '" + label_ + "' is restarting and its stash is full (" +
+                              std::to_string(queued_requests_) + " requests, restart_stash " +
+                              std::to_string(stash_limit_) + ")")
+               : make_error(errc::overloaded,
+                            "interpreter '" + label_ + "' is overloaded: " +
+                              std::to_string(inflight_) + " requests in flight, " +
+                              std::to_string(queued_requests_) + " queued (max_queued " +
+                              std::to_string(busy_.max_queued) + ")");
     lk.unlock();
     done(protocol::reply{std::move(e)});
     return;
@@ -133,7 +177,7 @@ void request_table::submit(const request& r, deadline d, completion done, bool p
     ++inflight_;
     send_locked(std::move(frame));
   } else {
-    queue_.push_back({id, std::move(frame)});
+    queue_.push_back({id, std::move(frame), r.op == request::op_t::make_env ? 0 : r.env});
     ++queued_requests_;
   }
   lk.unlock();
@@ -149,10 +193,11 @@ void request_table::send_locked(std::string frame) {
 
 void request_table::drop_env(std::uint64_t env) {
   std::lock_guard<std::mutex> g{mu_};
+  envs_.erase(env);
   if (refused_)
     return;
   if (!open_ || !conn_ || !queue_.empty()) {
-    queue_.push_back({0, protocol::encode_drop_env(env)});  // keeps its place
+    queue_.push_back({0, protocol::encode_drop_env(env), 0});  // keeps its place
     return;
   }
   send_locked(protocol::encode_drop_env(env));
@@ -304,7 +349,129 @@ void request_table::open() {
   if (open_ || refused_ || !conn_)
     return;
   open_ = true;
+  stash_limit_ = 0;
   pump_locked();
+}
+
+void request_table::restarting(const error& cause, std::size_t stash) {
+  taken lost;
+  std::vector<error> why;
+  {
+    std::lock_guard<std::mutex> g{mu_};
+    stash_limit_ = std::max<std::size_t>(stash, 1);
+    for (auto& [id, e] : envs_) {
+      if (e.durable || e.lost)
+        continue;
+      e.lost = make_error(errc::env_lost, "env " + std::to_string(id) +
+                                            " is lost: its process ended (" + cause.message + ")");
+    }
+    // Queued requests on lost envs cannot run on the next process.
+    std::deque<queued> keep;
+    for (auto& q : queue_) {
+      auto i = q.id != 0 ? pending_.find(q.id) : pending_.end();
+      if (i == pending_.end()) {
+        keep.push_back(std::move(q));
+        continue;
+      }
+      auto err = q.env != 0 ? env_error_locked(q.env) : std::nullopt;
+      if (!err) {
+        keep.push_back(std::move(q));
+        continue;
+      }
+      lost.emplace_back(q.id, std::move(i->second.cb));
+      why.push_back(*err);
+      if (i->second.due != deadlines_.end())
+        deadlines_.erase(i->second.due);
+      pending_.erase(i);
+      --queued_requests_;
+    }
+    queue_ = std::move(keep);
+    // Notifications (drop_env) of the old process mean nothing to the next one.
+    queue_.erase(std::remove_if(queue_.begin(), queue_.end(), [](auto& q) { return q.id == 0; }),
+                 queue_.end());
+  }
+  for (std::size_t k = 0; k < lost.size(); ++k)
+    lost[k].second(protocol::reply{why[k]});
+}
+
+std::optional<error> request_table::env_error_locked(std::uint64_t id) const {
+  auto i = envs_.find(id);
+  if (i == envs_.end() || !i->second.lost)
+    return std::nullopt;
+  return i->second.lost;
+}
+
+std::optional<error> request_table::env_error(std::uint64_t id) const {
+  std::lock_guard<std::mutex> g{mu_};
+  return env_error_locked(id);
+}
+
+std::vector<owned_request> request_table::rebuild_plan() const {
+  std::lock_guard<std::mutex> g{mu_};
+  std::vector<owned_request> out;
+  for (auto& [id, e] : envs_) {
+    if (!e.durable || e.lost || !e.created || !e.make)
+      continue;
+    out.push_back(*e.make);
+    for (auto& r : e.replays)
+      out.push_back(r);
+  }
+  return out;
+}
+
+void request_table::env_rebuild_failed(std::uint64_t id, const error& cause) {
+  std::lock_guard<std::mutex> g{mu_};
+  auto i = envs_.find(id);
+  if (i == envs_.end())
+    return;
+  auto e = make_error(errc::env_lost, "env " + std::to_string(id) +
+                                        " is lost: rebuilding it on the new process failed: " +
+                                        cause.to_string());
+  e.python_type = cause.python_type;
+  e.traceback = cause.traceback;
+  i->second.lost = std::move(e);
+}
+
+request_table::completion request_table::recording(const request& r, completion done) {
+  auto id = r.env;
+  if (r.op == request::op_t::make_env) {
+    {
+      std::lock_guard<std::mutex> g{mu_};
+      auto& e = envs_[id];
+      e.durable = r.durable;
+      if (r.durable)
+        e.make = owned_request::of(r);
+    }
+    return [self = shared_from_this(), id, done = std::move(done)](protocol::reply rep) {
+      {
+        std::lock_guard<std::mutex> g{self->mu_};
+        auto i = self->envs_.find(id);
+        if (i != self->envs_.end()) {
+          if (rep.result)
+            i->second.created = true;
+          else if (!i->second.created)
+            self->envs_.erase(i);
+        }
+      }
+      done(std::move(rep));
+    };
+  }
+  {
+    std::lock_guard<std::mutex> g{mu_};
+    auto i = envs_.find(id);
+    if (i == envs_.end() || !i->second.durable)
+      return done;
+  }
+  return [self = shared_from_this(), id, step = owned_request::of(r),
+          done = std::move(done)](protocol::reply rep) mutable {
+    if (rep.result) {
+      std::lock_guard<std::mutex> g{self->mu_};
+      auto i = self->envs_.find(id);
+      if (i != self->envs_.end())
+        i->second.replays.push_back(std::move(step));
+    }
+    done(std::move(rep));
+  };
 }
 
 void request_table::refuse(error e, bool stopping) {

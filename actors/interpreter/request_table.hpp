@@ -38,6 +38,23 @@ struct request {
   std::uint64_t env = 0;  ///< eval/call: run in this env; make_env: the new env's id
   bool capture = false;
   bool bytes_as_bytearray = false;
+  bool durable = false;  ///< make_env: record the env's recipe (rebuilt after a restart)
+  bool replay = false;   ///< eval on a durable env: record it in the recipe when it succeeds
+};
+
+/// A request with its own copies of everything (an env recipe's steps).
+struct owned_request {
+  request::op_t op = request::op_t::eval;
+  std::string text;
+  vars bound;
+  std::vector<protocol::env_spec> from;
+  std::string file = "<pyvisor>";
+  int line = 1;
+  std::uint64_t env = 0;
+  bool bytes_as_bytearray = false;
+
+  static owned_request of(const request& r);
+  request view() const;
 };
 
 /// When a request gives up: at `at`, reported as "did not finish within `ms` ms".
@@ -112,6 +129,19 @@ public:
   bool is_pending(std::uint64_t id) const;
   bool unacknowledged(std::uint64_t id) const;
 
+  // ---- envs (ids, durability, recipes) ------------------------------------------------------
+
+  /// Why requests on env `id` cannot run (its process died and it was not durable, or its
+  /// rebuild failed): env_lost with the cause; nullopt when it is usable (or unknown here).
+  std::optional<error> env_error(std::uint64_t id) const;
+
+  /// The steps that rebuild every durable env on a new process, in creation order: its
+  /// make_env, then the evals marked replay, in the order they succeeded.
+  std::vector<owned_request> rebuild_plan() const;
+
+  /// A rebuild step of env `id` failed with `cause`: the env is lost.
+  void env_rebuild_failed(std::uint64_t id, const error& cause);
+
   // ---- lifecycle (called by the interpreter actor, the one owner of the lifecycle) ----------
 
   /// A new process: requests go to `c` (admission stays held until open()).
@@ -124,6 +154,9 @@ public:
   /// The process ended: requests sent to it are answered `e`, the connection is detached.
   /// Queued requests stay queued when `keep_queued`, otherwise they are answered `e` too.
   void connection_lost(const error& e, bool keep_queued);
+  /// A supervised process ended and another will follow: non-durable envs are lost (queued
+  /// requests on them are answered env_lost), and until open() at most `stash` requests wait.
+  void restarting(const error& cause, std::size_t stash);
 
   // ---- from the process (I/O thread) --------------------------------------------------------
 
@@ -149,6 +182,7 @@ private:
   struct queued {
     std::uint64_t id;  // 0: a notification
     std::string frame;
+    std::uint64_t env = 0;  // the env it runs in (requests on lost envs leave the stash)
   };
   using taken = std::vector<std::pair<std::uint64_t, completion>>;
 
@@ -161,6 +195,15 @@ private:
   void expire_due();
   void vet_runner_error(protocol::reply& rep, bool stop_cancelled) const;
   bool admit_now_locked() const;
+  struct env_entry {
+    bool durable = false;
+    bool created = false;  // its make_env succeeded
+    std::optional<owned_request> make;
+    std::vector<owned_request> replays;
+    std::optional<error> lost;
+  };
+  std::optional<error> env_error_locked(std::uint64_t id) const;
+  completion recording(const request& r, completion done);
 
   io::io_loop& loop_;
   busy_limits busy_;
@@ -183,6 +226,8 @@ private:
   std::uint64_t overloaded_ = 0;                               // guarded by mu_
   std::uint64_t served_ = 0;                                   // guarded by mu_
   io::connection::counters past_;  // counters of earlier connections; guarded by mu_
+  std::map<std::uint64_t, env_entry> envs_;                    // guarded by mu_ (by creation)
+  std::size_t stash_limit_ = 0;  // while restarting: the admission queue's bound; 0: none
 
   std::atomic<std::uint64_t> next_id_{1};
   std::atomic<std::uint64_t> next_env_{1};

@@ -10,6 +10,7 @@
 #include "pyvisor/error.hpp"
 #include "pyvisor/interpreter_options.hpp"
 #include "pyvisor/interpreter_state.hpp"
+#include "pyvisor/supervision.hpp"
 
 namespace pyvisor::interp {
 
@@ -26,6 +27,10 @@ struct status {
   ready_info info;
   int pid = 0;
   std::string label;
+  std::uint64_t restarts = 0;
+  std::optional<exit_report> last_exit;
+  std::chrono::system_clock::time_point last_exit_time{};
+  std::chrono::steady_clock::time_point ready_since{};
   bool exit_seen = false;   // the process exited (I/O thread)
   bool owner_gone = false;  // the actor terminated
   error exit_reason;
@@ -41,6 +46,21 @@ struct status {
   interpreter_state get() const {
     std::lock_guard<std::mutex> g{mu};
     return state;
+  }
+
+  /// A supervised interpreter's process ended and another one starts: back to spawning (the
+  /// one move backwards, made only by the actor).
+  void restarting(exit_report r) {
+    {
+      std::lock_guard<std::mutex> g{mu};
+      state = interpreter_state::spawning;
+      end_error.reset();
+      last_exit = std::move(r);
+      last_exit_time = std::chrono::system_clock::now();
+      exit_seen = false;
+      info = ready_info{};
+    }
+    cv.notify_all();
   }
 
   /// The process exited (I/O thread). Returns whether the actor is there to handle it;

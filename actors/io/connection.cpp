@@ -276,7 +276,7 @@ bool connection::interrupt(const std::vector<std::uint64_t>& ids) {
 
 bool connection::request_stack_dump() {
   std::lock_guard<std::mutex> g{mu_};
-  if (reaped_ || dump_fd_ < 0 || python_pidfd_ < 0)
+  if (reaped_ || proc_.dump < 0 || python_pidfd_ < 0)
     return false;
   return pidfd_send_signal(python_pidfd_, SIGUSR2) == 0;
 }
@@ -284,20 +284,44 @@ bool connection::request_stack_dump() {
 bool connection::read_stack_dump(std::string& out) {
   constexpr std::size_t max_dump = 64 * 1024;
   std::lock_guard<std::mutex> g{mu_};
-  bool got = false;
+  if (dump_buf_.empty() || out.size() >= max_dump)
+    return false;
+  out.append(dump_buf_, 0, max_dump - out.size());
+  dump_buf_.clear();
+  return true;
+}
+
+void connection::on_dump() {
+  constexpr std::size_t max_dump = 64 * 1024;
   char buf[4096];
-  while (dump_fd_ >= 0 && out.size() < max_dump) {
-    auto n = ::read(dump_fd_, buf, std::min(sizeof buf, max_dump - out.size()));
+  for (int i = 0; i < 16 && proc_.dump >= 0; ++i) {
+    auto n = ::read(proc_.dump, buf, sizeof buf);
     if (n > 0) {
-      out.append(buf, static_cast<std::size_t>(n));
-      got = true;
-    } else if (n < 0 && errno == EINTR) {
-      continue;
-    } else {
+      std::string text;
+      std::uint64_t beats = 0;
+      for (ssize_t k = 0; k < n; ++k) {
+        if (buf[k] == '\0')
+          ++beats;
+        else
+          text.push_back(buf[k]);
+      }
+      if (beats > 0)
+        heartbeats_.fetch_add(beats, std::memory_order_relaxed);
+      if (!text.empty()) {
+        std::lock_guard<std::mutex> g{mu_};
+        if (dump_buf_.size() < max_dump)
+          dump_buf_.append(text, 0, max_dump - dump_buf_.size());
+      }
+      if (static_cast<std::size_t>(n) < sizeof buf)
+        break;
+    } else if (n == 0) {
+      if (w_dump_)
+        w_dump_->stop();
+      break;
+    } else if (errno != EINTR) {
       break;
     }
   }
-  return got;
 }
 
 bool connection::reaped() const {
@@ -349,11 +373,17 @@ void connection::attach(process::spawned_process p) {
     self->on_exit();
   });
   w_exit_->start(UV_READABLE);
+  if (p.dump >= 0) {
+    w_dump_ = fd_watcher::make(loop_, p.dump, [weak](int, int) {
+      if (auto self = weak.lock())
+        self->on_dump();
+    });
+    w_dump_->start(UV_READABLE);
+  }
   w_read_->start(UV_READABLE);
   std::lock_guard<std::mutex> g{mu_};
   to_child_ = write_failed_ ? -1 : p.to_child;
   interrupt_fd_ = p.interrupt;
-  dump_fd_ = p.dump;
   // Python is our grandchild (below the guard) and alive: the guard reaps it only after it
   // exited, so this pidfd names the runner (and stays valid after its pid is reused).
   python_pidfd_ = pidfd_open(p.python());
@@ -501,7 +531,9 @@ void connection::on_exit() {
   };
   out_lines_.finish(flush_line(log_source::python_stdout));
   err_lines_.finish(flush_line(log_source::python_stderr));
-  for (auto* w : {&w_read_, &w_write_, &w_out_, &w_err_, &w_exit_})
+  if (proc_.dump >= 0)
+    on_dump();
+  for (auto* w : {&w_read_, &w_write_, &w_out_, &w_err_, &w_exit_, &w_dump_})
     if (*w)
       (*w)->close();
   int status = 0;
@@ -509,7 +541,7 @@ void connection::on_exit() {
     std::lock_guard<std::mutex> g{mu_};
     ::waitpid(proc_.pid, &status, 0);  // exited (WNOWAIT above): does not block
     reaped_ = true;
-    to_child_ = interrupt_fd_ = dump_fd_ = -1;
+    to_child_ = interrupt_fd_ = -1;
     out_.clear();
     out_bytes_ = 0;
     if (python_pidfd_ >= 0) {

@@ -94,8 +94,13 @@ public:
   /// SIGUSR2 to the runner: faulthandler writes every thread's stack to the dump pipe (fd 6).
   bool request_stack_dump();
 
-  /// Appends what is in the dump pipe to `out` (at most 64 KiB in all); whether it read any.
+  /// Moves what arrived on the dump pipe to `out` (at most 64 KiB in all); whether there was
+  /// any. The I/O thread reads the pipe as it fills (heartbeats travel on it too).
   bool read_stack_dump(std::string& out);
+
+  /// Heartbeats received so far (NUL bytes the runner's watchdog thread writes to the dump
+  /// pipe every --heartbeat-ms).
+  std::uint64_t heartbeats() const noexcept { return heartbeats_.load(std::memory_order_relaxed); }
 
   /// Drops the callbacks (and what they hold) of a connection that was never attached: no
   /// exit will come to release them. I/O thread only.
@@ -139,6 +144,7 @@ private:
   void read_frames();
   void on_log(int& fd, std::shared_ptr<fd_watcher>& w, line_splitter& split, log_source src);
   void on_exit();
+  void on_dump();
   void close_request_pipe();
   bool signal_group_locked(int sig);
 
@@ -156,19 +162,20 @@ private:
   bool reaped_ = false;        // guarded by mu_
   int to_child_ = -1;          // guarded by mu_ (-1: closed or failed)
   int interrupt_fd_ = -1;      // guarded by mu_
-  int dump_fd_ = -1;           // guarded by mu_
+  std::string dump_buf_;       // guarded by mu_
   int python_pidfd_ = -1;      // guarded by mu_ (signals to the runner itself)
   std::uint64_t busy_transitions_ = 0;  // guarded by mu_
 
   // I/O thread only.
   process::spawned_process proc_;
   protocol::frame_reader reader_;
-  std::shared_ptr<fd_watcher> w_read_, w_write_, w_out_, w_err_, w_exit_;
+  std::shared_ptr<fd_watcher> w_read_, w_write_, w_out_, w_err_, w_exit_, w_dump_;
   line_splitter out_lines_, err_lines_;
   bool stopped_reading_ = false;
   bool paused_ = false;
 
   std::atomic<int> pid_{0};
+  std::atomic<std::uint64_t> heartbeats_{0};
   std::atomic<std::uint64_t> bytes_out_{0}, bytes_in_{0};
   std::size_t max_frame_;
 };

@@ -51,6 +51,17 @@ struct interrupt_policy {
   std::chrono::milliseconds kill_after = 2000ms;  ///< `forever`: never kill
 };
 
+/// Liveness check of a running interpreter: every `interval` the host asks the runner's
+/// watchdog thread for a sign of life (through the interrupt pipe, answered on the dump pipe);
+/// a process that gives none within `timeout` (SIGSTOPped, or a C extension holding the GIL)
+/// is killed with the Python stack in the error, which counts as a crash (a supervised
+/// interpreter is restarted). `interval = forever` turns it off (the default for single
+/// interpreters). Needs the `fds` transport.
+struct heartbeat_policy {
+  std::chrono::milliseconds interval = std::chrono::milliseconds::max();
+  std::chrono::milliseconds timeout = 5000ms;
+};
+
 /// Backpressure between host and Python (Snex's busy_limits, complete). Host -> Python: bytes
 /// waiting to be written to the pipe above `high_water` make the interpreter *busy*: it holds
 /// new requests until the backlog is below `low_water`. At most `max_inflight` requests are
@@ -114,6 +125,11 @@ struct interpreter_options {
   stop_sequence shutdown;
   /// Escalation for requests that time out or are cancelled but keep running.
   interrupt_policy interrupt;
+  /// Liveness check (off by default).
+  heartbeat_policy heartbeat;
+  /// Supervised interpreters: requests made while the process restarts wait in a stash of at
+  /// most this many (then `overloaded` at once), and go to the new process in order.
+  std::size_t restart_stash = 1000;
   /// Backpressure limits.
   pyvisor::busy_limits busy_limits;
   /// Host functions only this interpreter may call (they take precedence over the runtime's).
@@ -143,6 +159,9 @@ struct eval_options {
   captured_output* capture = nullptr;
   /// Host binaries (bin) arrive in Python as bytearray instead of bytes.
   bool bytes_as_bytearray = false;
+  /// On a durable env (env_options::durable) of a supervised interpreter: when this eval
+  /// succeeds it is recorded and run again, in order, when the env is rebuilt on a new process.
+  bool replay = false;
 };
 
 } // namespace pyvisor

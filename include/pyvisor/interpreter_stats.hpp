@@ -1,7 +1,11 @@
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
+
+#include "pyvisor/supervision.hpp"
 
 namespace pyvisor {
 
@@ -16,6 +20,10 @@ struct interpreter_stats {
   std::uint64_t host_calls = 0;        ///< Python -> host calls, casts and sends handled
   std::uint64_t bytes_in = 0;          ///< bytes read from the runner
   std::uint64_t bytes_out = 0;         ///< bytes written to the runner
+  std::uint64_t restarts = 0;          ///< processes started after the first (supervised)
+  std::optional<exit_report> last_exit;  ///< how the last process ended (code/signal, reason)
+  std::chrono::system_clock::time_point last_exit_time{};  ///< when (set with last_exit)
+  std::chrono::milliseconds uptime{0};  ///< since the running process became ready; 0 if none
 };
 
 } // namespace pyvisor

@@ -9,6 +9,7 @@
 #include "pyvisor/interpreter.hpp"
 #include "pyvisor/interpreter_options.hpp"
 #include "pyvisor/log_record.hpp"
+#include "pyvisor/supervisor.hpp"
 
 namespace caf {
 class actor;
@@ -40,6 +41,12 @@ public:
   /// Starts an interpreter. With sync_start (default) returns once the init script finished;
   /// errors: spawn_failed, init_failed, init_timeout, interpreter_exited, config_error.
   expected<interpreter> spawn_interpreter(interpreter_options opts = {});
+
+  /// Starts a supervision tree: its children start in order (each interpreter until its init
+  /// script finished); returns once all are up, or the error that made it give up.
+  /// Errors: config_error (a bad spec or child options), shutting_down, and the last child's
+  /// error when the supervisor gave up during the start.
+  expected<supervisor> supervise(supervisor_spec spec);
 
   /// The actor system (to spawn your own actors that talk to interpreters).
   caf::actor_system& system();

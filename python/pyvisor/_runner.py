@@ -45,6 +45,7 @@ import select
 import signal
 import struct
 import sys
+import threading
 import time
 from _thread import get_ident
 
@@ -134,6 +135,7 @@ class Options(object):
         self.codec = None  # None: $PYVISOR_CODEC, then auto
         self.interrupt_fd = None  # None: no interrupt pipe, SIGINT is ignored
         self.dump_fd = None  # None: no stack dumps on SIGUSR2
+        self.heartbeat_ms = 0  # 0: no heartbeat (a NUL byte on the dump fd every N ms)
         self.high_water = HIGH_WATER  # 0: no busy limits at all
         self.low_water = None  # None: half the high watermark
         self.max_inflight = MAX_INFLIGHT  # 0: no limit on the count
@@ -150,7 +152,7 @@ class Options(object):
 
 _OPTIONS = (
     "--transport", "--max-frame-bytes", "--label", "--codec", "--interrupt-fd", "--dump-fd",
-    "--high-water", "--low-water", "--max-inflight", "--eager-tasks",
+    "--heartbeat-ms", "--high-water", "--low-water", "--max-inflight", "--eager-tasks",
 )
 
 
@@ -166,7 +168,7 @@ def _count(name, value):
 
 def parse_args(argv):
     """Parse ``[--transport fds|stdio] [--max-frame-bytes N] [--label L] [--codec C]
-    [--interrupt-fd N] [--dump-fd N] [--high-water BYTES] [--low-water BYTES] [--max-inflight N]
+    [--interrupt-fd N] [--dump-fd N] [--heartbeat-ms N] [--high-water BYTES] [--low-water BYTES] [--max-inflight N]
     [--eager-tasks on|off]``.
 
     Hand-rolled rather than argparse: it is small and keeps interpreter start-up lean.
@@ -212,6 +214,8 @@ def parse_args(argv):
                 raise UsageError("--interrupt-fd must be >= 0")
         elif name == "--dump-fd":
             opts.dump_fd = _count(name, value)
+        elif name == "--heartbeat-ms":
+            opts.heartbeat_ms = _count(name, value)
         elif name == "--high-water":
             opts.high_water = _count(name, value)
         elif name == "--low-water":
@@ -238,6 +242,7 @@ def main(argv=None):
         in_fd, out_fd = _setup_transport(opts.transport)
         interrupt_fd = _setup_interrupt_fd(opts.interrupt_fd)
         _setup_dump_fd(opts.dump_fd)
+        _start_heartbeat(opts.dump_fd, opts.heartbeat_ms)
     except (UsageError, ValueError, RuntimeError, OSError) as e:
         _log("", "cannot start: %s" % e)
         sys.exit(EXIT_USAGE)
@@ -282,6 +287,28 @@ def _setup_dump_fd(fd):
         return
     os.set_inheritable(fd, False)
     faulthandler.register(signal.SIGUSR2, file=fd, all_threads=True, chain=False)
+
+
+def _start_heartbeat(fd, interval_ms):
+    # A watchdog thread, not the event loop: synchronous user code legitimately blocks the loop
+    # (time.sleep(60) in an eval), but it releases the GIL, so this thread still beats.  What
+    # stops the beat is what the host must detect: a stopped process, or native code that holds
+    # the GIL.  A beat is one NUL byte on the dump pipe (faulthandler's text never has one).
+    if fd is None or interval_ms <= 0:
+        return
+    interval = interval_ms / 1000.0
+
+    def beat():
+        while True:
+            try:
+                os.write(fd, b"\0")
+            except BlockingIOError:
+                pass  # the host is behind: the next beat will do
+            except OSError:
+                return  # the host closed it: the process is ending
+            time.sleep(interval)
+
+    threading.Thread(target=beat, name="pyvisor-heartbeat", daemon=True).start()
 
 
 def _setup_transport(transport):

@@ -55,9 +55,14 @@ TEST_F(bridge_test, replies_complete_out_of_order) {
   std::promise<void> both;
   std::atomic<int> n{0};
   auto record = [&](expected<value> r) {
-    std::lock_guard<std::mutex> g{mu};
-    order.push_back(r ? r->as<std::string>() : r.error().to_string());
-    if (++n == 2)
+    bool last;
+    {
+      std::lock_guard<std::mutex> g{mu};
+      order.push_back(r ? r->as<std::string>() : r.error().to_string());
+      last = ++n == 2;
+    }
+    // Last, and outside the lock: once it is set the test's locals (the mutex too) may be gone.
+    if (last)
       both.set_value();
   };
   py.eval_async("import asyncio\nawait asyncio.sleep(0.3)\nreturn 'slow'", {}, {}, record);

@@ -1,0 +1,252 @@
+#include "pyvisor/runtime.hpp"
+
+#include <algorithm>
+#include <climits>
+#include <cstdint>
+#include <cstdlib>
+#include <link.h>
+#include <unistd.h>
+
+#include "facade/runtime_impl.hpp"
+#include "interpreter/interpreter_actor.hpp"
+#include "process/spawn.hpp"
+
+extern char** environ;
+
+// Where the runner is (root CMakeLists.txt): the source tree's copy (used only by binaries inside
+// the build tree), the install location recorded at configure time, and the runner's path
+// relative to the installed library's and programs' directories (GNUInstallDirs).
+#ifndef PYVISOR_SOURCE_RUNNER_DIR
+#define PYVISOR_SOURCE_RUNNER_DIR ""
+#endif
+#ifndef PYVISOR_BUILD_DIR
+#define PYVISOR_BUILD_DIR ""
+#endif
+#ifndef PYVISOR_INSTALL_RUNNER_DIR
+#define PYVISOR_INSTALL_RUNNER_DIR ""
+#endif
+#ifndef PYVISOR_RUNNER_FROM_LIBDIR
+#define PYVISOR_RUNNER_FROM_LIBDIR "../share/pyvisor/python"
+#endif
+#ifndef PYVISOR_RUNNER_FROM_BINDIR
+#define PYVISOR_RUNNER_FROM_BINDIR "../share/pyvisor/python"
+#endif
+
+namespace pyvisor {
+
+namespace {
+
+bool usable_runner_dir(const std::string& d) {
+  return !d.empty() && ::access((d + "/pyvisor/_runner.py").c_str(), R_OK) == 0;
+}
+
+std::string real_path(const std::string& p) {
+  char buf[PATH_MAX];
+  return !p.empty() && ::realpath(p.c_str(), buf) != nullptr ? std::string{buf} : std::string{};
+}
+
+struct object_search {
+  std::uintptr_t addr = 0;
+  std::string file;  // empty: not found
+  bool main_program = false;
+};
+
+/// The loaded object (libpyvisor.so, or the program libpyvisor.a was linked into) whose
+/// segments contain `s->addr`.
+int find_object(dl_phdr_info* info, std::size_t, void* data) {
+  auto* s = static_cast<object_search*>(data);
+  for (int i = 0; i < info->dlpi_phnum; ++i) {
+    const auto& ph = info->dlpi_phdr[i];
+    if (ph.p_type != PT_LOAD)
+      continue;
+    auto begin = static_cast<std::uintptr_t>(info->dlpi_addr + ph.p_vaddr);
+    if (s->addr >= begin && s->addr < begin + ph.p_memsz) {
+      s->main_program = info->dlpi_name == nullptr || info->dlpi_name[0] == '\0';
+      s->file = s->main_program ? std::string{"/proc/self/exe"} : std::string{info->dlpi_name};
+      return 1;
+    }
+  }
+  return 0;
+}
+
+/// The real path of the file holding this code.
+std::string own_binary() {
+  object_search s;
+  s.addr = reinterpret_cast<std::uintptr_t>(&find_object);
+  ::dl_iterate_phdr(&find_object, &s);
+  return real_path(s.file);
+}
+
+/// The runner for a binary at `self`: in the build tree the source tree's copy; otherwise the
+/// installed copy next to the library (or program), then at the recorded install prefix.
+std::string default_runner_dir() {
+  if (const char* e = std::getenv("PYVISOR_RUNNER_DIR"); e != nullptr && usable_runner_dir(e))
+    return e;
+  std::string self = own_binary();
+  std::string build = real_path(PYVISOR_BUILD_DIR);
+  if (!self.empty() && !build.empty() && self.compare(0, build.size() + 1, build + "/") == 0 &&
+      usable_runner_dir(PYVISOR_SOURCE_RUNNER_DIR))
+    return PYVISOR_SOURCE_RUNNER_DIR;
+  if (auto slash = self.rfind('/'); slash != std::string::npos) {
+    std::string dir = self.substr(0, slash);
+    for (const char* rel : {PYVISOR_RUNNER_FROM_LIBDIR, PYVISOR_RUNNER_FROM_BINDIR}) {
+      std::string d = real_path(dir + "/" + rel);
+      if (usable_runner_dir(d))
+        return d;
+    }
+  }
+  return PYVISOR_INSTALL_RUNNER_DIR;
+}
+
+// The runner's entry: put its directory first on sys.path (isolated mode adds none), then run.
+constexpr const char* boot_code =
+  "import sys;sys.path.insert(0,sys.argv[1]);from pyvisor._runner import main;main()";
+
+} // namespace
+
+expected<std::shared_ptr<detail::interpreter_shared>> runtime::impl::make_interpreter(
+  interpreter_options opts, caf::actor supervisor) {
+  {
+    std::lock_guard<std::mutex> g{mu};
+    if (shut_down)
+      return make_error(errc::shutting_down, "the runtime is shutting down");
+  }
+  if (opts.max_frame_bytes < 1024 || opts.max_frame_bytes > (std::size_t{1} << 31))
+    return make_error(errc::config_error, "max_frame_bytes must be between 1 KiB and 2 GiB");
+  if (!opts.busy_limits.disabled &&
+      (opts.busy_limits.high_water == 0 || opts.busy_limits.max_inflight == 0 ||
+       opts.busy_limits.low_water > opts.busy_limits.high_water))
+    return make_error(errc::config_error,
+                      "busy_limits: high_water and max_inflight must be positive and low_water <= "
+                      "high_water (or set disabled)");
+  if (opts.init_script_timeout.count() <= 0)
+    return make_error(errc::config_error,
+                      "init_script_timeout must be positive or pyvisor::forever");
+  if (opts.default_timeout.count() <= 0)
+    return make_error(errc::config_error, "default_timeout must be positive or pyvisor::forever");
+  if (opts.heartbeat.interval != forever &&
+      (opts.heartbeat.interval.count() <= 0 || opts.heartbeat.timeout.count() <= 0))
+    return make_error(errc::config_error,
+                      "heartbeat: interval and timeout must be positive (interval forever: off)");
+  if (opts.heartbeat.interval != forever && opts.transport != transport::fds)
+    return make_error(errc::config_error, "heartbeat needs the fds transport");
+  if (opts.interrupt.kill_after.count() < 0 || opts.interrupt.grace.count() < 0 ||
+      opts.shutdown.graceful.count() < 0 || opts.shutdown.terminate.count() < 0)
+    return make_error(errc::config_error,
+                      "interrupt and shutdown durations must not be negative");
+  for (auto& [k, v] : opts.environment)
+    if (k.empty() || k.find('=') != std::string::npos)
+      return make_error(errc::config_error, "invalid environment variable name '" + k + "'");
+  auto runner_dir = opts.runner_dir.empty() ? default_runner_dir() : opts.runner_dir;
+  if (!usable_runner_dir(runner_dir))
+    return make_error(errc::config_error,
+                      "runner not found: no pyvisor/_runner.py in '" + runner_dir +
+                        "' (set runner_dir or PYVISOR_RUNNER_DIR)");
+
+  process::spawn_request req;
+  if (opts.launcher.empty()) {
+    auto py = resolver.resolve(opts.python);
+    if (!py)
+      return std::move(py).error();
+    req.argv.push_back(std::move(*py));
+  } else {
+    auto exe = process::find_executable(opts.launcher[0]);
+    if (exe.empty())
+      return make_error(errc::spawn_failed,
+                        "launcher '" + opts.launcher[0] + "' not found or not executable");
+    if (exe[0] != '/') {
+      char buf[4096];
+      if (::getcwd(buf, sizeof buf))
+        exe = std::string{buf} + "/" + exe;
+    }
+    req.argv.push_back(exe);
+    req.argv.insert(req.argv.end(), opts.launcher.begin() + 1, opts.launcher.end());
+    req.argv.push_back(opts.python);  // as given: the launcher's side resolves it
+  }
+  req.argv.insert(req.argv.end(), opts.args.begin(), opts.args.end());
+  if (opts.isolated)
+    req.argv.emplace_back("-I");
+  if (opts.no_site)
+    req.argv.emplace_back("-S");
+  req.argv.insert(req.argv.end(), {"-c", boot_code, runner_dir, "--transport",
+                                   opts.transport == transport::stdio ? "stdio" : "fds",
+                                   "--max-frame-bytes", std::to_string(opts.max_frame_bytes)});
+  if (!opts.label.empty())
+    req.argv.insert(req.argv.end(), {"--label", opts.label});
+  if (opts.transport == transport::fds)
+    req.argv.insert(req.argv.end(), {"--interrupt-fd", "5", "--dump-fd", "6"});
+  if (opts.transport == transport::fds && opts.heartbeat.interval != forever)
+    req.argv.insert(req.argv.end(),
+                    {"--heartbeat-ms", std::to_string(std::max<std::int64_t>(
+                                         opts.heartbeat.interval.count() / 2, 1))});
+  // The runner applies the same busy limits to its side (docs/protocol.md, flow control).
+  if (opts.busy_limits.disabled) {
+    req.argv.insert(req.argv.end(), {"--high-water", "0"});
+  } else {
+    req.argv.insert(req.argv.end(),
+                    {"--high-water", std::to_string(opts.busy_limits.high_water), "--low-water",
+                     std::to_string(std::min(opts.busy_limits.low_water, opts.busy_limits.high_water)),
+                     "--max-inflight", std::to_string(std::max<std::size_t>(opts.busy_limits.max_inflight, 1))});
+  }
+  req.argv.insert(req.argv.end(), {"--eager-tasks", opts.eager_tasks ? "on" : "off"});
+  req.stdio_transport = opts.transport == transport::stdio;
+  req.cwd = opts.cwd;
+
+  for (char** e = environ; opts.inherit_environment && *e != nullptr; ++e) {
+    std::string_view kv{*e};
+    auto name = kv.substr(0, kv.find('='));
+    if (!opts.inherit_only.empty() &&
+        std::find(opts.inherit_only.begin(), opts.inherit_only.end(), name) ==
+          opts.inherit_only.end())
+      continue;
+    bool overridden = std::any_of(opts.environment.begin(), opts.environment.end(),
+                                  [&](auto& p) { return p.first == name; });
+    if (!overridden)
+      req.env.emplace_back(kv);
+  }
+  for (auto& [k, v] : opts.environment)
+    req.env.push_back(k + "=" + v);
+
+  auto shared = std::make_shared<detail::interpreter_shared>();
+  shared->rt = shared_from_this();
+  std::weak_ptr<impl> weak_rt = shared_from_this();
+  log_sink sink = [weak_rt](const log_record& r) {
+    if (auto rt = weak_rt.lock())
+      rt->log(r);
+  };
+  interp::request_table::config tcfg;
+  tcfg.busy = opts.busy_limits;
+  tcfg.max_frame_bytes = opts.max_frame_bytes;
+  tcfg.label = opts.label;
+  shared->table = interp::request_table::make(*loop, std::move(tcfg));
+  shared->st = std::make_shared<interp::status>();
+  shared->opts = opts;
+  interp::actor_args args;
+  args.table = shared->table;
+  args.st = shared->st;
+  args.loop = loop.get();
+  args.hosts = hosts;
+  args.log = sink;
+  args.timers = timers;
+  args.spawn = std::move(req);
+  args.opts = std::move(opts);
+  args.supervisor = supervisor;
+  shared->supervised = static_cast<bool>(supervisor);
+  {
+    std::lock_guard<std::mutex> g{mu};
+    if (shut_down)
+      return make_error(errc::shutting_down, "the runtime is shutting down");
+    shared->actor = interp::spawn_interpreter_actor(*sys, std::move(args));
+    // Forget interpreters that ended, then remember this one for the shutdown.
+    live.erase(std::remove_if(live.begin(), live.end(),
+                              [](auto& p) {
+                                auto st = p.first.lock();
+                                return !st || st->get() == interpreter_state::stopped;
+                              }),
+               live.end());
+    live.emplace_back(shared->st, shared->actor.address());
+  }
+  return shared;
+}
+
+} // namespace pyvisor
