@@ -1,0 +1,139 @@
+// Restart under a live handle (issue 8): a supervised interpreter's process is SIGKILLed and the
+// same handle is asked to eval until it answers; the time from the kill to that first success
+// is the restart latency callers see (cold spawn of a new Python process, runner start-up,
+// init script, admission). Reported beside the spawn-to-ready time of a fresh interpreter
+// measured in the same run (the floor a restart cannot beat). Backoff is off (0 ms) so the
+// figure is the mechanism, not the policy. Prints one JSON object.
+
+#include <algorithm>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "pyvisor/runtime.hpp"
+#include "pyvisor/supervisor.hpp"
+
+#include "bench_common.hpp"
+
+namespace {
+
+using namespace pyvisor_bench;
+constexpr const char* prog = "bench_restart";
+
+struct options {
+  common_options c;
+  long long iters = -1;
+};
+
+void usage(std::FILE* f) {
+  std::fprintf(f,
+               "usage: bench_restart [--iters N] <common>\n"
+               "  defaults: --iters 50 (--quick: 15)\n"
+               "%s  Prints one JSON object.\n",
+               common_usage);
+}
+
+int run(const options& o) {
+  pyvisor::runtime rt{pyvisor::runtime_options{.log = {}}};
+  auto io = interpreter_opts(o.c);
+
+  // The floor: spawn_interpreter() to ready, fresh each time.
+  std::vector<double> spawn_us;
+  for (long long i = 0; i < o.iters; ++i) {
+    const auto t0 = clock_type::now();
+    auto py = spawn(prog, rt, io);
+    const auto t1 = clock_type::now();
+    if (!py)
+      return 1;
+    spawn_us.push_back(us_since(t0, t1));
+    if (!stop(prog, *py))
+      return 1;
+  }
+
+  pyvisor::supervisor_spec spec;
+  spec.name = "bench";
+  spec.intensity = static_cast<int>(o.iters) + 10;
+  spec.period = std::chrono::seconds{60};
+  spec.backoff = {std::chrono::milliseconds{0}, std::chrono::milliseconds{0}, 0.0,
+                  std::chrono::milliseconds{0}};
+  pyvisor::child_spec child;
+  child.id = "py";
+  child.interpreter = io;
+  spec.children.push_back(child);
+  auto sup = rt.supervise(spec);
+  if (!sup) {
+    std::fprintf(stderr, "%s: supervise failed: %s\n", prog, sup.error().to_string().c_str());
+    return 1;
+  }
+  auto py = sup->child("py");
+  if (!py)
+    return 1;
+  std::vector<double> restart_us;
+  long long failed_calls = 0;
+  for (long long i = 0; i < o.iters; ++i) {
+    auto ok = py->eval("return 1");
+    if (!ok) {
+      std::fprintf(stderr, "%s: eval before the kill failed: %s\n", prog,
+                   ok.error().to_string().c_str());
+      return 1;
+    }
+    const int pid = py->os_pid();
+    const auto t0 = clock_type::now();
+    ::kill(pid, SIGKILL);
+    for (;;) {
+      auto r = py->eval("return 1");
+      if (r && py->os_pid() != pid)
+        break;
+      ++failed_calls;  // in flight at the kill: interpreter_exited, once
+      if (!r && r.error().code != pyvisor::errc::interpreter_exited) {
+        std::fprintf(stderr, "%s: unexpected error: %s\n", prog, r.error().to_string().c_str());
+        return 1;
+      }
+    }
+    restart_us.push_back(us_since(t0, clock_type::now()));
+  }
+  const auto restarts = py->stats().restarts;
+  if (!sup->stop())
+    return 1;
+  auto s = summarize(spawn_us);
+  auto r = summarize(restart_us);
+  json_object j;
+  j.str("bench", "restart")
+    .str("python", o.c.python)
+    .integer("iters", o.iters)
+    .integer("restarts", static_cast<long long>(restarts))
+    .integer("calls_failed_at_kill", failed_calls)
+    .num("spawn_p50_ms", s.p50 / 1e3)
+    .num("spawn_p99_ms", s.p99 / 1e3)
+    .num("restart_p50_ms", r.p50 / 1e3)
+    .num("restart_p99_ms", r.p99 / 1e3)
+    .num("restart_to_spawn_p50", r.p50 / s.p50)
+    .print();
+  return 0;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  options o;
+  cli a{prog, argc, argv};
+  while (a.next()) {
+    if (a.common(o.c))
+      continue;
+    if (a.is("--iters"))
+      o.iters = a.count();
+    else if (a.is("-h") || a.is("--help"))
+      return usage(stdout), 0;
+    else
+      a.unknown(usage);
+  }
+  if (o.iters < 0)
+    o.iters = o.c.quick ? 15 : 50;
+  if (o.iters < 1) {
+    std::fprintf(stderr, "%s: --iters must be >= 1\n", prog);
+    return 2;
+  }
+  return guarded(prog, [&] { return run(o); });
+}
