@@ -39,6 +39,30 @@ class OptionsTest(support.TimedTestCase):
             with self.assertRaises(UsageError, msg=argv):
                 parse_args(argv)
 
+    def test_heartbeat_option_and_beats(self):
+        self.assertEqual(parse_args([]).heartbeat_ms, 0)
+        self.assertEqual(parse_args(["--heartbeat-ms", "250"]).heartbeat_ms, 250)
+        with self.assertRaises(UsageError):
+            parse_args(["--heartbeat-ms", "soon"])
+        # The watchdog thread writes NUL bytes on the dump fd while the main thread is busy.
+        import os
+        import time
+        from pyvisor._runner import _start_heartbeat
+        import select
+        r, w = os.pipe()
+        try:
+            _start_heartbeat(w, 10)
+            data = b""
+            deadline = time.monotonic() + 10
+            while len(data) < 3 and time.monotonic() < deadline:
+                if select.select([r], [], [], 1)[0]:
+                    data += os.read(r, 4096)
+            self.assertGreaterEqual(len(data), 3)
+            self.assertEqual(set(data), {0})
+        finally:
+            os.close(r)
+            os.close(w)  # the thread's next write fails: it ends
+
 
 class InputLimitTest(RunnerTestCase):
     def start_slow(self, runner, count):
