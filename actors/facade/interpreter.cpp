@@ -199,11 +199,16 @@ expected<std::size_t> interpreter::interrupt() {
   return out;
 }
 
-expected<void> interpreter::stop() {
+expected<void> interpreter::stop(std::chrono::milliseconds deadline) {
   if (s_->supervised)
     return make_error(errc::invalid_argument,
                       "a supervised interpreter is stopped through its supervisor (terminate_child)");
-  caf::anon_send(s_->actor, stop_atom::value);
+  if (deadline != forever && deadline.count() < 0)
+    return make_error(errc::invalid_argument, "a stop deadline must not be negative");
+  if (deadline == forever)
+    caf::anon_send(s_->actor, stop_atom::value);
+  else
+    caf::anon_send(s_->actor, stop_atom::value, deadline);
   s_->st->wait([](interpreter_state s) { return s == interpreter_state::stopped; }, forever);
   return {};
 }

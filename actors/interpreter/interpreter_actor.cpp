@@ -262,6 +262,24 @@ public:
         begin_stop();
         return rp;
       },
+      [this](stop_atom, std::chrono::milliseconds deadline) {
+        auto rp = make_response_promise();
+        if (a_.supervisor) {
+          rp.deliver(to_caf_error(make_error(
+            errc::invalid_argument,
+            "a supervised interpreter is stopped through its supervisor (terminate_child)")));
+          return rp;
+        }
+        if (a_.st->get() == interpreter_state::stopped) {
+          rp.deliver(true);
+          return rp;
+        }
+        stoppers_.push_back(rp);
+        begin_stop();
+        if (process_)
+          later(deadline, kill_atom::value, inc_);  // bounds whatever the sequence still takes
+        return rp;
+      },
       [this](wait_ready_atom) {
         auto rp = make_response_promise();
         auto s = a_.st->get();

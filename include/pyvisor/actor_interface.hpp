@@ -12,6 +12,7 @@
 /// | (drop_env_atom, std::uint64_t env)        | nothing (fire and forget; idempotent)        |
 /// | (interrupt_atom)                          | std::size_t requests interrupted             |
 /// | (stop_atom)                               | bool true once the process is reaped         |
+/// | (stop_atom, std::chrono::milliseconds d)  | the same, but SIGKILL if not done within `d` |
 /// | (wait_ready_atom)                         | bool true once ready, or the start error     |
 /// | (os_pid_atom)                             | int                                          |
 /// | (state_atom)                              | pyvisor::interpreter_state                   |

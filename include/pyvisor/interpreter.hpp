@@ -64,8 +64,10 @@ public:
   expected<std::size_t> interrupt();
 
   /// Stops the interpreter with its stop sequence and waits until the process is reaped.
-  /// Pending calls fail with interpreter_down. Idempotent.
-  expected<void> stop();
+  /// Pending calls fail with interpreter_down. Idempotent. `deadline` bounds the sequence:
+  /// a process still alive then is SIGKILLed (`forever`: the stop_sequence as configured).
+  /// A supervised interpreter is stopped through its supervisor: invalid_argument here.
+  expected<void> stop(std::chrono::milliseconds deadline = forever);
 
   /// Waits until the interpreter is ready (for sync_start = false), or for its start error.
   expected<void> wait_ready(std::chrono::milliseconds timeout = 60s);

@@ -178,3 +178,24 @@ TEST_F(request_path_test, a_slow_host_function_does_not_delay_the_stop_or_deadli
   EXPECT_EQ(r.error().code, errc::interpreter_down) << r.error();
   release.set_value();
 }
+
+TEST_F(request_path_test, stop_takes_a_deadline) {
+  auto py = must_spawn(options());  // default stop sequence: 5 s graceful, then 2 s
+  std::promise<expected<value>> spinning;
+  py.eval_async("import signal\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint('spinning')\n"
+                "while True:\n    pass",
+                {}, {.timeout = forever},
+                [&](expected<value> r) { spinning.set_value(std::move(r)); });
+  ASSERT_TRUE(wait_log([](const captured_line& l) { return l.line == "spinning"; }));
+  auto start = std::chrono::steady_clock::now();
+  auto bad = py.stop(-1ms);
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().code, errc::invalid_argument);
+  ASSERT_TRUE(py.stop(300ms));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, scaled(4s))
+    << "the 5 s graceful phase was not cut short";
+  auto r = spinning.get_future().get();
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::interpreter_down) << r.error();
+  EXPECT_EQ(py.state(), interpreter_state::stopped);
+}
