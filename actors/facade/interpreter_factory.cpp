@@ -230,7 +230,8 @@ expected<std::shared_ptr<detail::interpreter_shared>> runtime::impl::make_interp
   args.timers = timers;
   args.spawn = std::move(req);
   args.opts = std::move(opts);
-  args.supervisor = supervisor;
+  args.supervisor = supervisor.address();
+  args.supervised = static_cast<bool>(supervisor);
   shared->supervised = static_cast<bool>(supervisor);
   {
     std::lock_guard<std::mutex> g{mu};

@@ -107,7 +107,7 @@ supervision::child_factory factory(std::weak_ptr<runtime::impl> weak_rt,
       if (auto t = weak_top.lock())
         t->on_event(e, false);
     };
-    cfg.parent = sup;
+    cfg.parent = sup.address();
     cfg.seed = std::random_device{}();
     return supervision::spawn_supervisor(*rt->sys, std::move(cfg));
   };

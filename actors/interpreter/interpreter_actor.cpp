@@ -99,7 +99,7 @@ public:
       if (auto a = caf::actor_cast<caf::actor>(self))
         caf::anon_send(a, abandoned_atom::value, id);
     });
-    if (!a_.supervisor)
+    if (!a_.supervised)
       start();
     return {
       [this](spawned_atom, std::uint64_t inc, int pid, std::string label) {
@@ -143,7 +143,7 @@ public:
       },
       // The child protocol (supervised).
       [this](core::child_start_atom) {
-        if (!a_.supervisor || process_ || final_)
+        if (!a_.supervised || process_ || final_)
           return;
         start();
       },
@@ -248,7 +248,7 @@ public:
       },
       [this](stop_atom) {
         auto rp = make_response_promise();
-        if (a_.supervisor) {
+        if (a_.supervised) {
           rp.deliver(to_caf_error(make_error(
             errc::invalid_argument,
             "a supervised interpreter is stopped through its supervisor (terminate_child)")));
@@ -264,7 +264,7 @@ public:
       },
       [this](stop_atom, std::chrono::milliseconds deadline) {
         auto rp = make_response_promise();
-        if (a_.supervisor) {
+        if (a_.supervised) {
           rp.deliver(to_caf_error(make_error(
             errc::invalid_argument,
             "a supervised interpreter is stopped through its supervisor (terminate_child)")));
@@ -464,13 +464,14 @@ private:
     waiters_.clear();
     if (a_.opts.heartbeat.interval != forever)
       later(a_.opts.heartbeat.interval, heartbeat_atom::value, inc_, session_->conn().heartbeats());
-    if (a_.supervisor) {
+    if (a_.supervised) {
       int pid;
       {
         std::lock_guard<std::mutex> g{a_.st->mu};
         pid = a_.st->pid;
       }
-      send(a_.supervisor, core::child_up_atom::value, address(), pid);
+      if (auto sup = caf::actor_cast<caf::actor>(a_.supervisor))
+        send(sup, core::child_up_atom::value, address(), pid);
     }
   }
 
@@ -478,7 +479,7 @@ private:
   /// everything waiting is answered now.
   void abort_start(error e) {
     session_->set_exit_reason(e);
-    if (!a_.supervisor) {
+    if (!a_.supervised) {
       a_.table->refuse(e, false);
       a_.st->set(interpreter_state::draining, e);
       for (auto& w : waiters_)
@@ -680,12 +681,13 @@ private:
   void on_exit(exit_info& info) {
     process_ = false;
     auto report = report_of(info);
-    if (a_.supervisor && !final_) {
+    if (a_.supervised && !final_) {
       // The handle stays: requests sent to the process were answered; new ones wait in the
       // stash for the next process, which the supervisor starts when its policy says so.
       a_.table->restarting(info.reason, a_.opts.restart_stash);
       a_.st->restarting(report);
-      send(a_.supervisor, core::child_down_atom::value, address(), report);
+      if (auto sup = caf::actor_cast<caf::actor>(a_.supervisor))
+        send(sup, core::child_down_atom::value, address(), report);
       return;
     }
     {

@@ -12,6 +12,7 @@
 #include "pyvisor/interpreter_options.hpp"
 
 #include <caf/actor.hpp>
+#include <caf/actor_addr.hpp>
 
 namespace pyvisor::interp {
 
@@ -29,7 +30,8 @@ struct actor_args {
   /// process's end to the supervisor and starts the next one when told, under the same handle;
   /// it ends only when the supervisor sends it an exit. Unset: it starts at once and ends with
   /// its process.
-  caf::actor supervisor;
+  caf::actor_addr supervisor;  ///< weak: the supervisor holds its children, not the reverse
+  bool supervised = false;
 };
 
 /// Spawns the interpreter actor (see interpreter_state.hpp for its lifecycle and

@@ -28,7 +28,7 @@ void deadline_timer::restart() {
   }
   if (!started_) {
     uv_timer_init(loop_.loop(), &timer_);
-    timer_.data = this;
+    timer_.data = static_cast<loop_handle*>(this);
     started_ = true;
     self_ = shared_from_this();
   }
@@ -37,7 +37,7 @@ void deadline_timer::restart() {
 }
 
 void deadline_timer::fired(uv_timer_t* h) {
-  auto* self = static_cast<deadline_timer*>(h->data);
+  auto* self = static_cast<deadline_timer*>(static_cast<loop_handle*>(h->data));
   bool early;
   {
     std::lock_guard<std::mutex> g{self->mu_};
@@ -62,14 +62,17 @@ void deadline_timer::close() {
   }
   loop_.post([self = shared_from_this()] {
     self->on_fire_ = nullptr;
-    if (!self->started_)
-      return;
+    auto* h = reinterpret_cast<uv_handle_t*>(&self->timer_);
+    if (!self->started_ || uv_is_closing(h))
+      return;  // never started, or the loop's final walk closed it (handle_closed ran)
     uv_timer_stop(&self->timer_);
-    uv_close(reinterpret_cast<uv_handle_t*>(&self->timer_), [](uv_handle_t* h) {
-      auto* t = static_cast<deadline_timer*>(h->data);
-      t->self_.reset();  // may delete *t
-    });
+    uv_close(h, [](uv_handle_t* c) { static_cast<loop_handle*>(c->data)->handle_closed(); });
   });
+}
+
+void deadline_timer::handle_closed() {
+  on_fire_ = nullptr;
+  self_.reset();  // may delete *this
 }
 
 } // namespace pyvisor::io

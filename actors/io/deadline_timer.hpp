@@ -15,7 +15,7 @@ namespace pyvisor::io {
 /// thread: it wakes the I/O thread only when the new time is earlier than the armed one, so a
 /// stream of requests with a 30 s deadline costs one wake-up per 30 s, not one per request.
 /// After it fires it is unarmed; the owner re-arms it for its next deadline from `on_fire`.
-class deadline_timer : public std::enable_shared_from_this<deadline_timer> {
+class deadline_timer : public std::enable_shared_from_this<deadline_timer>, public io::loop_handle {
 public:
   using clock = std::chrono::steady_clock;
 
@@ -30,6 +30,7 @@ public:
 private:
   deadline_timer(io_loop& loop, std::function<void()> f) : loop_(loop), on_fire_(std::move(f)) {}
   void restart();  // I/O thread
+  void handle_closed() override;
   static void fired(uv_timer_t* h);
 
   io_loop& loop_;

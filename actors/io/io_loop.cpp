@@ -64,8 +64,16 @@ void io_loop::drain() {
     uv_walk(
       &loop_,
       [](uv_handle_t* h, void*) {
-        if (!uv_is_closing(h))
+        if (uv_is_closing(h))
+          return;
+        if (h->type == UV_ASYNC) {  // the loop's own wake-up handle
           uv_close(h, nullptr);
+          return;
+        }
+        uv_close(h, [](uv_handle_t* c) {
+          if (c->data != nullptr)
+            static_cast<loop_handle*>(c->data)->handle_closed();
+        });
       },
       nullptr);
   }
@@ -93,7 +101,7 @@ void io_loop::stop() {
 std::shared_ptr<fd_watcher> fd_watcher::make(io_loop& loop, int fd, callback cb) {
   auto w = std::shared_ptr<fd_watcher>(new fd_watcher(fd, std::move(cb)));
   uv_poll_init(loop.loop(), &w->poll_, fd);
-  w->poll_.data = w.get();
+  w->poll_.data = static_cast<loop_handle*>(w.get());
   w->self_ = w;  // released by the close callback
   return w;
 }
@@ -124,13 +132,19 @@ void fd_watcher::close() {
     return;
   }
   uv_close(reinterpret_cast<uv_handle_t*>(&poll_), [](uv_handle_t* h) {
-    auto self = static_cast<fd_watcher*>(h->data);
-    self->self_.reset();  // may destroy *this
+    static_cast<loop_handle*>(h->data)->handle_closed();
   });
 }
 
+void fd_watcher::handle_closed() {
+  closed_ = true;
+  events_ = 0;
+  cb_ = nullptr;
+  self_.reset();  // may destroy *this
+}
+
 void fd_watcher::on_poll(uv_poll_t* h, int status, int events) {
-  auto self = static_cast<fd_watcher*>(h->data);
+  auto self = static_cast<fd_watcher*>(static_cast<loop_handle*>(h->data));
   if (self->closed_ || !self->cb_)
     return;
   // Keep alive across the callback: it may close the watcher.

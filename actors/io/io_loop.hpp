@@ -46,12 +46,24 @@ private:
   std::thread::id thread_id_;
 };
 
+/// What every uv handle pyvisor creates (besides the loop's own wake-up) has in its `data`: the
+/// loop's final walk (stop()) closes handles their owners never closed, and tells them here, so
+/// an owner that keeps itself alive until its close callback (fd_watcher, deadline_timer) can
+/// let go instead of leaking.
+class loop_handle {
+public:
+  virtual void handle_closed() = 0;
+
+protected:
+  ~loop_handle() = default;
+};
+
 /// Watches one fd for readability or writability with uv_poll (the fd stays ours: we read and
 /// write it with plain syscalls, so frames can be read straight into their final buffer).
 /// Create, use and close only on the loop thread. `close()` releases the handle
 /// asynchronously; the watcher object must stay allocated until then, so it is always owned by
 /// a shared_ptr that the close callback keeps alive.
-class fd_watcher : public std::enable_shared_from_this<fd_watcher> {
+class fd_watcher : public std::enable_shared_from_this<fd_watcher>, public loop_handle {
 public:
   using callback = std::function<void(int status, int events)>;
 
@@ -69,6 +81,7 @@ public:
 
 private:
   fd_watcher(int fd, callback cb) : fd_(fd), cb_(std::move(cb)) {}
+  void handle_closed() override;
   static void on_poll(uv_poll_t* h, int status, int events);
 
   uv_poll_t poll_{};

@@ -96,7 +96,8 @@ public:
           c.backoff = restart_backoff{cfg_.spec.backoff};
         start_all([this](const std::optional<error>& e) {
           if (!e && running_)
-            caf::anon_send(cfg_.parent, core::child_up_atom::value, address(), 0);
+            if (auto p = caf::actor_cast<caf::actor>(cfg_.parent))
+              caf::anon_send(p, core::child_up_atom::value, address(), 0);
         });
       },
       [this](core::child_stop_atom, const shutdown_policy&) {
@@ -404,7 +405,8 @@ private:
   void report_down(const exit_report& r) {
     running_ = false;
     emit({supervision_event::stopped, cfg_.spec.name, "", 0, r, duration{0}});
-    caf::anon_send(cfg_.parent, core::child_down_atom::value, address(), r);
+    if (auto p = caf::actor_cast<caf::actor>(cfg_.parent))
+      caf::anon_send(p, core::child_down_atom::value, address(), r);
   }
 
   /// Stops every child (reverse order) and then this supervisor for good.
@@ -420,9 +422,12 @@ private:
   }
 
   void end(const error& why) {
-    for (auto& c : children_)
+    for (auto& c : children_) {
       if (c.actor)
         anon_send_exit(c.actor, caf::exit_reason::user_shutdown);
+      c.actor = nullptr;  // nothing of a stopped tree stays referenced from here
+    }
+    subscribers_.clear();
     if (!cfg_.parent || stopping_)
       emit({supervision_event::stopped, cfg_.spec.name, "",
             0, exit_report{exit_kind::shutdown, -1, 0, why}, duration{0}});
@@ -600,7 +605,6 @@ private:
   }
 
   supervisor_config cfg_;
-  std::deque<child_rec> children_storage_;
   std::vector<child_rec> children_;
   restart_window window_;
   std::minstd_rand rng_;

@@ -4,6 +4,7 @@
 #include <functional>
 
 #include <caf/actor.hpp>
+#include <caf/actor_addr.hpp>
 #include <caf/actor_system.hpp>
 
 #include "pyvisor/expected.hpp"
@@ -24,7 +25,7 @@ struct supervisor_config {
   /// Set for a nested supervisor: it waits for child_start and reports to this parent with the
   /// child protocol (core/child_protocol.hpp). Unset: it starts its children at once and quits
   /// when it gives up or is stopped.
-  caf::actor parent;
+  caf::actor_addr parent;  ///< weak: the parent holds its children, not the reverse
   /// Seed of the jitter (tests fix it).
   std::uint64_t seed = 0;
 };

@@ -43,7 +43,7 @@ struct world {
 
 class fake_child : public caf::event_based_actor {
 public:
-  fake_child(caf::actor_config& cfg, world* w, std::string id, caf::actor sup)
+  fake_child(caf::actor_config& cfg, world* w, std::string id, caf::actor_addr sup)
     : caf::event_based_actor(cfg), w_(w), id_(std::move(id)), sup_(std::move(sup)) {
   }
 
@@ -53,20 +53,20 @@ public:
         w_->log.push_back("start " + id_);
         ++w_->starts[id_];
         if (w_->fail_start[id_]) {
-          send(sup_, child_down_atom::value, address(),
+          send(caf::actor_cast<caf::actor>(sup_), child_down_atom::value, address(),
                exit_report{exit_kind::start_failed, 1, 0,
                            make_error(errc::init_failed, id_ + ": init raised")});
           return;
         }
         running_ = true;
-        send(sup_, child_up_atom::value, address(), w_->next_pid++);
+        send(caf::actor_cast<caf::actor>(sup_), child_up_atom::value, address(), w_->next_pid++);
       },
       [this](child_stop_atom, const shutdown_policy&) {
         if (!running_)
           return;
         running_ = false;
         w_->log.push_back("stop " + id_);
-        send(sup_, child_down_atom::value, address(),
+        send(caf::actor_cast<caf::actor>(sup_), child_down_atom::value, address(),
              exit_report{exit_kind::shutdown, -1, 0, make_error(errc::interpreter_down, "stopped")});
       },
       [this](end_atom, exit_kind k) {  // the test makes it end by itself
@@ -75,7 +75,7 @@ public:
         running_ = false;
         w_->log.push_back("end " + id_);
         auto code = k == exit_kind::normal ? 0 : 1;
-        send(sup_, child_down_atom::value, address(),
+        send(caf::actor_cast<caf::actor>(sup_), child_down_atom::value, address(),
              exit_report{k, code, 0, make_error(errc::interpreter_exited, id_ + " ended")});
       },
     };
@@ -84,7 +84,7 @@ public:
 private:
   world* w_;
   std::string id_;
-  caf::actor sup_;
+  caf::actor_addr sup_;  // weak, as a real child holds its supervisor
   bool running_ = false;
 };
 
@@ -128,12 +128,12 @@ protected:
         cfg.spec = *spec.supervisor;
         cfg.make = factory();
         cfg.on_event = [this](const supervision_event& e) { w_.events.push_back(e); };
-        cfg.parent = sup;
+        cfg.parent = sup.address();
         auto a = supervision::spawn_supervisor(sys_, std::move(cfg));
         w_.actors[spec.id] = a;
         return a;
       }
-      auto a = sys_.spawn<fake_child>(&w_, spec.id, sup);
+      auto a = sys_.spawn<fake_child>(&w_, spec.id, sup.address());
       w_.actors[spec.id] = a;
       return a;
     };
