@@ -152,12 +152,8 @@ public:
           stop_process(p);
       },
       [this](eval_atom, eval_request& req) {
-        if (auto e = check_timeout(req.options.timeout))
+        if (auto e = check_actor_options(req.options))
           return answer_now(*e);
-        if (req.options.capture != nullptr)
-          return answer_now(make_error(errc::invalid_argument,
-                                       "eval_options::capture is not available through the "
-                                       "actor interface"));
         pyvisor::interp::request r;
         r.op = pyvisor::interp::request::op_t::eval;
         r.text = req.code;
@@ -170,12 +166,8 @@ public:
         return forward(r, deadline_for(req.options.timeout, a_.opts.default_timeout), 0);
       },
       [this](call_atom, call_request& req) {
-        if (auto e = check_timeout(req.options.timeout))
+        if (auto e = check_actor_options(req.options))
           return answer_now(*e);
-        if (req.options.capture != nullptr)
-          return answer_now(make_error(errc::invalid_argument,
-                                       "eval_options::capture is not available through the "
-                                       "actor interface"));
         pyvisor::interp::request r;
         r.op = pyvisor::interp::request::op_t::call;
         r.text = req.name;
@@ -550,6 +542,16 @@ private:
       later(graceful, term_atom::value, inc_);
     if (terminate != forever)
       later(graceful + terminate, kill_atom::value, inc_);
+  }
+
+  /// What the actor interface refuses in eval_options (a bad timeout; capture, a pointer).
+  static std::optional<error> check_actor_options(const eval_options& o) {
+    if (auto e = check_timeout(o.timeout))
+      return e;
+    if (o.capture != nullptr)
+      return make_error(errc::invalid_argument,
+                        "eval_options::capture is not available through the actor interface");
+    return std::nullopt;
   }
 
   caf::response_promise answer_now(const error& e) {

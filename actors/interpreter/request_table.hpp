@@ -151,7 +151,7 @@ public:
   /// The interpreter is stopping or stopped: queued and new requests are answered `e`;
   /// `stopping` makes runner `cancelled` answers (for requests nobody cancelled) stop errors.
   void refuse(error e, bool stopping);
-  /// The process ended: requests sent to it are answered `e`, the connection is detached.
+  /// The process ended: requests sent to it are answered `e`, the table lets go of the connection.
   /// Queued requests stay queued when `keep_queued`, otherwise they are answered `e` too.
   void connection_lost(const error& e, bool keep_queued);
   /// A supervised process ended and another will follow: non-durable envs are lost (queued

@@ -121,25 +121,6 @@ error to_error(const caf::error& e);
 
 namespace pyvisor {
 
-namespace detail {
-
-/// Saves/loads a std::optional<T> as (has, value) through the inspector `f`.
-template <class Inspector, class T>
-typename Inspector::result_type inspect_optional(Inspector& f, std::optional<T>& x) {
-  bool has = x.has_value();
-  T tmp = has ? *x : T{};
-  auto load = caf::meta::load_callback([&]() -> caf::error {
-    if (has)
-      x = std::move(tmp);
-    else
-      x.reset();
-    return caf::none;
-  });
-  return f(has, tmp, load);
-}
-
-} // namespace detail
-
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, error& x) {
   return f(caf::meta::type_name("pyvisor::error"), x.code, x.message, x.python_type, x.traceback);
