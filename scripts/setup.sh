@@ -13,6 +13,7 @@ packages=(
   googletest libgtest-dev libgmock-dev   # GoogleTest 1.12
   libbenchmark-dev                 # Google Benchmark 1.7
   python3 python3-msgpack          # /usr/bin/python3 with the msgpack C extension
+  python3-execnet                  # execnet for the pool benchmark's baseline (bench/execnet_baseline.py)
   util-linux procps                # taskset (bench pinning), ps/pgrep (leak audits)
   clang libclang-rt-14-dev         # clang 14 + its libFuzzer/ASan/UBSan runtimes (tests/fuzz/run)
 )

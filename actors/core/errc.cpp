@@ -8,15 +8,16 @@ namespace pyvisor {
 namespace {
 
 // Indexed by the enumerator value; a static_assert keeps it complete.
-constexpr std::array<std::string_view, 21> names = {
+constexpr std::array<std::string_view, 22> names = {
   "none",           "python_exception", "syntax_error",     "timeout",
   "cancelled",      "env_not_found",    "env_lost",         "interpreter_exited",
   "interpreter_down", "init_failed",    "init_timeout",     "spawn_failed",
   "overloaded",     "unserializable",   "protocol_error",   "frame_too_large",
   "config_error",   "shutting_down",    "invalid_argument", "type_mismatch",
   "env_key_not_found",
+  "pool_unavailable",
 };
-static_assert(names.size() == static_cast<std::size_t>(errc::env_key_not_found) + 1,
+static_assert(names.size() == static_cast<std::size_t>(errc::pool_unavailable) + 1,
               "every errc needs a name");
 
 } // namespace

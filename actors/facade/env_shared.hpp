@@ -4,6 +4,7 @@
 #include <memory>
 
 #include "facade/interpreter_shared.hpp"
+#include "pyvisor/env.hpp"
 
 namespace pyvisor::detail {
 
@@ -17,6 +18,11 @@ struct env_shared {
   /// Tells the runner to drop the namespace (once).
   void drop();
   ~env_shared() { drop(); }
+};
+
+/// Lets the facade's other handles (pools) see an env's shared state.
+struct env_access {
+  static env_shared* shared(const env& e) { return e.s_.get(); }
 };
 
 } // namespace pyvisor::detail

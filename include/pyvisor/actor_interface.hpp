@@ -102,6 +102,7 @@ struct make_env_request {
   std::vector<env_from> from;
   std::optional<std::chrono::milliseconds> timeout;  ///< unset: the default_timeout
   bool durable = false;  ///< rebuilt on the next process of a supervised interpreter
+  std::string key;       ///< pools: made on the worker that owns this key
 };
 
 /// Wraps a pyvisor::error into a caf::error (category "pyvisor", the errc as code, the whole
@@ -174,7 +175,7 @@ typename Inspector::result_type inspect(Inspector& f, eval_options& x) {
     return caf::none;
   });
   return f(caf::meta::type_name("pyvisor::eval_options"), has_timeout, timeout, x.file, x.line,
-           x.bytes_as_bytearray, x.replay, load);
+           x.bytes_as_bytearray, x.replay, x.key, load);
 }
 
 template <class Inspector>
@@ -214,7 +215,7 @@ typename Inspector::result_type inspect(Inspector& f, make_env_request& x) {
     return caf::none;
   });
   return f(caf::meta::type_name("pyvisor::make_env_request"), x.vars, x.from, has_timeout,
-           timeout, x.durable, load);
+           timeout, x.durable, x.key, load);
 }
 
 /// Registers every message type of this interface with a CAF config (names "pyvisor::..."),

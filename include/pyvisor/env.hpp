@@ -17,6 +17,7 @@ namespace pyvisor {
 
 namespace detail {
 struct env_shared;
+struct env_access;
 }
 
 /// A namespace inside an interpreter that persists across calls, cloned from the root (the
@@ -54,6 +55,7 @@ public:
 
 private:
   friend class interpreter;
+  friend struct detail::env_access;
   std::shared_ptr<detail::env_shared> s_;
 };
 
@@ -74,6 +76,9 @@ struct env_options {
   /// Deadline of the make_env request (conventions in interpreter_options.hpp): unset is the
   /// interpreter's default_timeout.
   std::optional<std::chrono::milliseconds> timeout;
+  /// Pools: the env is made on the worker that owns this key (pool::make_env); ignored by a
+  /// single interpreter.
+  std::string key;
 };
 
 } // namespace pyvisor

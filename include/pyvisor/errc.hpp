@@ -31,6 +31,7 @@ enum class errc : std::uint8_t {
   invalid_argument,    ///< A local argument was invalid; nothing was sent.
   type_mismatch,       ///< A value did not convert to the requested C++ type.
   env_key_not_found,   ///< make_env: an `only` key does not exist in its source env.
+  pool_unavailable,    ///< A pool's circuit breaker is open: its workers fail to start.
 };
 
 /// The snake_case name of `code`, e.g. "init_timeout".

@@ -162,6 +162,9 @@ struct eval_options {
   /// On a durable env (env_options::durable) of a supervised interpreter: when this eval
   /// succeeds it is recorded and run again, in order, when the env is rebuilt on a new process.
   bool replay = false;
+  /// Pools: requests with the same non-empty key go to the same live worker (a consistent-hash
+  /// ring). A single interpreter ignores it.
+  std::string key;
 };
 
 } // namespace pyvisor

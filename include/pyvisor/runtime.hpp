@@ -9,6 +9,7 @@
 #include "pyvisor/interpreter.hpp"
 #include "pyvisor/interpreter_options.hpp"
 #include "pyvisor/log_record.hpp"
+#include "pyvisor/pool.hpp"
 #include "pyvisor/supervisor.hpp"
 
 namespace caf {
@@ -47,6 +48,12 @@ public:
   /// Errors: config_error (a bad spec or child options), shutting_down, and the last child's
   /// error when the supervisor gave up during the start.
   expected<supervisor> supervise(supervisor_spec spec);
+
+  /// Starts a pool of interpreters: its workers start concurrently; returns once
+  /// `min_ready` of them are ready. Errors: config_error (bad options), shutting_down, and the
+  /// last start error (e.g. init_failed with the Python traceback) when the circuit breaker
+  /// opened before `min_ready` workers were ready (the pool is then stopped).
+  expected<pool> spawn_pool(pool_options opts = {});
 
   /// The actor system (to spawn your own actors that talk to interpreters).
   caf::actor_system& system();

@@ -12,7 +12,7 @@ using pyvisor::errc;
 
 TEST(errc, names_are_unique_and_round_trip) {
   std::set<std::string_view> seen;
-  for (int i = 0; i <= static_cast<int>(errc::env_key_not_found); ++i) {
+  for (int i = 0; i <= static_cast<int>(errc::pool_unavailable); ++i) {
     auto code = static_cast<errc>(i);
     auto name = pyvisor::to_string(code);
     EXPECT_NE(name, "unknown");
