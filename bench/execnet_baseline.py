@@ -43,13 +43,13 @@ def main():
     ap.add_argument("--mode", choices=sorted(REMOTE_SRC), default="callback",
                     help="remote side of a channel (default callback; see the docstring)")
     ap.add_argument("--duration", type=float, default=None,
-                    help="timed seconds (default 5, quick 1.5)")
+                    help="timed seconds (default 5, quick 1)")
     ap.add_argument("--warmup", type=float, default=None,
-                    help="untimed seconds first (default 1, quick 0.3)")
+                    help="untimed seconds first (default 1, quick 0.2)")
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()
-    duration = args.duration if args.duration is not None else (1.5 if args.quick else 5.0)
-    warmup = args.warmup if args.warmup is not None else (0.3 if args.quick else 1.0)
+    duration = args.duration if args.duration is not None else (1.0 if args.quick else 5.0)
+    warmup = args.warmup if args.warmup is not None else (0.2 if args.quick else 1.0)
     if args.threads < 1 or args.gateways < 1 or duration <= 0 or warmup < 0:
         ap.error("--threads and --gateways must be >= 1, --duration > 0, --warmup >= 0")
 

@@ -59,7 +59,7 @@ void usage(std::FILE* f) {
                "                  <common>\n"
                "  defaults: --workers 2 --threads 64 --duration-ms 5000 --warmup-ms 1000\n"
                "            --iters 20000 --warmup 2000 --block 500\n"
-               "  --quick:  --duration-ms 1500 --warmup-ms 300 --iters 5000 --warmup 500\n"
+               "  --quick:  --duration-ms 1000 --warmup-ms 200 --iters 5000 --warmup 500\n"
                "%s  Prints one JSON object.\n",
                common_usage);
 }
@@ -316,9 +316,9 @@ int main(int argc, char** argv) {
       a.unknown(usage);
   }
   if (o.duration_ms < 0)
-    o.duration_ms = o.c.quick ? 1500 : 5000;
+    o.duration_ms = o.c.quick ? 1000 : 5000;
   if (o.warmup_ms < 0)
-    o.warmup_ms = o.c.quick ? 300 : 1000;
+    o.warmup_ms = o.c.quick ? 200 : 1000;
   if (o.iters < 0)
     o.iters = o.c.quick ? 5000 : 20000;
   if (o.warmup < 0)

@@ -104,13 +104,7 @@ constexpr const char* boot_code =
 
 } // namespace
 
-expected<std::shared_ptr<detail::interpreter_shared>> runtime::impl::make_interpreter(
-  interpreter_options opts, caf::actor supervisor) {
-  {
-    std::lock_guard<std::mutex> g{mu};
-    if (shut_down)
-      return make_error(errc::shutting_down, "the runtime is shutting down");
-  }
+std::optional<error> check_interpreter_options(const interpreter_options& opts) {
   if (opts.max_frame_bytes < 1024 || opts.max_frame_bytes > (std::size_t{1} << 31))
     return make_error(errc::config_error, "max_frame_bytes must be between 1 KiB and 2 GiB");
   if (!opts.busy_limits.disabled &&
@@ -137,6 +131,18 @@ expected<std::shared_ptr<detail::interpreter_shared>> runtime::impl::make_interp
   for (auto& [k, v] : opts.environment)
     if (k.empty() || k.find('=') != std::string::npos)
       return make_error(errc::config_error, "invalid environment variable name '" + k + "'");
+  return std::nullopt;
+}
+
+expected<std::shared_ptr<detail::interpreter_shared>> runtime::impl::make_interpreter(
+  interpreter_options opts, caf::actor supervisor) {
+  {
+    std::lock_guard<std::mutex> g{mu};
+    if (shut_down)
+      return make_error(errc::shutting_down, "the runtime is shutting down");
+  }
+  if (auto e = check_interpreter_options(opts))
+    return *e;
   auto runner_dir = opts.runner_dir.empty() ? default_runner_dir() : opts.runner_dir;
   if (!usable_runner_dir(runner_dir))
     return make_error(errc::config_error,

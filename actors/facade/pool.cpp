@@ -165,6 +165,8 @@ expected<pool> runtime::spawn_pool(pool_options opts) {
   auto& rt = *impl_;
   if (auto e = check_pool_options(opts))
     return *e;
+  if (auto e = check_interpreter_options(worker_options(opts, 1)))
+    return make_error(errc::config_error, "pool '" + opts.name + "': worker: " + e->message);
   auto shared = std::make_shared<pool_shared>();
   shared->rt = rt.shared_from_this();
   shared->opts = opts;

@@ -2,6 +2,7 @@
 
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -22,6 +23,9 @@ namespace pyvisor {
 namespace detail {
 struct supervisor_shared;
 }
+
+/// Checks interpreter options that need no system call (limits, durations, names): config_error.
+std::optional<error> check_interpreter_options(const interpreter_options& opts);
 
 /// Everything a runtime owns. Handles keep it alive (interpreter_shared::rt), so it outlives
 /// the runtime object while handles exist.

@@ -90,14 +90,19 @@ std::shared_ptr<worker> dispatcher::pick_locked(std::string_view key) {
     return nullptr;
   }
   const std::size_t n = workers_.size();
-  const std::size_t start = rr_++ % n;
+  if (cfg_.policy == dispatch_policy::round_robin) {
+    const std::size_t start = rr_++ % n;
+    for (std::size_t k = 0; k < n; ++k)
+      if (auto& w = workers_[(start + k) % n]; has_room_locked(*w))
+        return w;
+    return nullptr;
+  }
+  // Least loaded; ties go to the earliest worker, so light serial traffic stays on one warm
+  // process instead of alternating between caches.
   std::shared_ptr<worker> best;
-  for (std::size_t k = 0; k < n; ++k) {
-    auto& w = workers_[(start + k) % n];
+  for (auto& w : workers_) {
     if (!has_room_locked(*w))
       continue;
-    if (cfg_.policy == dispatch_policy::round_robin)
-      return w;
     if (!best || w->in_flight < best->in_flight)
       best = w;
     if (best->in_flight == 0)

@@ -25,6 +25,7 @@ using probe_atom = caf::atom_constant<caf::atom("p_probe")>;
 using tick_atom = caf::atom_constant<caf::atom("p_tick")>;
 using recycle_atom = caf::atom_constant<caf::atom("p_recycle")>;
 using drained_atom = caf::atom_constant<caf::atom("p_drained")>;
+using add_atom = caf::atom_constant<caf::atom("p_add")>;
 using clock_type = caf::actor_clock;
 
 /// One worker as the pool actor keeps it.
@@ -36,6 +37,7 @@ struct slot {
   std::uint64_t restarts = 0;
   std::optional<exit_report> last_exit;
   int pid = 0;
+  int last_pid = 0;  // the pid of its last process (for the events after it ended)
   bool leaving = false;        // recycled, scaled down or resized away: never restarted
   bool exit_sent = false;      // told to stop for good
   bool waits_breaker = false;  // crashed on start while the breaker is open
@@ -80,10 +82,17 @@ public:
       [this](core::child_up_atom, const caf::actor_addr& a, int pid) { on_up(a, pid); },
       [this](core::child_down_atom, const caf::actor_addr& a, exit_report& r) { on_down(a, r); },
       [this](restart_atom, std::uint32_t n, std::uint64_t gen) { on_restart_due(n, gen); },
-      [this](probe_atom) { on_probe(); },
+      [this](probe_atom, std::uint64_t gen) {
+        if (gen == probe_gen_)
+          on_probe();
+      },
       [this](tick_atom) { on_tick(); },
       [this](recycle_atom, std::uint32_t n, std::string& reason) { recycle(n, std::move(reason)); },
       [this](drained_atom, std::uint32_t n) { on_drained(n); },
+      [this](add_atom, std::uint32_t ring_slot) {
+        if (!stopping_ && staying() < scaler_.min_workers())
+          add_worker(ring_slot);
+      },
       [this](pool_resize_atom, std::size_t n) -> caf::result<bool> {
         if (stopping_)
           return to_caf_error(make_error(errc::interpreter_down, "the pool is stopping"));
@@ -92,6 +101,7 @@ public:
         scaler_.set_bounds(n, std::max(n, scaler_.max_workers()));
         emit(event(pool_event::resized, "", 0, "resize(" + std::to_string(n) + ")"));
         scale_to(n);
+        schedule_tick();  // the new bounds may allow autoscaling
         return true;
       },
       [this](pool_stats_atom) { return stats(); },
@@ -120,6 +130,11 @@ private:
       r.reason = w.error();
       emit(event(pool_event::worker_exited, "w" + std::to_string(n), 0, "could not be made", r));
       start_failed(r.reason);
+      // Try again after the backoff base while the breaker is closed (a probe otherwise).
+      if (!stopping_ && breaker_.current() == start_breaker::state::closed)
+        delayed_send(this, std::max(cfg_.opts.backoff.base, std::chrono::milliseconds{1}),
+                     add_atom::value, ring_slot);
+      publish();
       return 0;
     }
     auto& s = slots_.emplace(n, slot{cfg_.opts.backoff}).first->second;
@@ -160,9 +175,10 @@ private:
       return;
     s->state = worker_stats::ready;
     s->pid = pid;
+    s->last_pid = pid;
     s->up_since = clock().now();
     s->w->last_active_ns.store(steady_ns(), std::memory_order_relaxed);
-    emit(event(pool_event::worker_started, s->w->id, pid, s->restarts ? "restarted" : "started"));
+    emit(event(pool_event::worker_started, s->w->id, pid, s->restarts ? "restart " + std::to_string(s->restarts) : ""));
     if (breaker_.started()) {
       cfg_.disp->set_unavailable(std::nullopt);
       emit(event(pool_event::breaker_closed, "", 0, "worker '" + s->w->id + "' came up"));
@@ -171,6 +187,10 @@ private:
           o.waits_breaker = false;
           start_again(o);
         }
+      // Workers that could not even be made (refused) are made now.
+      while (!stopping_ && staying() < scaler_.min_workers())
+        if (add_worker(0) == 0)
+          break;
     }
     if (s->leaving) {  // scaled away while it started
       retire_when_drained(*s);
@@ -189,12 +209,12 @@ private:
     if (s == nullptr)
       return;
     cfg_.disp->set_accepting(s->w->number, false);
-    auto up = s->state == worker_stats::ready
+    auto up = running(*s)
                 ? std::chrono::duration_cast<std::chrono::milliseconds>(clock().now() - s->up_since)
                 : std::chrono::milliseconds{0};
     s->last_exit = r;
+    emit(event(pool_event::worker_exited, s->w->id, s->pid, "", r));
     s->pid = 0;
-    emit(event(pool_event::worker_exited, s->w->id, 0, "", r));
     if (stopping_ || s->leaving) {
       retire(*s);
       publish();
@@ -251,7 +271,7 @@ private:
                       std::to_string(breaker_.failures()) + " failed starts in a row", r);
       ev.delay = *delay;
       emit(std::move(ev));
-      delayed_send(this, *delay, probe_atom::value);
+      delayed_send(this, *delay, probe_atom::value, ++probe_gen_);
     }
   }
 
@@ -297,15 +317,21 @@ private:
     if (s == nullptr)
       return;
     s->replacement = fresh;
-    if (fresh == 0 || s->state != worker_stats::ready)
+    if (fresh == 0 || !running(*s))
       retire_when_drained(*s);  // nothing to wait for (no replacement, or not running anyway)
+    else
+      s->state = worker_stats::draining;  // finishes its requests until the fresh one is ready
     publish();
   }
 
   /// Marks `s` leaving and lets it finish what it runs; it stops once nothing is in flight.
+  static bool running(const slot& s) {
+    return s.state == worker_stats::ready || s.state == worker_stats::draining;
+  }
+
   void retire_when_drained(slot& s) {
     s.leaving = true;
-    if (s.state != worker_stats::ready) {  // between processes, or starting: nothing runs
+    if (!running(s)) {  // between processes, or starting: nothing runs
       retire(s);
       return;
     }
@@ -341,7 +367,8 @@ private:
     bool expected_end = s->leaving || stopping_;
     auto reason = s->last_exit ? std::string{to_string(s->last_exit->kind)} : std::string{};
     cfg_.disp->remove(n);
-    emit(event(pool_event::worker_retired, s->w->id, 0, expected_end ? "left the pool" : "its actor ended"));
+    emit(event(pool_event::worker_retired, s->w->id, s->last_pid,
+               expected_end ? "left the pool" : "its actor ended"));
     slots_.erase(n);
     if (cfg_.on_worker_gone)
       cfg_.on_worker_gone(n);
@@ -421,11 +448,16 @@ private:
   // ---- autoscaling and idle recycling ---------------------------------------------------------
 
   void schedule_tick() {
-    if (scaler_.enabled() || cfg_.opts.recycle.max_idle != forever)
+    if (tick_armed_ || stopping_)
+      return;
+    if (scaler_.enabled() || cfg_.opts.recycle.max_idle != forever) {
+      tick_armed_ = true;
       delayed_send(this, cfg_.opts.autoscale.check_interval, tick_atom::value);
+    }
   }
 
   void on_tick() {
+    tick_armed_ = false;
     if (stopping_)
       return;
     auto snap = cfg_.disp->stats();
@@ -516,7 +548,7 @@ private:
       w.rss_bytes = s.w->rss_bytes.load(std::memory_order_relaxed);
       if (w.rss_bytes == 0 && w.pid != 0)
         w.rss_bytes = read_rss_bytes(w.pid);
-      if (s.state == worker_stats::ready || s.state == worker_stats::draining)
+      if (running(s))
         w.uptime = std::chrono::duration_cast<std::chrono::milliseconds>(now - s.up_since);
       w.latency = s.w->latency.summary();
       p.per_worker.push_back(std::move(w));
@@ -563,6 +595,8 @@ private:
   std::uint32_t next_number_ = 0;
   std::uint64_t restarts_ = 0;
   std::uint64_t recycled_ = 0;
+  std::uint64_t probe_gen_ = 0;  // the breaker's latest opening (older probe timers are stale)
+  bool tick_armed_ = false;
   bool stopping_ = false;
   bool ended_ = false;
   std::vector<caf::typed_response_promise<bool>> stop_waiters_;

@@ -55,25 +55,25 @@ caf::response_promise pool_requests::answer_now(const error& e) {
 
 caf::response_promise pool_requests::forward(const interp::request& r, interp::deadline d,
                                              std::string_view key, std::uint64_t new_env) {
-  auto rp = self_.make_response_promise();
-  auto k = ++next_call_;
-  calls_.emplace(k, call{rp, new_env});
-  auto done = done_to_self(k);
-  // Requests on an env go to the worker that holds it.
+  // Requests on an env go to the worker that holds it. (Decided before the response promise
+  // is made: a request has exactly one.)
+  std::shared_ptr<worker> pinned;
   if (r.env != 0 && r.op != interp::request::op_t::make_env) {
     auto i = envs_.find(r.env);
-    std::shared_ptr<worker> w = i == envs_.end() ? nullptr : disp_->find(i->second);
-    if (!w) {
-      calls_.erase(k);
+    pinned = i == envs_.end() ? nullptr : disp_->find(i->second);
+    if (!pinned)
       return answer_now(make_error(i == envs_.end() ? errc::env_not_found : errc::env_lost,
                                    "env " + std::to_string(r.env) +
                                      (i == envs_.end() ? " does not exist in this pool"
                                                        : ": its worker left the pool")));
-    }
-    disp_->submit_to(w, r, d, std::move(done));
-    return rp;
   }
-  disp_->submit(r, d, key, std::move(done));
+  auto rp = self_.make_response_promise();
+  auto k = ++next_call_;
+  calls_.emplace(k, call{rp, new_env});
+  if (pinned)
+    disp_->submit_to(pinned, r, d, done_to_self(k));
+  else
+    disp_->submit(r, d, key, done_to_self(k));
   return rp;
 }
 
