@@ -1,8 +1,9 @@
-// The soak (issue 7): several interpreters under mixed load from several threads for a bounded
-// time, with random SIGKILLs and replacements and occasional oversize payloads. Every request
-// is tracked by id and must be answered exactly once; host RSS and fd count are sampled and
-// must stay flat after warm-up. Prints the series and a summary line; exit 0 on success, 1
-// with the reason otherwise.
+// The soak (issues 7 and 9): a supervised pool of interpreters under mixed load from several
+// threads for a bounded time, with random SIGKILLs of its workers (the pool restarts them) and
+// occasional oversize payloads. Every request is tracked by id and must be answered exactly
+// once; the pool must end with all its workers ready and as many restarts as kills; host RSS
+// and fd count are sampled and must stay flat after warm-up. Prints the series and a summary
+// line; exit 0 on success, 1 with the reason otherwise.
 //
 //   soak --minutes 2 --python /usr/bin/python3 [--interpreters 4] [--threads 4] [--seed N]
 #include <dirent.h>
@@ -161,13 +162,16 @@ public:
     std::this_thread::sleep_for(100ms);
     int fds0 = fd_count();
 
-    slots_.resize(static_cast<std::size_t>(cfg_.interpreters));
-    for (int i = 0; i < cfg_.interpreters; ++i) {
-      auto py = rt.spawn_interpreter(options(i));
-      if (!py)
-        return fail("spawn failed: " + py.error().to_string());
-      slots_[static_cast<std::size_t>(i)] = std::make_shared<slot>();
-      slots_[static_cast<std::size_t>(i)]->py = std::make_shared<interpreter>(*py);
+    pyvisor::pool_options po;
+    po.name = "soak";
+    po.workers = static_cast<std::size_t>(cfg_.interpreters);
+    po.worker = options(0);
+    po.worker.label.clear();  // the pool names its workers
+    {
+      auto p = rt.spawn_pool(po);
+      if (!p)
+        return fail("spawn_pool failed: " + p.error().to_string());
+      pool_ = std::make_shared<pyvisor::pool>(*p);
     }
 
     auto total = std::chrono::milliseconds{static_cast<std::int64_t>(cfg_.minutes * 60000.0)};
@@ -220,17 +224,12 @@ public:
       w.join();
     killer.join();
 
-    // Stop every interpreter; every request still open must be answered by then.
-    for (auto& s : slots_) {
-      std::shared_ptr<interpreter> py;
-      {
-        std::lock_guard<std::mutex> g{s->mu};
-        py = std::move(s->py);
-      }
-      if (py)
-        (void) py->stop();
-    }
-    slots_.clear();
+    // The pool gets back to its size, with one restart per kill; then it stops, and every
+    // request still open must be answered by then.
+    bool whole = pool_->wait_ready(static_cast<std::size_t>(cfg_.interpreters), 60s);
+    auto pst = pool_->stats();
+    (void) pool_->stop();
+    pool_.reset();
     auto settle = clock_type::now() + 30s;
     while ((book_.open() > 0 || async_outstanding_ > 0) && clock_type::now() < settle)
       std::this_thread::sleep_for(10ms);
@@ -265,8 +264,12 @@ public:
       reasons.push_back(std::to_string(duplicates) + " requests answered more than once");
     if (unexpected > 0)
       reasons.push_back(std::to_string(unexpected) + " unexpected answers");
-    if (spawn_failures_ > 0)
-      reasons.push_back(std::to_string(spawn_failures_.load()) + " replacement spawns failed");
+    if (!whole)
+      reasons.push_back("the pool did not get back to " + std::to_string(cfg_.interpreters) +
+                        " ready workers");
+    if (pst.restarts != static_cast<std::uint64_t>(kills_.load()))
+      reasons.push_back("restarts " + std::to_string(pst.restarts) + " != kills " +
+                        std::to_string(kills_.load()));
     double growth = rss_at_warm < 0 ? 0.0 : (rss_max_after_warm - rss_at_warm) / 1024.0;
     if (growth >= 48.0)
       reasons.push_back("RSS grew by " + std::to_string(growth) + " MiB after warm-up");
@@ -275,11 +278,12 @@ public:
     if (submitted < 100)
       reasons.push_back("only " + std::to_string(submitted) + " requests ran");
 
-    std::printf("soak: %s minutes=%.2f requests=%llu answered=%llu kills=%d replacements=%d "
+    std::printf("soak: %s minutes=%.2f requests=%llu answered=%llu kills=%d restarts=%llu "
                 "rss_warm=%.1fMiB rss_max_after_warm=%.1fMiB rss_end=%.1fMiB growth=%.1fMiB fds_start=%d "
                 "fds_end=%d log_lines=%llu\n",
                 reasons.empty() ? "OK" : "FAILED", cfg_.minutes, static_cast<unsigned long long>(submitted),
-                static_cast<unsigned long long>(answered), kills_.load(), replacements_.load(),
+                static_cast<unsigned long long>(answered), kills_.load(),
+                static_cast<unsigned long long>(pst.restarts),
                 rss_at_warm / 1024.0, rss_max_after_warm / 1024.0, rss_end / 1024.0, growth, fds0, fds_end,
                 static_cast<unsigned long long>(log_lines_.load()));
     if (!reasons.empty()) {
@@ -292,11 +296,6 @@ public:
   }
 
 private:
-  struct slot {
-    std::mutex mu;
-    std::shared_ptr<interpreter> py;  // null once stopped
-  };
-
   static int fail(const std::string& why) {
     std::printf("soak: FAILED: %s\n", why.c_str());
     std::fflush(stdout);
@@ -313,11 +312,7 @@ private:
     return o;
   }
 
-  std::shared_ptr<interpreter> pick(std::mt19937& rng) {
-    auto& s = slots_[std::uniform_int_distribution<std::size_t>{0, slots_.size() - 1}(rng)];
-    std::lock_guard<std::mutex> g{s->mu};
-    return s->py;
-  }
+  std::shared_ptr<pyvisor::pool> pick(std::mt19937&) { return pool_; }
 
   /// Records a blocking call's answer: `check` says what is wrong with a successful value.
   template <class Check>
@@ -418,41 +413,26 @@ private:
         std::this_thread::sleep_for(20ms);
       if (stopping_ || clock_type::now() + 1s > deadline_)
         return;
-      auto i = std::uniform_int_distribution<std::size_t>{0, slots_.size() - 1}(rng);
-      auto& s = slots_[i];
-      int pid = 0;
-      {
-        std::lock_guard<std::mutex> g{s->mu};
-        if (s->py)
-          pid = s->py->os_pid();
-      }
-      if (pid > 0 && ::kill(pid, SIGKILL) == 0)
-        kills_++;
-      auto fresh = rt_->spawn_interpreter(options(static_cast<int>(i)));
-      if (!fresh) {
-        spawn_failures_++;
-        std::printf("soak: replacement spawn failed: %s\n", fresh.error().to_string().c_str());
+      // A random ready worker (one whose process is up; the pool restarts it).
+      std::vector<int> pids;
+      for (auto& w : pool_->stats().per_worker)
+        if (w.state == pyvisor::worker_stats::ready && w.pid > 0)
+          pids.push_back(w.pid);
+      if (pids.empty())
         continue;
-      }
-      auto old = std::make_shared<interpreter>(std::move(*fresh));
-      {
-        std::lock_guard<std::mutex> g{s->mu};
-        std::swap(old, s->py);
-      }
-      replacements_++;
-      old.reset();  // stops (reaps) the killed one in the background
+      int pid = pids[std::uniform_int_distribution<std::size_t>{0, pids.size() - 1}(rng)];
+      if (::kill(pid, SIGKILL) == 0)
+        kills_++;
     }
   }
 
   config cfg_;
   pyvisor::runtime* rt_ = nullptr;
-  std::vector<std::shared_ptr<slot>> slots_;
+  std::shared_ptr<pyvisor::pool> pool_;
   ledger book_;
   std::atomic<bool> stopping_{false};
   std::atomic<int> generation_{0};
   std::atomic<int> kills_{0};
-  std::atomic<int> replacements_{0};
-  std::atomic<int> spawn_failures_{0};
   std::atomic<int> async_outstanding_{0};
   std::atomic<std::uint64_t> submitted_{0};
   std::atomic<std::uint64_t> log_lines_{0};
