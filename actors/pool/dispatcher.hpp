@@ -16,6 +16,7 @@
 #include "interpreter/request_table.hpp"
 #include "io/deadline_timer.hpp"
 #include "pool/hash_ring.hpp"
+#include "pool/owned_call.hpp"
 #include "pool/worker.hpp"
 #include "pyvisor/errc.hpp"
 #include "pyvisor/pool_options.hpp"
@@ -23,25 +24,6 @@
 namespace pyvisor::pooling {
 
 using clock = std::chrono::steady_clock;
-
-/// A request with its own copies of everything, for the pool queue.
-struct owned_call {
-  interp::request::op_t op = interp::request::op_t::eval;
-  std::string text;
-  vars bound;
-  std::vector<arg> args;
-  std::vector<protocol::env_spec> from;
-  std::string file = "<pyvisor>";
-  int line = 1;
-  std::uint64_t env = 0;
-  bool capture = false;
-  bool bytes_as_bytearray = false;
-  bool durable = false;
-  bool replay = false;
-
-  static owned_call of(const interp::request& r);
-  interp::request view() const;
-};
 
 /// Routes a pool's requests to its workers, on the caller's thread: picks a worker (least
 /// loaded, round robin, or the key's owner on the hash ring) among those accepting and below

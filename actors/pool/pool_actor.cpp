@@ -9,6 +9,7 @@
 #include "core/child_protocol.hpp"
 #include "pool/autoscaler.hpp"
 #include "pool/pool_requests.hpp"
+#include "pool/pool_report.hpp"
 #include "pool/start_breaker.hpp"
 #include "pyvisor/actor_interface.hpp"
 #include "pyvisor/pool.hpp"
@@ -26,26 +27,6 @@ using tick_atom = caf::atom_constant<caf::atom("p_tick")>;
 using recycle_atom = caf::atom_constant<caf::atom("p_recycle")>;
 using drained_atom = caf::atom_constant<caf::atom("p_drained")>;
 using add_atom = caf::atom_constant<caf::atom("p_add")>;
-using clock_type = caf::actor_clock;
-
-/// One worker as the pool actor keeps it.
-struct slot {
-  std::shared_ptr<worker> w;
-  worker_stats::state_t state = worker_stats::starting;
-  supervision::restart_backoff backoff;
-  clock_type::time_point up_since{};
-  std::uint64_t restarts = 0;
-  std::optional<exit_report> last_exit;
-  int pid = 0;
-  int last_pid = 0;  // the pid of its last process (for the events after it ended)
-  bool leaving = false;        // recycled, scaled down or resized away: never restarted
-  bool exit_sent = false;      // told to stop for good
-  bool waits_breaker = false;  // crashed on start while the breaker is open
-  std::uint32_t replacement = 0;  // recycling: the fresh worker taking over
-  std::uint64_t gen = 0;          // invalidates stale restart timers
-
-  explicit slot(backoff_policy b) : backoff(b) {}
-};
 
 class pool_actor : public caf::event_based_actor {
 public:
@@ -325,10 +306,6 @@ private:
   }
 
   /// Marks `s` leaving and lets it finish what it runs; it stops once nothing is in flight.
-  static bool running(const slot& s) {
-    return s.state == worker_stats::ready || s.state == worker_stats::draining;
-  }
-
   void retire_when_drained(slot& s) {
     s.leaving = true;
     if (!running(s)) {  // between processes, or starting: nothing runs
@@ -518,42 +495,9 @@ private:
   }
 
   pool_stats stats() {
-    auto snap = cfg_.disp->stats();
-    pool_stats p;
-    p.name = cfg_.opts.name;
-    p.workers = slots_.size();
-    p.ready = snap.accepting;
-    p.in_flight = snap.in_flight;
-    p.queued = snap.queued;
-    p.served = snap.served;
-    p.restarts = restarts_;
-    p.recycled = recycled_;
-    p.breaker_open = breaker_.current() != start_breaker::state::closed;
-    p.last_start_error = breaker_.last_error();
-    p.errors = snap.errors;
-    p.latency = cfg_.disp->latency();
-    auto now = clock().now();
-    for (auto& [n, s] : slots_) {
-      worker_stats w;
-      w.state = s.state;
-      w.id = s.w->id;
-      w.pid = s.state == worker_stats::restarting ? 0 : s.w->pid();
-      w.restarts = s.restarts;
-      w.last_exit = s.last_exit;
-      for (auto& [k, v] : snap.in_flight_by_worker)
-        if (k == n)
-          w.in_flight = v;
-      w.served = s.w->served.load(std::memory_order_relaxed);
-      w.errors = s.w->errors.load(std::memory_order_relaxed);
-      w.rss_bytes = s.w->rss_bytes.load(std::memory_order_relaxed);
-      if (w.rss_bytes == 0 && w.pid != 0)
-        w.rss_bytes = read_rss_bytes(w.pid);
-      if (running(s))
-        w.uptime = std::chrono::duration_cast<std::chrono::milliseconds>(now - s.up_since);
-      w.latency = s.w->latency.summary();
-      p.per_worker.push_back(std::move(w));
-    }
-    return p;
+    pool_totals t{cfg_.opts.name, restarts_, recycled_,
+                  breaker_.current() != start_breaker::state::closed, breaker_.last_error()};
+    return report_stats(t, slots_, *cfg_.disp, clock().now());
   }
 
   pool_event event(pool_event::kind_t k, std::string worker, int pid, std::string reason,
