@@ -142,20 +142,22 @@ void dispatcher::send(const std::shared_ptr<worker>& w, const interp::request& r
   }
   if (!w->table) {  // a test double: nothing can run there
     auto rep = failed(make_error(errc::interpreter_down, "worker '" + w->id + "' has no process"));
-    finished(w, t0, rep);
+    bool waiting = finished(w, t0, rep);
     done(std::move(rep), w);
-    pump();
+    if (waiting)
+      pump();
     return;
   }
   w->table->submit(r, d,
                    [self = shared_from_this(), w, t0, done = std::move(done)](protocol::reply rep) {
-                     self->finished(w, t0, rep);
+                     bool waiting = self->finished(w, t0, rep);
                      done(std::move(rep), w);
-                     self->pump();
+                     if (waiting)
+                       self->pump();
                    });
 }
 
-void dispatcher::finished(const std::shared_ptr<worker>& w, clock::time_point t0,
+bool dispatcher::finished(const std::shared_ptr<worker>& w, clock::time_point t0,
                           protocol::reply& rep) {
   const auto now = clock::now();
   latency_.add(now - t0);
@@ -168,7 +170,7 @@ void dispatcher::finished(const std::shared_ptr<worker>& w, clock::time_point t0
     if (c < errors_.size())
       errors_[c].fetch_add(1, std::memory_order_relaxed);
   }
-  const auto now_ns = steady_ns();
+  const auto now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count();
   w->last_active_ns.store(now_ns, std::memory_order_relaxed);
 
   // Recycling limits: requests served, then the resident set (read at most every interval).
@@ -192,8 +194,10 @@ void dispatcher::finished(const std::shared_ptr<worker>& w, clock::time_point t0
 
   std::vector<std::uint32_t> drained;
   std::function<void(std::uint32_t, std::string)> recycle_due;
+  bool waiting;
   {
     std::lock_guard<std::mutex> g{mu_};
+    waiting = !queue_.empty();
     if (w->in_flight > 0)
       --w->in_flight;
     if (flag) {
@@ -205,6 +209,7 @@ void dispatcher::finished(const std::shared_ptr<worker>& w, clock::time_point t0
   if (recycle_due)
     recycle_due(w->number, std::move(due));
   notify_drained(drained);
+  return waiting;
 }
 
 void dispatcher::listen(listener l) {

@@ -120,7 +120,8 @@ private:
   }
   void send(const std::shared_ptr<worker>& w, const interp::request& r, interp::deadline d,
             completion done, clock::time_point t0);
-  void finished(const std::shared_ptr<worker>& w, clock::time_point t0, protocol::reply& rep);
+  /// Counts an answer; returns whether requests wait in the queue (then the caller pumps).
+  bool finished(const std::shared_ptr<worker>& w, clock::time_point t0, protocol::reply& rep);
   void pump();
   batch take_dispatchable_locked();
   void expire_due();
