@@ -285,6 +285,23 @@ TEST_F(pool_test, request_recycling_with_jitter) {
     track_pid(w.pid);
 }
 
+TEST_F(pool_test, an_idle_worker_is_recycled_after_max_idle) {
+  auto o = pool_opts(1);
+  o.recycle.max_idle = 300ms;
+  o.autoscale.check_interval = 50ms;
+  auto p = must_pool(o);
+  int first = *ready_pids(p).begin();
+  ASSERT_TRUE(eventually([&] {
+    auto now = ready_pids(p);
+    return p.stats().recycled >= 1 && now.size() == 1 && now.count(first) == 0;
+  }, 20s));
+  auto v = p.eval("return 5");
+  ASSERT_TRUE(v) << v.error();
+  EXPECT_EQ(p.stats().restarts, 0u);
+  for (auto& w : p.stats().per_worker)
+    track_pid(w.pid);
+}
+
 TEST_F(pool_test, key_affinity_holds_and_a_kill_moves_only_the_dead_workers_keys) {
   auto p = must_pool(pool_opts(4));
   std::map<std::string, long long> owner;
