@@ -6,6 +6,7 @@
 #include <caf/all.hpp>
 
 #include "core/child_protocol.hpp"
+#include "interpreter/actor_request.hpp"
 #include "interpreter/host_actor.hpp"
 #include "interpreter/messages.hpp"
 #include "protocol/message.hpp"
@@ -154,28 +155,12 @@ public:
       [this](eval_atom, eval_request& req) {
         if (auto e = check_actor_options(req.options))
           return answer_now(*e);
-        pyvisor::interp::request r;
-        r.op = pyvisor::interp::request::op_t::eval;
-        r.text = req.code;
-        r.bound = &req.vars;
-        r.file = req.options.file;
-        r.line = req.options.line;
-        r.env = req.env;
-        r.bytes_as_bytearray = req.options.bytes_as_bytearray;
-        r.replay = req.options.replay;
-        return forward(r, deadline_for(req.options.timeout, a_.opts.default_timeout), 0);
+        return forward(request_of(req), deadline_for(req.options.timeout, a_.opts.default_timeout), 0);
       },
       [this](call_atom, call_request& req) {
         if (auto e = check_actor_options(req.options))
           return answer_now(*e);
-        pyvisor::interp::request r;
-        r.op = pyvisor::interp::request::op_t::call;
-        r.text = req.name;
-        r.args = &req.args;
-        r.bound = &req.kwargs;
-        r.env = req.env;
-        r.bytes_as_bytearray = req.options.bytes_as_bytearray;
-        return forward(r, deadline_for(req.options.timeout, a_.opts.default_timeout), 0);
+        return forward(request_of(req), deadline_for(req.options.timeout, a_.opts.default_timeout), 0);
       },
       [this](make_env_atom, make_env_request& req) {
         if (auto e = check_timeout(req.timeout))
@@ -545,15 +530,6 @@ private:
   }
 
   /// What the actor interface refuses in eval_options (a bad timeout; capture, a pointer).
-  static std::optional<error> check_actor_options(const eval_options& o) {
-    if (auto e = check_timeout(o.timeout))
-      return e;
-    if (o.capture != nullptr)
-      return make_error(errc::invalid_argument,
-                        "eval_options::capture is not available through the actor interface");
-    return std::nullopt;
-  }
-
   caf::response_promise answer_now(const error& e) {
     auto rp = make_response_promise();
     rp.deliver(to_caf_error(e));

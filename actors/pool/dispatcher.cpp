@@ -167,8 +167,10 @@ bool dispatcher::finished(const std::shared_ptr<worker>& w, clock::time_point t0
   if (!rep.result) {
     w->errors.fetch_add(1, std::memory_order_relaxed);
     auto c = static_cast<std::size_t>(rep.result.error().code);
-    if (c < errors_.size())
+    if (c < errors_.size()) {
       errors_[c].fetch_add(1, std::memory_order_relaxed);
+      w->errors_by_code[c].fetch_add(1, std::memory_order_relaxed);
+    }
   }
   const auto now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count();
   w->last_active_ns.store(now_ns, std::memory_order_relaxed);

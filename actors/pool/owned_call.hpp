@@ -1,25 +1,17 @@
 #pragma once
 
-#include <cstdint>
-#include <string>
 #include <vector>
 
 #include "interpreter/request_table.hpp"
 
 namespace pyvisor::pooling {
 
-/// A request with its own copies of everything, for the pool queue.
+/// A request with its own copies of everything, for the pool queue: the interpreter's owned
+/// request (what an env recipe keeps) plus what only a live request carries.
 struct owned_call {
-  interp::request::op_t op = interp::request::op_t::eval;
-  std::string text;
-  vars bound;
+  interp::owned_request base;
   std::vector<arg> args;
-  std::vector<protocol::env_spec> from;
-  std::string file = "<pyvisor>";
-  int line = 1;
-  std::uint64_t env = 0;
   bool capture = false;
-  bool bytes_as_bytearray = false;
   bool durable = false;
   bool replay = false;
 

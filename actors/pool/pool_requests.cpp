@@ -2,6 +2,7 @@
 
 #include <caf/all.hpp>
 
+#include "interpreter/actor_request.hpp"
 #include "pyvisor/actor_interface.hpp"
 
 namespace pyvisor::pooling {
@@ -17,14 +18,6 @@ struct finished_call {
   std::uint32_t worker = 0;
 };
 
-std::optional<error> check_options(const eval_options& o) {
-  if (auto e = interp::check_timeout(o.timeout))
-    return e;
-  if (o.capture != nullptr)
-    return make_error(errc::invalid_argument,
-                      "eval_options::capture is not available through the actor interface");
-  return std::nullopt;
-}
 
 } // namespace
 
@@ -80,32 +73,16 @@ caf::response_promise pool_requests::forward(const interp::request& r, interp::d
 caf::message_handler pool_requests::handlers() {
   return {
     [this](eval_atom, eval_request& req) {
-      if (auto e = check_options(req.options))
+      if (auto e = interp::check_actor_options(req.options))
         return answer_now(*e);
-      interp::request r;
-      r.op = interp::request::op_t::eval;
-      r.text = req.code;
-      r.bound = &req.vars;
-      r.file = req.options.file;
-      r.line = req.options.line;
-      r.env = req.env;
-      r.bytes_as_bytearray = req.options.bytes_as_bytearray;
-      r.replay = req.options.replay;
-      return forward(r, interp::deadline_for(req.options.timeout, default_timeout_),
-                     req.options.key, 0);
+      return forward(interp::request_of(req),
+                     interp::deadline_for(req.options.timeout, default_timeout_), req.options.key, 0);
     },
     [this](call_atom, call_request& req) {
-      if (auto e = check_options(req.options))
+      if (auto e = interp::check_actor_options(req.options))
         return answer_now(*e);
-      interp::request r;
-      r.op = interp::request::op_t::call;
-      r.text = req.name;
-      r.args = &req.args;
-      r.bound = &req.kwargs;
-      r.env = req.env;
-      r.bytes_as_bytearray = req.options.bytes_as_bytearray;
-      return forward(r, interp::deadline_for(req.options.timeout, default_timeout_),
-                     req.options.key, 0);
+      return forward(interp::request_of(req),
+                     interp::deadline_for(req.options.timeout, default_timeout_), req.options.key, 0);
     },
     [this](make_env_atom, make_env_request& req) {
       if (auto e = interp::check_timeout(req.timeout))

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -35,6 +36,7 @@ struct worker {
   // ---- counters (any thread) ----
   std::atomic<std::uint64_t> served{0};
   std::atomic<std::uint64_t> errors{0};
+  std::array<std::atomic<std::uint64_t>, 32> errors_by_code{};  ///< indexed by errc
   std::atomic<std::uint64_t> recycle_after{0};  ///< served count that triggers recycling; 0: off
   std::atomic<bool> recycle_flagged{false};
   std::atomic<std::size_t> rss_bytes{0};

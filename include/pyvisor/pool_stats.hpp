@@ -38,8 +38,10 @@ struct worker_stats {
   std::uint64_t restarts = 0;
   std::optional<exit_report> last_exit;
   std::size_t in_flight = 0;
+  std::size_t queued = 0;    ///< requests held in the worker's own admission queue (its envs')
   std::uint64_t served = 0;  ///< requests answered (values and errors)
   std::uint64_t errors = 0;
+  std::vector<std::pair<errc, std::uint64_t>> errors_by_code;  ///< only codes that occurred
   std::size_t rss_bytes = 0;  ///< last reading (0 before the first)
   std::chrono::milliseconds uptime{0};
   latency_summary latency;

@@ -93,6 +93,13 @@ TEST_F(pool_test, serves_like_an_interpreter_and_spreads_load) {
   ASSERT_EQ(st.errors.size(), 1u);
   EXPECT_EQ(st.errors[0].first, errc::python_exception);
   EXPECT_EQ(st.errors[0].second, 1u);
+  std::uint64_t worker_errors = 0;
+  for (auto& w : st.per_worker)
+    for (auto& [code, n] : w.errors_by_code) {
+      EXPECT_EQ(code, errc::python_exception);
+      worker_errors += n;
+    }
+  EXPECT_EQ(worker_errors, 1u);
   ASSERT_TRUE(p.stop());
 }
 
