@@ -121,6 +121,11 @@ bool request_table::admit_now_locked() const {
   return open_ && conn_ && queue_.empty() && inflight_ < busy_.max_inflight && !conn_->busy();
 }
 
+bool request_table::running() const {
+  std::lock_guard<std::mutex> g{mu_};
+  return !refused_ && stash_limit_ == 0 && (open_ || conn_ != nullptr);
+}
+
 void request_table::submit(const request& r, deadline d, completion done, bool priority) {
   auto id = next_id_.fetch_add(1, std::memory_order_relaxed);
   // Encoded outside the lock: callers on many threads encode in parallel.

@@ -118,6 +118,11 @@ public:
   /// init script) is written even while admission is held and ignores every limit.
   void submit(const request& r, deadline d, completion done, bool priority = false);
 
+  /// Whether a process is attached and admitting, or about to (false from the moment its
+  /// process ended until the next one is ready, and once refusing): a pool routes around a
+  /// worker whose table would only stash the request.
+  bool running() const;
+
   /// Sends `drop_env` in order with the requests (behind queued ones); dropped when refusing.
   void drop_env(std::uint64_t env);
 

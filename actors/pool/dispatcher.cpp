@@ -88,7 +88,7 @@ void dispatcher::submit(const interp::request& r, interp::deadline d, std::strin
     if (auto w = pick_locked(key)) {
       ++w->in_flight;
       lk.unlock();
-      send(w, r, d, std::move(done), t0);
+      send(w, r, d, std::move(done), t0, key, false);
       return;
     }
   }
@@ -130,11 +130,12 @@ void dispatcher::submit_to(const std::shared_ptr<worker>& w, const interp::reque
     std::lock_guard<std::mutex> g{mu_};
     ++w->in_flight;
   }
-  send(w, r, d, std::move(done), clock::now());
+  send(w, r, d, std::move(done), clock::now(), {}, true);
 }
 
 void dispatcher::send(const std::shared_ptr<worker>& w, const interp::request& r,
-                      interp::deadline d, completion done, clock::time_point t0) {
+                      interp::deadline d, completion done, clock::time_point t0,
+                      std::string_view key, bool pinned) {
   if (cfg_.soft_limit != forever) {
     auto soft = clock::now() + cfg_.soft_limit;
     if (soft < d.at)
@@ -146,6 +147,13 @@ void dispatcher::send(const std::shared_ptr<worker>& w, const interp::request& r
     done(std::move(rep), w);
     if (waiting)
       pump();
+    return;
+  }
+  if (!pinned && !w->table->running()) {
+    // Its process just ended and the pool actor has not heard yet: not into that worker's
+    // stash, where it would wait out the restart and its backoff, but back to the front of
+    // the pool queue for another worker.
+    bounce(w, r, d, key, t0, std::move(done));
     return;
   }
   w->table->submit(r, d,
@@ -232,6 +240,40 @@ void dispatcher::notify_drained(const std::vector<std::uint32_t>& drained) {
       f(n);
 }
 
+void dispatcher::bounce(const std::shared_ptr<worker>& w, const interp::request& r,
+                        interp::deadline d, std::string_view key, clock::time_point t0,
+                        completion done) {
+  queued q{owned_call::of(r), d, d.at, false, std::string{key}, std::move(done), t0};
+  if (cfg_.queue_timeout && *cfg_.queue_timeout != forever) {
+    auto qt = t0 + *cfg_.queue_timeout;
+    if (qt < q.expires) {
+      q.expires = qt;
+      q.by_queue_timeout = true;
+    }
+  }
+  auto expires = q.expires;
+  // Asked again (outside our lock: the table's lock is never taken inside it): a new process
+  // that came up meanwhile keeps its worker accepting.
+  const bool still_down = !w->table->running();
+  std::vector<std::uint32_t> drained;
+  {
+    std::lock_guard<std::mutex> g{mu_};
+    if (w->in_flight > 0)
+      --w->in_flight;
+    if (still_down)
+      w->accepting = false;  // until the pool actor sees it up again
+    auto seq = --front_seq_;  // ahead of everything queued
+    queue_.emplace(seq, std::move(q));
+    if (expires != clock::time_point::max())
+      expiry_.emplace(expires, seq);
+    check_drained_locked(*w, drained);
+  }
+  if (expires != clock::time_point::max())
+    timer_->arm_at(expires);
+  notify_drained(drained);
+  pump();
+}
+
 void dispatcher::check_drained_locked(worker& w, std::vector<std::uint32_t>& drained) {
   if (w.drain_watch && !w.accepting && w.in_flight == 0) {
     w.drain_watch = false;
@@ -289,7 +331,7 @@ void dispatcher::pump() {
     }
     for (auto& [w, q] : b) {
       auto r = q.call.view();
-      send(w, r, q.d, std::move(q.done), q.t0);
+      send(w, r, q.d, std::move(q.done), q.t0, q.key, false);
     }
   } while (pump_again);
   --pump_depth;

@@ -118,8 +118,12 @@ private:
   bool has_room_locked(const worker& w) const {
     return w.accepting && w.in_flight < cfg_.max_inflight_per_worker;
   }
+  /// Submits to `w`'s table; an unpinned request whose worker has no running process goes
+  /// back to the queue instead (bounce).
   void send(const std::shared_ptr<worker>& w, const interp::request& r, interp::deadline d,
-            completion done, clock::time_point t0);
+            completion done, clock::time_point t0, std::string_view key, bool pinned);
+  void bounce(const std::shared_ptr<worker>& w, const interp::request& r, interp::deadline d,
+              std::string_view key, clock::time_point t0, completion done);
   /// Counts an answer; returns whether requests wait in the queue (then the caller pumps).
   bool finished(const std::shared_ptr<worker>& w, clock::time_point t0, protocol::reply& rep);
   void pump();
@@ -144,7 +148,9 @@ private:
   std::size_t rr_ = 0;                                           // guarded by mu_
   std::map<std::uint64_t, queued> queue_;                        // guarded by mu_ (FIFO by seq)
   std::multimap<clock::time_point, std::uint64_t> expiry_;       // guarded by mu_
-  std::uint64_t seq_ = 0;                                        // guarded by mu_
+  // Queue order: seq_ counts up for new requests, front_seq_ down for bounced ones (ahead).
+  std::uint64_t seq_ = std::uint64_t{1} << 62;                   // guarded by mu_
+  std::uint64_t front_seq_ = std::uint64_t{1} << 62;             // guarded by mu_
   std::optional<error> unavailable_;                             // guarded by mu_
   std::optional<error> refused_;                                 // guarded by mu_
   listener listener_;                                            // guarded by mu_
