@@ -223,40 +223,8 @@ public:
         if (inc == inc_)
           on_dump_poll(polls);
       },
-      [this](stop_atom) {
-        auto rp = make_response_promise();
-        if (a_.supervised) {
-          rp.deliver(to_caf_error(make_error(
-            errc::invalid_argument,
-            "a supervised interpreter is stopped through its supervisor (terminate_child)")));
-          return rp;
-        }
-        if (a_.st->get() == interpreter_state::stopped) {
-          rp.deliver(true);
-          return rp;
-        }
-        stoppers_.push_back(rp);
-        begin_stop();
-        return rp;
-      },
-      [this](stop_atom, std::chrono::milliseconds deadline) {
-        auto rp = make_response_promise();
-        if (a_.supervised) {
-          rp.deliver(to_caf_error(make_error(
-            errc::invalid_argument,
-            "a supervised interpreter is stopped through its supervisor (terminate_child)")));
-          return rp;
-        }
-        if (a_.st->get() == interpreter_state::stopped) {
-          rp.deliver(true);
-          return rp;
-        }
-        stoppers_.push_back(rp);
-        begin_stop();
-        if (process_)
-          later(deadline, kill_atom::value, inc_);  // bounds whatever the sequence still takes
-        return rp;
-      },
+      [this](stop_atom) { return stop_request(std::nullopt); },
+      [this](stop_atom, std::chrono::milliseconds deadline) { return stop_request(deadline); },
       [this](wait_ready_atom) {
         auto rp = make_response_promise();
         auto s = a_.st->get();
@@ -530,6 +498,27 @@ private:
   }
 
   /// What the actor interface refuses in eval_options (a bad timeout; capture, a pointer).
+  /// stop() and stop(deadline): answered once the process is reaped; with a deadline, whatever
+  /// the stop sequence still takes then is cut short by SIGKILL.
+  caf::response_promise stop_request(std::optional<std::chrono::milliseconds> deadline) {
+    auto rp = make_response_promise();
+    if (a_.supervised) {
+      rp.deliver(to_caf_error(make_error(
+        errc::invalid_argument,
+        "a supervised interpreter is stopped through its supervisor (terminate_child)")));
+      return rp;
+    }
+    if (a_.st->get() == interpreter_state::stopped) {
+      rp.deliver(true);
+      return rp;
+    }
+    stoppers_.push_back(rp);
+    begin_stop();
+    if (deadline && process_)
+      later(*deadline, kill_atom::value, inc_);
+    return rp;
+  }
+
   caf::response_promise answer_now(const error& e) {
     auto rp = make_response_promise();
     rp.deliver(to_caf_error(e));
