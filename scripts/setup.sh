@@ -10,6 +10,11 @@ packages=(
   libmsgpack-cxx-dev               # msgpack-cxx 4.1.3 (never the C library's -dev package: its CMake config clashes)
   libuv1-dev                       # libuv 1.44
   libtomlplusplus-dev              # toml++ 3.3 (config files)
+  nlohmann-json3-dev               # nlohmann/json 3.11 (CLI and daemon JSON)
+  libcli11-dev                     # CLI11 2.3 (the pyvisor command line)
+  bubblewrap                       # bwrap: per-tenant sandbox (sandbox = "bwrap")
+  libseccomp-dev                   # libseccomp 2.5: per-tenant syscall filter
+  python3-venv python3-pip python3-setuptools python3-wheel   # `pyvisor env sync` venvs and the tests' local wheel
   googletest libgtest-dev libgmock-dev   # GoogleTest 1.12
   libbenchmark-dev                 # Google Benchmark 1.7
   python3 python3-msgpack          # /usr/bin/python3 with the msgpack C extension

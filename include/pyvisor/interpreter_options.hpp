@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "pyvisor/host_function.hpp"
+#include "pyvisor/isolation.hpp"
 #include "pyvisor/vars.hpp"
 
 namespace pyvisor {
@@ -134,6 +135,12 @@ struct interpreter_options {
   pyvisor::busy_limits busy_limits;
   /// Host functions only this interpreter may call (they take precedence over the runtime's).
   std::vector<std::pair<std::string, host_function>> functions;
+  /// When set, Python may reach only these of the runtime's exposed functions and actors (by
+  /// name; `functions` above stay reachable); a call to another name fails in Python as if it
+  /// were not exposed. Unset: every exposed name.
+  std::optional<std::vector<std::string>> allowed_host_functions;
+  /// Resource limits, identity and sandbox of the process (pyvisor/isolation.hpp).
+  pyvisor::isolation isolation;
   /// Python 3.12+: eager task factory; older: drain ready callbacks in the same loop
   /// iteration (bounded). Measured in bench/; see docs/protocol.md.
   bool eager_tasks = true;

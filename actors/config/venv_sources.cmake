@@ -1,0 +1,3 @@
+# Config layer: declarative venvs (pyvisor/venv.hpp).
+set(PYVISOR_VENV_SOURCES
+)
