@@ -161,8 +161,9 @@ expected<value> value_of(protocol::reply rep, const eval_options& o) {
 
 } // namespace
 
-expected<pool> runtime::spawn_pool(pool_options opts) {
-  auto& rt = *impl_;
+expected<std::shared_ptr<pool_shared>> runtime::impl::make_pool(pool_options opts,
+                                                              const caf::actor& parent) {
+  auto& rt = *this;
   if (auto e = check_pool_options(opts))
     return *e;
   if (auto e = check_interpreter_options(worker_options(opts, 1)))
@@ -228,16 +229,28 @@ expected<pool> runtime::spawn_pool(pool_options opts) {
     }
     // `gone` is released here, outside the lock (its destructor sends a message).
   };
+  cfg.parent = parent.address();
   {
     std::lock_guard<std::mutex> g{rt.mu};
     if (rt.shut_down)
       return make_error(errc::shutting_down, "the runtime is shutting down");
     shared->actor = pooling::spawn_pool_actor(*rt.sys, std::move(cfg));
-    rt.supervisors.erase(std::remove_if(rt.supervisors.begin(), rt.supervisors.end(),
-                                        [](auto& a) { return !caf::actor_cast<caf::actor>(a); }),
-                         rt.supervisors.end());
-    rt.supervisors.push_back(shared->actor.address());
+    // A pool in a tree is stopped by its supervisor; a top-level one by the shutdown.
+    if (!parent) {
+      rt.supervisors.erase(std::remove_if(rt.supervisors.begin(), rt.supervisors.end(),
+                                          [](auto& a) { return !caf::actor_cast<caf::actor>(a); }),
+                           rt.supervisors.end());
+      rt.supervisors.push_back(shared->actor.address());
+    }
   }
+  return shared;
+}
+
+expected<pool> runtime::spawn_pool(pool_options opts) {
+  auto made = impl_->make_pool(opts, caf::actor{});
+  if (!made)
+    return std::move(made).error();
+  auto shared = std::move(*made);
   const std::size_t need = opts.min_ready.value_or(opts.workers);
   std::unique_lock<std::mutex> lk{shared->mu};
   shared->cv.wait(lk, [&] {

@@ -22,6 +22,7 @@ namespace pyvisor {
 
 namespace detail {
 struct supervisor_shared;
+struct pool_shared;
 }
 
 /// Checks interpreter options that need no system call (limits, durations, names): config_error.
@@ -52,6 +53,12 @@ struct runtime::impl : std::enable_shared_from_this<runtime::impl> {
 
   /// Starts a supervision tree (facade/supervisor.cpp).
   expected<pyvisor::supervisor> supervise(supervisor_spec spec);
+
+  /// Validates `opts` and spawns the pool actor (facade/pool.cpp). With `parent` set the pool
+  /// is a child of that supervisor (it starts at child_start); otherwise it starts at once and
+  /// the runtime's shutdown stops it.
+  expected<std::shared_ptr<detail::pool_shared>> make_pool(pool_options opts,
+                                                           const caf::actor& parent);
 
   /// Stops supervisors, then every interpreter, then the actor system and the I/O loop.
   void shutdown();

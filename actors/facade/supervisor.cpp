@@ -5,6 +5,7 @@
 
 #include <caf/all.hpp>
 
+#include "facade/pool_shared.hpp"
 #include "facade/runtime_impl.hpp"
 #include "facade/supervisor_shared.hpp"
 #include "pyvisor/actor_interface.hpp"
@@ -64,8 +65,8 @@ std::optional<error> check_spec(const supervisor_spec& s, const std::string& whe
     if (std::find(ids.begin(), ids.end(), c.id) != ids.end())
       return bad("two children are named '" + c.id + "'");
     ids.push_back(c.id);
-    if (!c.interpreter == !c.supervisor)
-      return bad("child '" + c.id + "' needs exactly one of interpreter, supervisor");
+    if (int(c.interpreter.has_value()) + int(c.supervisor != nullptr) + int(c.pool != nullptr) != 1)
+      return bad("child '" + c.id + "' needs exactly one of interpreter, supervisor, pool");
     if (c.supervisor)
       if (auto e = check_spec(*c.supervisor, where + "/" + c.id))
         return e;
@@ -94,6 +95,17 @@ supervision::child_factory factory(std::weak_ptr<runtime::impl> weak_rt,
       auto actor = (*shared)->actor;
       std::lock_guard<std::mutex> g{top->mu};
       top->children[prefix + spec.id] = std::move(*shared);
+      return actor;
+    }
+    if (spec.pool) {
+      auto opts = *spec.pool;
+      opts.name = spec.id;
+      auto made = rt->make_pool(std::move(opts), sup);
+      if (!made)
+        return std::move(made).error();
+      auto actor = (*made)->actor;
+      std::lock_guard<std::mutex> g{top->mu};
+      top->pools[prefix + spec.id] = std::move(*made);
       return actor;
     }
     auto& nested = *spec.supervisor;
@@ -171,6 +183,14 @@ expected<interpreter> supervisor::child(std::string_view path) const {
   return interpreter{i->second};
 }
 
+expected<pool> supervisor::child_pool(std::string_view path) const {
+  std::lock_guard<std::mutex> g{s_->mu};
+  auto i = s_->pools.find(std::string{path});
+  if (i == s_->pools.end())
+    return make_error(errc::invalid_argument, "no pool child '" + std::string{path} + "'");
+  return pool{i->second};
+}
+
 expected<void> supervisor::start_child(child_spec spec) {
   return ask(*s_, caf::make_message(start_child_atom::value, std::move(spec)));
 }
@@ -188,6 +208,7 @@ expected<void> supervisor::delete_child(const std::string& id) {
   if (r) {
     std::lock_guard<std::mutex> g{s_->mu};
     s_->children.erase(id);
+    s_->pools.erase(id);
   }
   return r;
 }

@@ -17,6 +17,8 @@
 
 namespace pyvisor::detail {
 
+struct pool_shared;
+
 /// What every copy of a supervisor handle shares, and what its events update.
 struct supervisor_shared {
   std::shared_ptr<runtime::impl> rt;  // first member: destroyed last
@@ -29,6 +31,7 @@ struct supervisor_shared {
   bool ended = false;    // stopped or gave up
   std::optional<error> end_error;  // set when it gave up
   std::map<std::string, std::shared_ptr<interpreter_shared>> children;  // by path
+  std::map<std::string, std::shared_ptr<pool_shared>> pools;            // by path
   std::vector<std::function<void(const supervision_event&)>> subscribers;
 
   /// Called for every event of the tree (top-level events change the state above).

@@ -33,7 +33,8 @@ public:
   pool_actor(caf::actor_config& c, pool_config cfg)
     : caf::event_based_actor(c), cfg_(std::move(cfg)), breaker_(cfg_.opts.breaker),
       scaler_(cfg_.opts.autoscale, min_of(cfg_.opts), max_of(cfg_.opts)), rng_(cfg_.seed),
-      requests_(*this, cfg_.disp, cfg_.opts.worker.default_timeout) {}
+      requests_(*this, cfg_.disp, cfg_.opts.worker.default_timeout),
+      phase_(cfg_.parent ? phase::idle : phase::running) {}
 
   static std::size_t min_of(const pool_options& o) {
     return o.autoscale.min_workers == 0 ? o.workers : o.autoscale.min_workers;
@@ -55,11 +56,15 @@ public:
         if (auto a = caf::actor_cast<caf::actor>(self))
           caf::anon_send(a, drained_atom::value, n);
       }});
-    for (std::size_t i = 0; i < cfg_.opts.workers; ++i)
-      add_worker(0);
-    publish();
-    schedule_tick();
+    if (phase_ == phase::running)
+      start_workers(cfg_.opts.workers);
     auto handlers = caf::message_handler{
+      [this](core::child_start_atom) { begin_incarnation(); },
+      [this](core::child_stop_atom, const shutdown_policy&) {
+        end_incarnation(exit_kind::shutdown,
+                        make_error(errc::interpreter_down,
+                                   "pool '" + cfg_.opts.name + "' was stopped by its supervisor"));
+      },
       [this](core::child_up_atom, const caf::actor_addr& a, int pid) { on_up(a, pid); },
       [this](core::child_down_atom, const caf::actor_addr& a, exit_report& r) { on_down(a, r); },
       [this](restart_atom, std::uint32_t n, std::uint64_t gen) { on_restart_due(n, gen); },
@@ -71,7 +76,7 @@ public:
       [this](recycle_atom, std::uint32_t n, std::string& reason) { recycle(n, std::move(reason)); },
       [this](drained_atom, std::uint32_t n) { on_drained(n); },
       [this](add_atom, std::uint32_t ring_slot) {
-        if (!stopping_ && staying() < scaler_.min_workers())
+        if (live() && staying() < scaler_.min_workers())
           add_worker(ring_slot);
       },
       [this](pool_resize_atom, std::size_t n) -> caf::result<bool> {
@@ -81,7 +86,8 @@ public:
           return to_caf_error(make_error(errc::invalid_argument, "a pool needs at least one worker"));
         scaler_.set_bounds(n, std::max(n, scaler_.max_workers()));
         emit(event(pool_event::resized, "", 0, "resize(" + std::to_string(n) + ")"));
-        scale_to(n);
+        if (live())  // otherwise the next incarnation starts with the new size
+          scale_to(n);
         schedule_tick();  // the new bounds may allow autoscaling
         return true;
       },
@@ -100,6 +106,67 @@ public:
 private:
   // ---- workers ------------------------------------------------------------------------------
 
+  /// Whether workers are kept running: not stopping, and (under a parent) between child_start
+  /// and child_stop.
+  bool live() const { return !stopping_ && phase_ == phase::running; }
+
+  void start_workers(std::size_t n) {
+    for (std::size_t i = 0; i < n; ++i)
+      add_worker(0);
+    publish();
+    schedule_tick();
+  }
+
+  // ---- under a supervisor (core/child_protocol.hpp) -----------------------------------------
+  // One incarnation = the workers between child_start and the pool's child_down. The actor,
+  // its dispatcher and its queue outlive incarnations: requests wait in the queue meanwhile.
+
+  void begin_incarnation() {
+    if (stopping_ || phase_ != phase::idle)
+      return;
+    phase_ = phase::running;
+    up_sent_ = false;
+    breaker_ = start_breaker{cfg_.opts.breaker};
+    ++probe_gen_;  // probes of an earlier incarnation are stale
+    cfg_.disp->set_unavailable(std::nullopt);
+    start_workers(std::max<std::size_t>(scaler_.min_workers(), 1));
+    report_up_when_ready();
+  }
+
+  /// child_up once `min_ready` workers are ready (spawn_pool's condition).
+  void report_up_when_ready() {
+    if (!cfg_.parent || up_sent_ || phase_ != phase::running)
+      return;
+    std::size_t ready = 0;
+    for (auto& [n, s] : slots_)
+      ready += s.state == worker_stats::ready ? 1 : 0;
+    if (ready < cfg_.opts.min_ready.value_or(cfg_.opts.workers))
+      return;
+    up_sent_ = true;
+    if (auto p = caf::actor_cast<caf::actor>(cfg_.parent))
+      send(p, core::child_up_atom::value, address(), 0);
+  }
+
+  /// Stops every worker; child_down(`kind`) once they are all gone.
+  void end_incarnation(exit_kind kind, error reason) {
+    if (phase_ != phase::running || stopping_)
+      return;
+    phase_ = phase::pausing;
+    pending_down_ = exit_report{kind, -1, 0, std::move(reason)};
+    for (auto& [n, s] : slots_)
+      retire(s);
+    maybe_paused();
+  }
+
+  void maybe_paused() {
+    if (phase_ != phase::pausing || !slots_.empty())
+      return;
+    phase_ = phase::idle;
+    if (auto p = caf::actor_cast<caf::actor>(cfg_.parent))
+      send(p, core::child_down_atom::value, address(), pending_down_);
+    publish();
+  }
+
   /// Makes a worker and starts it; `ring_slot` 0 gives it a place of its own on the ring.
   std::uint32_t add_worker(std::uint32_t ring_slot) {
     auto n = ++next_number_;
@@ -112,7 +179,7 @@ private:
       emit(event(pool_event::worker_exited, "w" + std::to_string(n), 0, "could not be made", r));
       start_failed(r.reason);
       // Try again after the backoff base while the breaker is closed (a probe otherwise).
-      if (!stopping_ && breaker_.current() == start_breaker::state::closed)
+      if (live() && breaker_.current() == start_breaker::state::closed)
         delayed_send(this, std::max(cfg_.opts.backoff.base, std::chrono::milliseconds{1}),
                      add_atom::value, ring_slot);
       publish();
@@ -169,7 +236,7 @@ private:
           start_again(o);
         }
       // Workers that could not even be made (refused) are made now.
-      while (!stopping_ && staying() < scaler_.min_workers())
+      while (live() && staying() < scaler_.min_workers())
         if (add_worker(0) == 0)
           break;
     }
@@ -183,6 +250,7 @@ private:
           retire_when_drained(o);
     }
     publish();
+    report_up_when_ready();
   }
 
   void on_down(const caf::actor_addr& a, exit_report& r) {
@@ -196,7 +264,7 @@ private:
     s->last_exit = r;
     emit(event(pool_event::worker_exited, s->w->id, s->pid, "", r));
     s->pid = 0;
-    if (stopping_ || s->leaving) {
+    if (!live() || s->leaving) {
       retire(*s);
       publish();
       return;
@@ -225,7 +293,7 @@ private:
 
   void on_restart_due(std::uint32_t n, std::uint64_t gen) {
     auto* s = by_number(n);
-    if (s == nullptr || s->gen != gen || stopping_ || s->leaving || s->waits_breaker)
+    if (s == nullptr || s->gen != gen || !live() || s->leaving || s->waits_breaker)
       return;
     if (breaker_.current() != start_breaker::state::closed) {
       s->waits_breaker = true;
@@ -253,6 +321,10 @@ private:
       ev.delay = *delay;
       emit(std::move(ev));
       delayed_send(this, *delay, probe_atom::value, ++probe_gen_);
+      // Under a supervisor, a pool that cannot come up ends its start like a child that
+      // failed it: the supervisor's restart policy decides.
+      if (cfg_.parent && !up_sent_)
+        end_incarnation(exit_kind::start_failed, e);
     }
   }
 
@@ -266,7 +338,7 @@ private:
   }
 
   void on_probe() {
-    if (stopping_ || breaker_.current() != start_breaker::state::open)
+    if (!live() || breaker_.current() != start_breaker::state::open)
       return;
     breaker_.probe();
     // The probe: one worker that waits for the breaker, or a new one if none does.
@@ -285,7 +357,7 @@ private:
 
   void recycle(std::uint32_t n, std::string reason) {
     auto* s = by_number(n);
-    if (s == nullptr || s->leaving || stopping_)
+    if (s == nullptr || s->leaving || !live())
       return;
     s->w->recycle_flagged.store(true, std::memory_order_relaxed);
     cfg_.disp->set_accepting(n, false);
@@ -353,7 +425,11 @@ private:
       maybe_finish();
       return;
     }
-    if (!expected_end)
+    if (phase_ == phase::pausing) {
+      maybe_paused();
+      return;
+    }
+    if (!expected_end && live())
       add_worker(ring);  // an actor killed from outside: keep the pool's size
     publish();
   }
@@ -425,7 +501,7 @@ private:
   // ---- autoscaling and idle recycling ---------------------------------------------------------
 
   void schedule_tick() {
-    if (tick_armed_ || stopping_)
+    if (tick_armed_ || !live())
       return;
     if (scaler_.enabled() || cfg_.opts.recycle.max_idle != forever) {
       tick_armed_ = true;
@@ -435,7 +511,7 @@ private:
 
   void on_tick() {
     tick_armed_ = false;
-    if (stopping_)
+    if (!live())
       return;
     auto snap = cfg_.disp->stats();
     autoscaler::load l{snap.queued, snap.in_flight, snap.accepting, staying()};
@@ -543,6 +619,9 @@ private:
   bool tick_armed_ = false;
   bool stopping_ = false;
   bool ended_ = false;
+  enum class phase : std::uint8_t { running, pausing, idle } phase_;
+  bool up_sent_ = false;      // child_up sent for this incarnation
+  exit_report pending_down_;  // what child_down reports once the workers are gone
   std::vector<caf::typed_response_promise<bool>> stop_waiters_;
 };
 

@@ -40,6 +40,11 @@ struct pool_config {
   /// Worker `number` left the pool for good (the facade lets go of its handle).
   std::function<void(std::uint32_t number)> on_worker_gone;
   std::uint64_t seed = 0;  ///< jitter of backoff and max_requests (tests fix it)
+  /// Set for a pool in a supervision tree: it starts its workers at child_start, reports
+  /// child_up once `min_ready` are ready, stops them at child_stop (then child_down), and ends
+  /// its start with child_down(start_failed) when the breaker opens before that. Unset: it
+  /// starts at once.
+  caf::actor_addr parent;
 };
 
 /// Spawns a pool actor: it supervises the workers (the child protocol of core/child_protocol.hpp:

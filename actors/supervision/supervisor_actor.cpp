@@ -37,7 +37,8 @@ struct child_rec {
 
   child_rec(child_spec s, backoff_policy b) : spec(std::move(s)), backoff(b) {}
 
-  bool is_supervisor() const { return spec.supervisor != nullptr; }
+  /// Nested supervisors and pools (both supervise their own processes).
+  bool is_supervisor() const { return spec.supervisor != nullptr || spec.pool != nullptr; }
   bool alive() const { return state == child_info::starting || state == child_info::running; }
   shutdown_policy shutdown() const {
     if (spec.shutdown)
@@ -453,9 +454,10 @@ private:
         errc::invalid_argument, "a child needs an id unique in its supervisor ('" + spec.id + "')")));
       return rp;
     }
-    if (!spec.interpreter == !spec.supervisor) {
-      rp.deliver(to_caf_error(make_error(errc::invalid_argument,
-                                         "a child spec needs exactly one of interpreter, supervisor")));
+    if (int(spec.interpreter.has_value()) + int(spec.supervisor != nullptr) +
+          int(spec.pool != nullptr) != 1) {
+      rp.deliver(to_caf_error(make_error(
+        errc::invalid_argument, "a child spec needs exactly one of interpreter, supervisor, pool")));
       return rp;
     }
     auto id = spec.id;

@@ -110,21 +110,25 @@ std::string_view to_string(child_info::state_t s) noexcept;
 struct child_counts {
   std::size_t specs = 0;        ///< children known
   std::size_t active = 0;       ///< running
-  std::size_t supervisors = 0;  ///< children that are supervisors
+  std::size_t supervisors = 0;  ///< children that are supervisors or pools
   std::size_t workers = 0;      ///< children that are interpreters
 };
 
 struct supervisor_spec;
+struct pool_options;
 
-/// One child of a supervisor: an interpreter (its handle survives restarts) or a nested
-/// supervisor.
+/// One child of a supervisor: an interpreter (its handle survives restarts), a nested
+/// supervisor, or a pool (pyvisor/pool_options.hpp; its handle and queue survive restarts too:
+/// it is up once `min_ready` workers are ready, it never ends by itself, and a start whose
+/// circuit breaker opens first counts as a failed start).
 struct child_spec {
   std::string id;                              ///< unique among its siblings
   std::optional<interpreter_options> interpreter;  ///< set for an interpreter child
   std::shared_ptr<supervisor_spec> supervisor;  ///< set for a nested supervisor
+  std::shared_ptr<pool_options> pool;           ///< set for a pool (its name: the id)
   restart_type restart = restart_type::permanent;
   /// Default: 5 s grace for interpreters (then their own stop sequence's SIGTERM/SIGKILL),
-  /// `forever` for supervisors (OTP).
+  /// `forever` for supervisors and pools (OTP).
   std::optional<shutdown_policy> shutdown;
 };
 

@@ -9,6 +9,7 @@
 
 #include "pyvisor/expected.hpp"
 #include "pyvisor/interpreter.hpp"
+#include "pyvisor/pool.hpp"
 #include "pyvisor/supervision.hpp"
 
 namespace caf {
@@ -31,6 +32,10 @@ public:
   /// It survives restarts: requests made while its process restarts wait (restart_stash) and
   /// go to the new one; requests in flight at a crash fail once with interpreter_exited.
   expected<interpreter> child(std::string_view path) const;
+
+  /// The handle of pool child `path` (same paths as child()). It survives the pool's restarts:
+  /// requests wait in its queue while its workers restart (up to their deadlines).
+  expected<pool> child_pool(std::string_view path) const;
 
   /// Adds a child at the end and starts it; returns once it is up (or with its start error:
   /// it then restarts by its restart type, as any child).

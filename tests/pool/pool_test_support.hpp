@@ -261,7 +261,9 @@ protected:
     w_->actors.clear();
   }
 
-  void start(pool_options o) {
+  /// Spawns the pool actor; with `parent` set it is a child of that actor (it waits for
+  /// child_start).
+  void start(pool_options o, const caf::actor& parent = caf::actor{}) {
     pooling::dispatcher::config dc;
     dc.name = o.name;
     dc.policy = o.dispatch;
@@ -292,6 +294,7 @@ protected:
     pc.on_status = [this](const pooling::pool_status& s) { statuses_.push_back(s); };
     pc.on_worker_gone = [this](std::uint32_t n) { gone_.push_back(n); };
     pc.seed = 42;
+    pc.parent = parent.address();
     pool_ = pooling::spawn_pool_actor(sys_, std::move(pc));
     sched_.run();
   }
