@@ -1,5 +1,6 @@
 #include "interpreter/host_actor.hpp"
 
+#include <algorithm>
 #include <optional>
 
 #include <caf/all.hpp>
@@ -17,9 +18,9 @@ class host_actor : public caf::event_based_actor {
 public:
   host_actor(caf::actor_config& cfg, std::shared_ptr<host_registry> hosts,
              std::vector<std::pair<std::string, host_function>> functions,
-             caf::actor_addr interpreter)
+             std::optional<std::vector<std::string>> allowed, caf::actor_addr interpreter)
     : caf::event_based_actor(cfg), hosts_(std::move(hosts)), functions_(std::move(functions)),
-      interpreter_(std::move(interpreter)) {
+      allowed_(std::move(allowed)), interpreter_(std::move(interpreter)) {
   }
 
   caf::behavior make_behavior() override {
@@ -29,6 +30,12 @@ public:
   }
 
 private:
+  /// Whether Python may reach the runtime's exposure `name` (interpreter_options::
+  /// allowed_host_functions); the interpreter's own functions are always reachable.
+  bool allowed(const std::string& name) const {
+    return !allowed_ || std::find(allowed_->begin(), allowed_->end(), name) != allowed_->end();
+  }
+
   /// Every message ends with from->host_done() (flow control), exactly once.
   void on_host(host_message& h) {
     auto from = h.from;
@@ -43,7 +50,7 @@ private:
       if (h.target) {
         if (auto t = h.target->to<host_handle>())
           target = hosts_->by_handle(t->bytes);
-      } else {
+      } else if (allowed(h.name)) {
         target = hosts_->actor(h.name);
       }
       auto sender = caf::actor_cast<caf::actor>(interpreter_);
@@ -61,7 +68,7 @@ private:
     for (auto& [name, f] : functions_)
       if (name == h.name)
         fn = f;
-    if (!fn)
+    if (!fn && allowed(h.name))
       fn = hosts_->function(h.name);
     if (fn) {
       try {
@@ -81,7 +88,7 @@ private:
       from->host_done();
       return;
     }
-    if (auto target = hosts_->actor(h.name)) {
+    if (auto target = allowed(h.name) ? hosts_->actor(h.name) : caf::actor{}) {
       if (h.kind == host_message::cast) {
         caf::anon_send(target, host_cast_atom::value, h.name, std::move(h.args));
         from->host_done();
@@ -109,6 +116,7 @@ private:
 
   std::shared_ptr<host_registry> hosts_;
   std::vector<std::pair<std::string, host_function>> functions_;
+  std::optional<std::vector<std::string>> allowed_;
   caf::actor_addr interpreter_;
 };
 
@@ -116,8 +124,10 @@ private:
 
 caf::actor spawn_host_actor(caf::actor_system& sys, std::shared_ptr<host_registry> hosts,
                             std::vector<std::pair<std::string, host_function>> functions,
+                            std::optional<std::vector<std::string>> allowed,
                             caf::actor_addr interpreter) {
-  return sys.spawn<host_actor>(std::move(hosts), std::move(functions), std::move(interpreter));
+  return sys.spawn<host_actor>(std::move(hosts), std::move(functions), std::move(allowed),
+                               std::move(interpreter));
 }
 
 } // namespace pyvisor::interp

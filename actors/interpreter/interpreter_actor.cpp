@@ -75,7 +75,8 @@ public:
   }
 
   caf::behavior make_behavior() override {
-    host_ = spawn_host_actor(system(), a_.hosts, a_.opts.functions, address());
+    host_ = spawn_host_actor(system(), a_.hosts, a_.opts.functions, a_.opts.allowed_host_functions,
+                             address());
     // Whatever ends this actor (even an unconditional kill): nothing more is admitted, the
     // process group goes, the host actor goes, and `stopped` is published once the process
     // is gone (status::owner_ended).
