@@ -10,6 +10,7 @@
 #include <poll.h>
 #include <spawn.h>
 #include <sys/wait.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 extern char** environ;
@@ -93,6 +94,25 @@ std::string probe_executable(const std::string& exe) {
   return out;
 }
 
+/// `exe` made absolute (symlinks kept) when it lives in a venv's bin/ (a pyvenv.cfg one level
+/// above), else "".
+std::string in_venv(const std::string& exe) {
+  std::string abs = exe;
+  if (abs[0] != '/') {
+    char cwd[4096];
+    if (::getcwd(cwd, sizeof cwd) == nullptr)
+      return {};
+    abs = std::string{cwd} + "/" + abs;
+  }
+  auto slash = abs.rfind('/');
+  auto bin = abs.substr(0, slash);
+  auto up = bin.substr(0, bin.rfind('/'));
+  struct stat st;
+  if (up.empty() || ::stat((up + "/pyvenv.cfg").c_str(), &st) != 0 || !S_ISREG(st.st_mode))
+    return {};
+  return abs;
+}
+
 } // namespace
 
 std::string find_executable(const std::string& name) {
@@ -128,6 +148,13 @@ expected<std::string> python_resolver::resolve(const std::string& python) {
     return make_error(errc::spawn_failed,
                       "python executable '" + python + "' not found or not executable" +
                         (python.find('/') == std::string::npos ? " (searched PATH)" : ""));
+  // A venv's python is a symlink whose own path matters: Python finds the venv through the
+  // pyvenv.cfg next to its bin/ directory. Keep that path (made absolute), unresolved.
+  if (auto venv = in_venv(found); !venv.empty()) {
+    std::lock_guard<std::mutex> g{mu_};
+    cache_[python] = venv;
+    return venv;
+  }
   auto real = canonical(found);
   if (is_script(real)) {
     auto probed = probe_executable(real);

@@ -19,6 +19,9 @@ class actor_system;
 
 namespace pyvisor {
 
+class deployment;
+struct runtime_spec;
+
 /// Options of a runtime.
 struct runtime_options {
   /// Receives the interpreters' stdout/stderr lines and runtime events; default: stderr.
@@ -54,6 +57,14 @@ public:
   /// last start error (e.g. init_failed with the Python traceback) when the circuit breaker
   /// opened before `min_ready` workers were ready (the pool is then stopped).
   expected<pool> spawn_pool(pool_options opts = {});
+
+  /// Starts everything `spec` declares (pyvisor/deployment.hpp; include it to call this): every
+  /// tenant is resolved (its venv must be synced and up to date, its Python version match, its
+  /// isolation be supported here), then the supervision tree starts, each pool until
+  /// `min_ready` workers are ready, then the pools' durable envs are made. Errors:
+  /// config_error (the spec's problems, all of them, one per line; a missing or stale venv
+  /// names the fix), the start error of a pool that could not come up, shutting_down.
+  expected<deployment> deploy(runtime_spec spec);
 
   /// The actor system (to spawn your own actors that talk to interpreters).
   caf::actor_system& system();
