@@ -25,10 +25,14 @@ struct config_problem {
   std::string file;     ///< the file; empty for a spec built in C++
   int line = 0;         ///< 1-based; 0 when unknown
   int column = 0;       ///< 1-based; 0 when unknown
-  std::string path;     ///< the key, dotted: "pools.web.workers" (may be empty)
-  std::string message;  ///< e.g. "unknown key 'wokers' (did you mean 'workers'?)"
+  /// The TOML key the problem is about, dotted, with array elements as "[i]":
+  /// "pools.web.size", "supervisors.app.children[1]" (also for a spec built in C++; empty for
+  /// TOML syntax errors).
+  std::string path;
+  std::string message;  ///< e.g. "unknown key 'sise' (did you mean 'size'?)"
 
-  /// "file:line:col: message" (or "path: message" without a position).
+  /// "file:line:col: path: message"; parts that are unknown or empty are left out
+  /// ("path: message" for a spec built in C++).
   std::string to_string() const;
 };
 
@@ -52,6 +56,11 @@ config_result load_config_string(std::string_view text, std::string name = "<str
 /// The checks of the loader that do not depend on TOML (names, references, cycles, ranges,
 /// files that must exist), for a spec built in C++. Empty: valid.
 std::vector<config_problem> validate(const runtime_spec& spec);
+
+/// The names of the pools and supervisors no supervisor lists as a child: the children of the
+/// implicit root supervisor "root", in declaration order (the pools in file order, then the
+/// supervisors in file order).
+std::vector<std::string> root_children(const runtime_spec& spec);
 
 /// The spec as TOML that load_config_string reads back into an equal spec. Only what differs
 /// from the defaults is written unless `all` is set.
