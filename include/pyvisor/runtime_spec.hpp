@@ -80,7 +80,7 @@ struct pool_spec {
   std::string tenant;  ///< a tenant's name; empty: the host's python3, no isolation
   /// A file whose contents become the init script (instead of options.worker.init_script.code).
   std::string init_file;
-  std::vector<std::string> preload;  ///< modules imported before the init script
+  std::vector<std::string> preload;  ///< modules imported at start, after the init script
   /// The pool's address-space budget, split evenly over its largest worker count (PySpark's
   /// executor memory); replaces the tenant's per-process `memory` limit when set.
   std::optional<std::uint64_t> memory_budget;
