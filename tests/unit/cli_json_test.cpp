@@ -1,6 +1,7 @@
-// Unit tests of the command-line program's JSON <-> msgpack code (cli/json.cpp).
+// Unit tests of the command-line program's JSON <-> msgpack code (cli/json_value.cpp, on
+// nlohmann/json).
 
-#include "json.hpp"
+#include "json_value.hpp"
 
 #include <cmath>
 #include <cstdint>
@@ -14,7 +15,7 @@
 
 namespace {
 
-using pyvisor::cli::append_json_string;
+using pyvisor::cli::dump_json;
 using pyvisor::cli::base64_encode;
 using pyvisor::cli::is_valid_utf8;
 using pyvisor::cli::json_error;
@@ -212,8 +213,9 @@ TEST(CliJsonParse, Containers) {
   EXPECT_EQ(hex(json_to_msgpack(" [ 1 , [ ] , { } ] ")), "93019080");
   EXPECT_EQ(hex(json_to_msgpack("[[[]]]")), "919190");
   EXPECT_EQ(hex(json_to_msgpack(R"({"a":1,"b":[true,null]})")), "82a16101a16292c3c0");
-  // Keys keep their order; duplicates are kept (Python keeps the last).
-  EXPECT_EQ(hex(json_to_msgpack(R"({"b":1,"a":2,"b":3})")), "83a16201a16102a16203");
+  // Keys keep their order; a duplicate key keeps its first position and its last value (what
+  // Python's dict makes of the same JSON).
+  EXPECT_EQ(hex(json_to_msgpack(R"({"b":1,"a":2,"b":3})")), "82a16203a16102");
   // Header sizes: fixarray up to 15, array16 up to 65535, array32 above.
   std::string a15 = "[0", a16 = "[0", a70k = "[0";
   for (int i = 1; i < 15; ++i) a15 += ",0";
@@ -246,6 +248,7 @@ TEST(CliJsonParse, NestingLimit) {
   const auto nest = [](std::size_t n) { return std::string(n, '[') + std::string(n, ']'); };
   EXPECT_NO_THROW(json_to_msgpack(nest(128)));
   EXPECT_EQ(json_to_msgpack(nest(128)), std::string(127, '\x91') + "\x90");
+  // The offset is the opening bracket that goes one level too deep.
   expect_error(nest(129), 128, "nesting deeper than 128");
   expect_error(std::string(100000, '['), 128, "nesting deeper than 128");
   // Objects count as well.
@@ -256,93 +259,112 @@ TEST(CliJsonParse, NestingLimit) {
   // A custom limit.
   EXPECT_NO_THROW(json_to_msgpack("[[1]]", 2));
   expect_error("[[[1]]]", 2, "nesting deeper than 2", 2);
-  expect_error("[1]", 0, "nesting deeper than 0", 0);
+  expect_error(" [1]", 1, "nesting deeper than 0", 0);
   EXPECT_EQ(hex(json_to_msgpack("1", 0)), "01");
-  // No recursion: very deep input parses (and renders) without touching the C++ stack.
+  // nlohmann's parser and our packer are iterative: deep input does not touch the C++ stack.
   const std::size_t deep = 200000;
   const std::string bytes = json_to_msgpack(nest(deep), deep);
   EXPECT_EQ(bytes.size(), deep);
-  EXPECT_EQ(render(bytes), nest(deep));
+  EXPECT_EQ(bytes.substr(0, 3), "\x91\x91\x91");
 }
 
+// Offsets point at the byte where nlohmann's parser found the problem; the reason is its
+// message without the "[json.exception...] parse error at line, column" prefix.
 TEST(CliJsonParse, SyntaxErrorsReportByteOffsets) {
-  expect_error("", 0, "unexpected end of input");
+  expect_error("", 0, "unexpected end of input; expected '[', '{', or a literal");
   expect_error("   ", 3, "unexpected end of input");
-  expect_error("[1,]", 3, "expected a value");
-  expect_error("[1 2]", 3, "expected ',' or ']'");
-  expect_error("[1", 2, "expected ',' or ']', found end of input");
+  expect_error("[1,]", 3, "unexpected ']'");
+  expect_error("[1 2]", 3, "syntax error while parsing array - unexpected number literal");
+  expect_error("[1", 2, "unexpected end of input; expected ']'");
   expect_error("[", 1, "unexpected end of input");
   expect_error("{\"a\" 1}", 5, "expected ':'");
-  expect_error("{\"a\":1,}", 7, "expected a string (object key)");
-  expect_error("{\"a\":1 \"b\":2}", 7, "expected ',' or '}'");
-  expect_error("{1:2}", 1, "expected a string (object key)");
-  expect_error("{'a':2}", 1, "expected a string (object key), found '''");
-  expect_error("{\"a\":1", 6, "expected ',' or '}'");
-  expect_error("[1]]", 3, "unexpected ']' after the value");
-  expect_error("[1] x", 4, "unexpected 'x' after the value");
-  expect_error("1 2", 2, "after the value");
-  expect_error("tru", 0, "invalid literal");
-  expect_error("nul", 0, "invalid literal");
-  expect_error("True", 0, "unexpected 'T'");
-  expect_error("truex", 4, "after the value");
-  expect_error("NaN", 0, "unexpected 'N'");
-  expect_error("Infinity", 0, "unexpected 'I'");
-  expect_error("-Infinity", 1, "expected a digit");
-  expect_error("// c\n1", 0, "unexpected '/'");
-  expect_error("\f1", 0, "unexpected byte 0x0c");
-  expect_error("\xEF\xBB\xBF" "1", 0, "unexpected byte 0xef");  // no BOM
+  expect_error("{\"a\":1,}", 7, "parsing object key - unexpected '}'; expected string literal");
+  expect_error("{\"a\":1 \"b\":2}", 9, "unexpected string literal; expected '}'");
+  expect_error("{1:2}", 1, "parsing object key - unexpected number literal");
+  expect_error("{'a':2}", 1, "parsing object key - invalid literal");
+  expect_error("{\"a\":1", 6, "unexpected end of input; expected '}'");
+  expect_error("[1]]", 3, "unexpected ']'; expected end of input");
+  expect_error("[1] x", 4, "invalid literal; last read: '1] x'; expected end of input");
+  expect_error("1 2", 2, "expected end of input");
+  expect_error("tru", 3, "invalid literal; last read: 'tru'");
+  expect_error("nul", 3, "invalid literal; last read: 'nul'");
+  expect_error("True", 0, "invalid literal; last read: 'T'");
+  expect_error("truex", 4, "expected end of input");
+  expect_error("NaN", 0, "invalid literal; last read: 'N'");
+  expect_error("Infinity", 0, "invalid literal; last read: 'I'");
+  expect_error("-Infinity", 1, "expected digit after '-'");
+  expect_error("// c\n1", 0, "invalid literal; last read: '/'");  // no comments
+  expect_error("\f1", 0, "last read: '<U+000C>'");
+  expect_error("\xFF", 0, "last read: '\\xff'");  // bytes outside ASCII shown escaped
+  // A UTF-8 byte order mark is skipped (RFC 8259 allows it).
+  EXPECT_EQ(hex(json_to_msgpack("\xEF\xBB\xBF" "1")), "01");
 }
 
 TEST(CliJsonParse, NumberErrors) {
-  expect_error("01", 1, "leading zeros");
-  expect_error("-01", 2, "leading zeros");
-  expect_error("1.", 2, "expected a digit after '.'");
-  expect_error("1.e5", 2, "expected a digit after '.'");
-  expect_error(".5", 0, "unexpected '.'");
-  expect_error("+1", 0, "unexpected '+'");
-  expect_error("-", 1, "expected a digit");
-  expect_error("- 1", 1, "expected a digit");
-  expect_error("1e", 2, "expected a digit in the exponent");
-  expect_error("1e+", 3, "expected a digit in the exponent");
-  expect_error("0x10", 1, "after the value");
-  expect_error("1e400", 0, "out of range");
-  expect_error("[0, -1e400]", 4, "out of range");
+  expect_error("01", 1, "unexpected number literal; expected end of input");  // leading zero
+  expect_error("-01", 2, "unexpected number literal; expected end of input");
+  expect_error("1.", 2, "expected digit after '.'");
+  expect_error("1.e5", 2, "expected digit after '.'");
+  expect_error(".5", 0, "invalid literal; last read: '.'");
+  expect_error("+1", 0, "invalid literal; last read: '+'");
+  expect_error("-", 1, "expected digit after '-'");
+  expect_error("- 1", 1, "expected digit after '-'");
+  expect_error("1e", 2, "expected '+', '-', or digit after exponent");
+  expect_error("1e+", 3, "expected digit after exponent sign");
+  expect_error("0x10", 1, "expected end of input");
+  // Overflowing a double: the offset is the number's first byte.
+  expect_error("1e400", 0, "number overflow parsing '1e400'");
+  expect_error("[0, -1e400]", 4, "number overflow parsing '-1e400'");
 }
 
 TEST(CliJsonParse, StringErrors) {
-  expect_error("\"abc", 4, "unexpected end of input in the string starting at byte 0");
-  expect_error("[\"abc\\", 6, "unexpected end of input in an escape");
-  expect_error("\"a\x01\"", 2, "control character 0x01");
-  expect_error("\"a\nb\"", 2, "control character 0x0a");
-  expect_error("\"a\tb\"", 2, "control character 0x09");
-  expect_error(R"("\x")", 1, "invalid escape '\\x'");
-  expect_error(R"("\U0041")", 1, "invalid escape '\\U'");
-  expect_error("\"\\\x01\"", 1, "invalid escape");
-  expect_error(R"("\u12G4")", 1, "invalid \\u escape");
-  expect_error(R"("\u12")", 1, "invalid \\u escape");
-  expect_error(R"("ab\u)", 3, "invalid \\u escape");
+  expect_error("\"abc", 4, "missing closing quote");
+  expect_error("[\"abc\\", 6, "forbidden character after backslash");
+  expect_error("\"a\x01\"", 2, "control character U+0001 (SOH) must be escaped");
+  expect_error("\"a\nb\"", 2, "control character U+000A (LF) must be escaped");
+  expect_error("\"a\tb\"", 2, "control character U+0009 (HT) must be escaped");
+  expect_error(R"("\x")", 2, "forbidden character after backslash");
+  expect_error(R"("\U0041")", 2, "forbidden character after backslash");
+  expect_error("\"\\\x01\"", 2, "forbidden character after backslash");
+  expect_error(R"("\u12G4")", 5, "'\\u' must be followed by 4 hex digits");
+  expect_error(R"("\u12")", 5, "'\\u' must be followed by 4 hex digits");
+  expect_error(R"("ab\u)", 5, "'\\u' must be followed by 4 hex digits");
   // Surrogates must pair up.
-  expect_error(R"("\uD83D")", 1, "high surrogate");
-  expect_error(R"("\uD83Dx")", 1, "high surrogate");
-  expect_error(R"("\uD83D\n")", 1, "high surrogate");
-  expect_error(R"("\uD83D\u0041")", 7, "high surrogate");
-  expect_error(R"("\uD83D\uD83D")", 7, "high surrogate");
-  expect_error(R"("\uD83D\uZZZZ")", 7, "invalid \\u escape");
-  expect_error(R"("\uDE00")", 1, "lone low surrogate");
-  expect_error(R"("x\uDE00\uD83D")", 2, "lone low surrogate");
+  const std::string high = "surrogate U+D800..U+DBFF must be followed by U+DC00..U+DFFF";
+  expect_error(R"("\uD83D")", 7, high);
+  expect_error(R"("\uD83Dx")", 7, high);
+  expect_error(R"("\uD83D\n")", 8, high);
+  expect_error(R"("\uD83D\u0041")", 12, high);
+  expect_error(R"("\uD83D\uD83D")", 12, high);
+  expect_error(R"("\uD83D\uZZZZ")", 9, "'\\u' must be followed by 4 hex digits");
+  const std::string low = "surrogate U+DC00..U+DFFF must follow U+D800..U+DBFF";
+  expect_error(R"("\uDE00")", 6, low);
+  expect_error(R"("x\uDE00\uD83D")", 7, low);
 }
 
 TEST(CliJsonParse, InvalidUtf8IsAnError) {
-  expect_error("\"\xFF\"", 1, "invalid UTF-8");
-  expect_error("\"ab\x80\"", 3, "invalid UTF-8");             // stray continuation byte
-  expect_error("\"\xC0\x80\"", 1, "invalid UTF-8");           // overlong NUL
-  expect_error("\"\xE0\x80\x80\"", 1, "invalid UTF-8");       // overlong
-  expect_error("\"\xED\xA0\x80\"", 1, "invalid UTF-8");       // encoded surrogate
-  expect_error("\"\xF4\x90\x80\x80\"", 1, "invalid UTF-8");   // above U+10FFFF
-  expect_error("\"\xC3\"", 1, "invalid UTF-8");               // truncated
-  expect_error("\"x\xE2\x82\"", 2, "invalid UTF-8");          // truncated
-  expect_error("\"\xF0\x9F\x98", 1, "invalid UTF-8");         // truncated at the end
-  expect_error("\xFF", 0, "unexpected byte 0xff");
+  const std::string bad = "invalid string: ill-formed UTF-8 byte";
+  expect_error("\"\xFF\"", 1, bad);
+  expect_error("\"ab\x80\"", 3, bad);          // stray continuation byte
+  expect_error("\"\xC0\x80\"", 1, bad);        // overlong NUL
+  expect_error("\"\xE0\x80\x80\"", 2, bad);    // overlong
+  expect_error("\"\xED\xA0\x80\"", 2, bad);    // encoded surrogate
+  expect_error("\"\xF4\x90\x80\x80\"", 2, bad);  // above U+10FFFF
+  expect_error("\"\xC3\"", 2, bad);            // truncated
+  expect_error("\"x\xE2\x82\"", 4, bad);       // truncated
+  expect_error("\"\xF0\x9F\x98", 4, bad);      // truncated at the end
+  expect_error("\xFF", 0, "invalid literal");
+}
+
+TEST(CliJsonParse, DocumentsPackInOrder) {
+  using pyvisor::cli::document_to_msgpack;
+  using pyvisor::cli::json;
+  // Keys in document order (ordered_json), not sorted; -0 is the integer 0.
+  EXPECT_EQ(hex(document_to_msgpack(json::parse(R"({"z":1,"a":[true,null,"s",-0]})"))),
+            "82a17a01a16194c3c0a17300");
+  // A document built in C++.
+  json doc = {{"k", 1.0}, {"u", std::uint64_t{1} << 63}};
+  EXPECT_EQ(hex(document_to_msgpack(doc)), "82a16bcb3ff0000000000000a175cf8000000000000000");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -401,9 +423,7 @@ TEST(CliJsonRender, StringsEscapeControlCharacters) {
   // UTF-8 is kept as is (no \u escapes), including U+2028 and U+10FFFF.
   EXPECT_EQ(render(str("\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80\xE2\x80\xA8\xF4\x8F\xBF\xBF")),
             "\"\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80\xE2\x80\xA8\xF4\x8F\xBF\xBF\"");
-  std::string out;
-  append_json_string(out, "a\"b");
-  EXPECT_EQ(out, R"("a\"b")");
+  EXPECT_EQ(dump_json(pyvisor::cli::json("a\"b")), R"("a\"b")");
 }
 
 TEST(CliJsonRender, InvalidUtf8BecomesReplacementCharacters) {
@@ -557,17 +577,35 @@ TEST(CliJsonRender, OtherExtsAreGeneric) {
   EXPECT_EQ(render(ext(127, "\xFF")), R"({"$ext":127,"$data":"/w=="})");
 }
 
-TEST(CliJsonRender, DeepNestingIsIterative) {
-  const std::size_t depth = 200000;
-  const std::string arrays = std::string(depth - 1, '\x91') + "\x90";
-  EXPECT_EQ(render(arrays), std::string(depth, '[') + std::string(depth, ']'));
+TEST(CliJsonRender, NestingIsBounded) {
+  using pyvisor::cli::max_render_depth;
+  const auto arrays = [](std::size_t depth) { return std::string(depth - 1, '\x91') + "\x90"; };
+  EXPECT_EQ(render(arrays(max_render_depth)),
+            std::string(max_render_depth, '[') + std::string(max_render_depth, ']'));
   std::string maps;
-  for (std::size_t i = 0; i < depth; ++i) maps += map_header(1) + str("k");
+  for (std::size_t i = 0; i < max_render_depth; ++i) maps += map_header(1) + str("k");
   maps += packed(1);
   std::string expected;
-  for (std::size_t i = 0; i < depth; ++i) expected += "{\"k\":";
-  expected += "1" + std::string(depth, '}');
+  for (std::size_t i = 0; i < max_render_depth; ++i) expected += "{\"k\":";
+  expected += "1" + std::string(max_render_depth, '}');
   EXPECT_EQ(render(maps), expected);
+  // Deeper than any value from Python can be (the frame limit is 128): refused.
+  const std::string too_deep = arrays(max_render_depth + 1);
+  std::size_t off = 0;
+  msgpack::object_handle oh = msgpack::unpack(too_deep.data(), too_deep.size(), off);
+  EXPECT_THROW(to_json(oh.get()), std::length_error);
 }
+
+TEST(CliJsonRender, BigintMarkersCannotBeForged) {
+  // A string that looks like dump_json's internal bigint marker stays a string.
+  const std::string fake = str("\x01" "bigint0_0_");
+  const std::string big = ext(4, unhex("01" + std::string(50, '0')));
+  EXPECT_EQ(render(array_header(2) + fake + big),
+            "[\"\\u0001bigint0_0_\",1606938044258990275541962092341162602522202993782792835301376]");
+  EXPECT_EQ(render(map_header(1) + str("k") + array_header(2) + big + big),
+            "{\"k\":[1606938044258990275541962092341162602522202993782792835301376,"
+            "1606938044258990275541962092341162602522202993782792835301376]}");
+}
+
 
 } // namespace
