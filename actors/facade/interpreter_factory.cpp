@@ -9,6 +9,8 @@
 
 #include "facade/runtime_impl.hpp"
 #include "interpreter/interpreter_actor.hpp"
+#include "process/sandbox.hpp"
+#include "process/sandbox_support.hpp"
 #include "process/spawn.hpp"
 
 extern char** environ;
@@ -131,6 +133,8 @@ std::optional<error> check_interpreter_options(const interpreter_options& opts) 
   for (auto& [k, v] : opts.environment)
     if (k.empty() || k.find('=') != std::string::npos)
       return make_error(errc::config_error, "invalid environment variable name '" + k + "'");
+  if (auto iso = process::check_isolation(opts.isolation); !iso)
+    return iso.error();
   return std::nullopt;
 }
 
@@ -197,6 +201,16 @@ expected<std::shared_ptr<detail::interpreter_shared>> runtime::impl::make_interp
   req.argv.insert(req.argv.end(), {"--eager-tasks", opts.eager_tasks ? "on" : "off"});
   req.stdio_transport = opts.transport == transport::stdio;
   req.cwd = opts.cwd;
+  // Isolation (checked above): applied by spawn between fork and exec; with bwrap the command
+  // runs inside the sandbox, which must also see the Python installation and the runner.
+  req.isolation = opts.isolation;
+  if (opts.isolation.sandbox.kind == sandbox_kind::bwrap) {
+    auto needed = opts.launcher.empty() ? process::python_paths(req.argv[0], opts.python)
+                                        : std::vector<std::string>{};
+    needed.push_back(runner_dir);             // as Python is told it
+    needed.push_back(real_path(runner_dir));  // where it really is ("" when unresolvable: skipped)
+    req.argv = process::bwrap_command(opts.isolation, needed, std::move(req.argv));
+  }
 
   for (char** e = environ; opts.inherit_environment && *e != nullptr; ++e) {
     std::string_view kv{*e};

@@ -23,6 +23,24 @@ std::string signal_name(int sig) {
   return abbrev ? std::string{"SIG"} + abbrev : std::to_string(sig);
 }
 
+/// What a death by `sig` means under the process's limits ("" when nothing): SIGXCPU is the
+/// cpu limit, SIGXFSZ the file size limit; with a memory limit, a SIGSEGV, SIGBUS or SIGABRT
+/// (an allocation that failed where Python could not raise MemoryError) or a SIGKILL is taken
+/// as the memory limit. Deaths pyvisor causes itself carry their own reason (exit_reason_).
+std::string limit_note(int sig, const process::exit_context& c) {
+  if (sig == SIGXCPU)
+    return c.cpu_seconds ? ": cpu limit (cpu_seconds " + std::to_string(*c.cpu_seconds) + ")"
+                         : ": cpu limit";
+  if (sig == SIGXFSZ)
+    return c.file_size ? ": file size limit (file_size " + std::to_string(*c.file_size) + ")"
+                       : ": file size limit";
+  if (c.memory && (sig == SIGSEGV || sig == SIGBUS || sig == SIGABRT || sig == SIGKILL))
+    return ": memory limit (likely: it ran with memory " + std::to_string(*c.memory) + ")";
+  if (c.cpu_seconds && sig == SIGKILL)  // the hard limit, one second after SIGXCPU
+    return ": cpu limit (cpu_seconds " + std::to_string(*c.cpu_seconds) + ")";
+  return {};
+}
+
 } // namespace
 
 std::shared_ptr<session> session::make(io::io_loop& loop, std::shared_ptr<request_table> table,
@@ -56,6 +74,7 @@ void session::attach(process::spawned_process p) {
     if (label_.empty())
       label_ = "python-" + std::to_string(p.python());
   }
+  exit_ctx_ = p.context;
   conn_->attach(p);
   table_->attach(conn_);
 }
@@ -227,10 +246,18 @@ void session::on_exit(int status) {
   exit_info info;
   std::string what;
   auto pid = std::to_string(conn_->pid());
-  if (WIFSIGNALED(status)) {
+  // In a bwrap sandbox the reaped process is bwrap, which exits with 128 + N when the process
+  // it ran was killed by signal N.
+  int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  if (exit_ctx_.sandboxed && code > 128 && code < 128 + NSIG)
+    info.signal = code - 128;
+  else if (WIFSIGNALED(status))
     info.signal = WTERMSIG(status);
+  std::string note;  // only when nothing else explains the death
+  if (info.signal != 0) {
     what = "Python process " + pid + " was killed by signal " + std::to_string(info.signal) +
            " (" + signal_name(info.signal) + ")";
+    note = limit_note(info.signal, exit_ctx_);
   } else {
     info.code = WEXITSTATUS(status);
     what = "Python process " + pid + " exited with code " + std::to_string(info.code);
@@ -243,7 +270,7 @@ void session::on_exit(int status) {
       info.reason = make_error(errc::interpreter_down,
                                "interpreter '" + label_ + "' was stopped (" + what + ")");
     else
-      info.reason = make_error(errc::interpreter_exited, what);
+      info.reason = make_error(errc::interpreter_exited, what + note);
   }
   if (!ready_seen_ && !recent_stderr_.empty()) {
     info.reason.message += " before it was ready; its stderr ended with:";

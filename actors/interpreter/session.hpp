@@ -114,6 +114,7 @@ private:
   std::atomic<bool> stopping_{false};
 
   // I/O thread only.
+  process::exit_context exit_ctx_;         // limits and sandbox, for the exit reason
   std::deque<std::string> recent_stderr_;  // last lines, quoted when the start fails
   bool ready_seen_ = false;
   std::atomic<std::int64_t> host_outstanding_{0};

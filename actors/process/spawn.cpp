@@ -1,6 +1,8 @@
 #include "process/spawn.hpp"
 
 #include "process/guard.hpp"
+#include "process/isolation.hpp"
+#include "process/sandbox.hpp"
 
 #include <cerrno>
 #include <cstdint>
@@ -46,6 +48,7 @@ struct child_setup : bp::extend::handler {
   pid_t parent = 0;
   char** envp = nullptr;
   pid_t* forked = nullptr;  // host side: the pid Boost forked (the guard), also on failure
+  const child_isolation* iso = nullptr;  // limits, identity, seccomp (prepared by the host)
 
   template <class Executor>
   void on_setup(Executor& e) const {
@@ -117,7 +120,10 @@ struct child_setup : bp::extend::handler {
     int out = stdio ? -1 : ::fcntl(out_src, F_DUPFD_CLOEXEC, 10);
     int intr = stdio ? -1 : ::fcntl(intr_src, F_DUPFD_CLOEXEC, 10);
     int dump = stdio ? -1 : ::fcntl(dump_src, F_DUPFD_CLOEXEC, 10);
-    if (in < 0 || out_proto < 0 || err < 0 || (!stdio && (out < 0 || intr < 0 || dump < 0)))
+    int filter_src = iso != nullptr ? iso->seccomp_fd_src : -1;
+    int filter = filter_src >= 0 ? ::fcntl(filter_src, F_DUPFD_CLOEXEC, 10) : -1;
+    if (in < 0 || out_proto < 0 || err < 0 || (!stdio && (out < 0 || intr < 0 || dump < 0)) ||
+        (filter_src >= 0 && filter < 0))
       fail(e, "fcntl(F_DUPFD_CLOEXEC)");
     if (stdio) {
       if (::dup2(in, 0) < 0 || ::dup2(out_proto, 1) < 0 || ::dup2(err, 2) < 0)
@@ -134,13 +140,31 @@ struct child_setup : bp::extend::handler {
         fail(e, "dup2");
     }
     int first_other = stdio ? 3 : 7;
-    if (::syscall(SYS_close_range, first_other, ~0U, CLOSE_RANGE_CLOEXEC) != 0) {
+    if (filter >= 0) {
+      // The seccomp program for `bwrap --seccomp 7`, inherited (dup2 clears CLOEXEC).
+      if (::dup2(filter, sandbox_seccomp_fd) < 0)
+        fail(e, "dup2");
+      mark_cloexec(first_other, sandbox_seccomp_fd - 1);
+      first_other = sandbox_seccomp_fd + 1;
+    }
+    mark_cloexec(first_other, ~0U);
+    // 5. Isolation: rlimits (NOFILE now that the fds are in place), identity, no_new_privs,
+    //    seccomp. After a uid change P's PDEATHSIG is set again (the kernel cleared it).
+    if (iso != nullptr)
+      if (const char* what = apply_isolation(*iso, guard))
+        fail(e, what);
+  }
+
+  static void mark_cloexec(unsigned first, unsigned last) {
+    if (first > last)
+      return;
+    if (::syscall(SYS_close_range, first, last, CLOSE_RANGE_CLOEXEC) != 0) {
       // Kernels before 5.11: mark a bounded range by hand.
       long max = ::sysconf(_SC_OPEN_MAX);
       if (max < 0 || max > 65536)
         max = 65536;
-      for (int fd = first_other; fd < max; ++fd)
-        ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+      for (long fd = first; fd < max && fd <= static_cast<long>(last); ++fd)
+        ::fcntl(static_cast<int>(fd), F_SETFD, FD_CLOEXEC);
     }
   }
 };
@@ -250,6 +274,15 @@ expected<spawned_process> spawn(const spawn_request& req) {
     return spawn_error("pipe2", e);
   }
 
+  // Everything the child applies is prepared here (it may not allocate): limits, identity,
+  // seccomp program, work dir.
+  auto plan = prepare_isolation(req.isolation);
+  if (!plan) {
+    cleanup();
+    return std::move(plan).error();
+  }
+  bool sandboxed = req.isolation.sandbox.kind == sandbox_kind::bwrap;
+
   std::vector<char*> envp;
   envp.reserve(req.env.size() + 1);
   for (const auto& s : req.env)
@@ -269,6 +302,7 @@ expected<spawned_process> spawn(const spawn_request& req) {
   setup.parent = ::getpid();
   setup.envp = envp.data();
   setup.forked = &forked;
+  setup.iso = &(*plan)->child;
 
   std::vector<std::string> args(req.argv.begin() + 1, req.argv.end());
   std::error_code ec;
@@ -298,8 +332,9 @@ expected<spawned_process> spawn(const spawn_request& req) {
     if (forked > 0)
       kill_and_reap(forked);
     cleanup();
-    return make_error(errc::spawn_failed,
-                      "cannot start '" + req.argv[0] + "': " + (ec ? ec.message() : "unknown"));
+    std::string as = (*plan)->ident.describe.empty() ? "" : " (as " + (*plan)->ident.describe + ")";
+    return make_error(errc::spawn_failed, "cannot start '" + req.argv[0] + "'" + as + ": " +
+                                            (ec ? ec.message() : "unknown"));
   }
   pid_t python = read_python_pid(pid_pipe[0], 10000);
   close_fd(pid_pipe[0]);
@@ -310,8 +345,26 @@ expected<spawned_process> spawn(const spawn_request& req) {
                       "cannot start '" + req.argv[0] + "': the guard process did not report");
   }
 
+  if (sandboxed) {
+    // P is bwrap; Python is its init's child, in a process group of its own.
+    pid_t inner = find_sandboxed_python(python, 10000);
+    if (inner == -2) {
+      kill_and_reap(pid);
+      cleanup();
+      return make_error(errc::spawn_failed,
+                        "cannot start '" + req.argv[0] + "': the sandbox did not start Python "
+                        "within 10 s");
+    }
+    if (inner > 0)
+      python = inner;  // else bwrap failed: its exit (and stderr) reports why
+  }
+
   spawned_process p;
   p.pid = pid;
+  p.context.memory = req.isolation.limits.memory;
+  p.context.cpu_seconds = req.isolation.limits.cpu_seconds;
+  p.context.file_size = req.isolation.limits.file_size;
+  p.context.sandboxed = sandboxed;
   p.python_pid = python;
   p.to_child = in[1];
   p.from_child = out_proto[0];

@@ -1,10 +1,13 @@
 #pragma once
 
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <sys/types.h>
 #include <vector>
 
 #include "pyvisor/expected.hpp"
+#include "pyvisor/isolation.hpp"
 
 namespace pyvisor::process {
 
@@ -14,6 +17,20 @@ struct spawn_request {
   std::vector<std::string> env;  ///< "NAME=value" entries: the child's whole environment
   std::string cwd;               ///< empty: the host's
   bool stdio_transport = false;  ///< frames on child fds 0/1 instead of 3/4
+  /// Applied to the Python process between fork and exec (process/isolation.hpp): rlimits,
+  /// identity, PR_SET_NO_NEW_PRIVS, the seccomp filter. With sandbox_kind::bwrap, `argv`
+  /// must already be the bwrap command (bwrap_command): the filter then goes to bwrap on
+  /// child fd 7, and python_pid is the sandboxed process (find_sandboxed_python).
+  pyvisor::isolation isolation;
+};
+
+/// What the exit reason of a process needs to know about how it ran (session.cpp).
+struct exit_context {
+  std::optional<std::uint64_t> memory;       ///< limits.memory
+  std::optional<std::uint64_t> cpu_seconds;  ///< limits.cpu_seconds
+  std::optional<std::uint64_t> file_size;    ///< limits.file_size
+  /// In a bwrap sandbox: `pid` reports Python's death by signal N as exit code 128 + N.
+  bool sandboxed = false;
 };
 
 /// A started child. All fds are the host's ends, O_CLOEXEC and O_NONBLOCK; the child's ends
@@ -29,6 +46,7 @@ struct spawned_process {
   int err = -1;         ///< child stderr
   int interrupt = -1;   ///< interrupt records host -> python (child fd 5; -1 with stdio transport)
   int dump = -1;        ///< stack dumps python -> host (child fd 6; -1 when not set up)
+  exit_context context;  ///< limits and sandbox, for the exit reason
 
   /// The Python process (and its process group).
   pid_t python() const noexcept { return python_pid > 0 ? python_pid : pid; }
@@ -49,6 +67,14 @@ struct spawned_process {
 /// group. Not covered: G itself being SIGKILLed by someone else (P still dies, via its
 /// PDEATHSIG; its escaped descendants then survive), descendants G may not signal (another
 /// uid), and kernels without /proc/PID/task/TID/children (CONFIG_PROC_CHILDREN).
+///
+/// Isolation (req.isolation, prepared here by prepare_isolation: identity resolved, seccomp
+/// compiled, work dir created) is applied by P after its fds are in place: rlimits, then
+/// identity (PDEATHSIG set again), PR_SET_NO_NEW_PRIVS, the seccomp filter (or, with bwrap,
+/// the filter on fd 7 for `bwrap --seccomp 7`). With bwrap P execs bwrap, and `python_pid` is
+/// the sandboxed Python (its own process group, made by setsid(1) inside the sandbox), found
+/// below bwrap's init before spawn returns: interrupts, stack dumps and the stop sequence's
+/// group signals reach Python, not bwrap (whom SIGINT would kill).
 ///
 /// Must be called on a thread that outlives the child (PDEATHSIG fires when the forking
 /// *thread* exits): pyvisor calls it on the I/O loop thread.
