@@ -157,6 +157,12 @@ void check_tenant(rule_checker& c, const std::string& t, const tenant_spec& spec
     c.not_empty(index(join(t, "read_only"), i), sb.read_only[i]);
     c.absolute(index(join(t, "read_only"), i), sb.read_only[i]);
   }
+  if (sb.kind != sandbox_kind::bwrap) {
+    if (!sb.work_dir.empty())
+      c.out.add(join(t, "work_dir"), "work_dir needs sandbox = \"bwrap\"");
+    if (!sb.read_only.empty())
+      c.out.add(join(t, "read_only"), "read_only needs sandbox = \"bwrap\"");
+  }
   if (!sb.deny.empty() && !sb.seccomp)
     c.out.add(join(t, "seccomp_deny"), "seccomp_deny needs seccomp = true");
   for (std::size_t i = 0; i < sb.deny.size(); ++i)

@@ -183,6 +183,13 @@ TEST(LoaderRules, AWrongTypeIsOneProblem) {
             strings{"t.toml:3:13: pools.a.min_ready: expected an integer, got float"});
 }
 
+TEST(LoaderRules, SandboxPathsNeedTheSandbox) {
+  EXPECT_EQ(problems("[tenants.a]\nwork_dir = \"/w\"\nread_only = [\"/r\"]\n"),
+            (strings{"t.toml:2:12: tenants.a.work_dir: work_dir needs sandbox = \"bwrap\"",
+                     "t.toml:3:13: tenants.a.read_only: read_only needs sandbox = \"bwrap\""}));
+  EXPECT_TRUE(problems("[tenants.a]\nsandbox = \"bwrap\"\nwork_dir = \"/w\"\nread_only = [\"/r\"]\n").empty());
+}
+
 TEST(LoaderRules, TenantSandboxAndEnvironment) {
   EXPECT_EQ(problems(R"([tenants.a]
 read_only = ["/ok", "rel/dir"]
@@ -191,7 +198,8 @@ seccomp_deny = ["ptrace", "bad name"]
 inherit = ["PATH", "A=B", ""]
 set = { "X=Y" = "1" }
 )"),
-            (strings{"t.toml:2:21: tenants.a.read_only[1]: must be an absolute path, got "
+            (strings{"t.toml:2:13: tenants.a.read_only: read_only needs sandbox = \"bwrap\"",
+                     "t.toml:2:21: tenants.a.read_only[1]: must be an absolute path, got "
                      "\"rel/dir\"",
                      "t.toml:3:16: tenants.a.seccomp_deny: seccomp_deny needs seccomp = true",
                      "t.toml:3:27: tenants.a.seccomp_deny[1]: invalid syscall name \"bad name\"",
@@ -211,7 +219,7 @@ TEST(LoaderRules, VenvNeedsAPath) {
 }
 
 TEST(LoaderRules, RelativePathsResolveAgainstTheFilesDirectory) {
-  auto r = load_config_string("[tenants.a]\nwork_dir = \"../w/./x\"\n[tenants.a.venv]\npath = "
+  auto r = load_config_string("[tenants.a]\nsandbox = \"bwrap\"\nwork_dir = \"../w/./x\"\n[tenants.a.venv]\npath = "
                               "\"/abs/venv/\"\n",
                               "x.toml", "/etc/pyvisor");
   ASSERT_TRUE(r.ok());

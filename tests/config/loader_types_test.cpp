@@ -69,8 +69,8 @@ TEST(LoaderTypes, WrongTypes) {
   EXPECT_EQ(problems("[tenants.a]\nhost_functions = \"f\"\n"),
             strings{"t.toml:2:18: tenants.a.host_functions: expected an array of strings, got "
                     "string"});
-  EXPECT_EQ(problems("[tenants.a]\nread_only = [\"/srv\", 1]\n"),
-            strings{"t.toml:2:22: tenants.a.read_only[1]: expected a string, got integer"});
+  EXPECT_EQ(problems("[tenants.a]\nsandbox = \"bwrap\"\nread_only = [\"/srv\", 1]\n"),
+            strings{"t.toml:3:22: tenants.a.read_only[1]: expected a string, got integer"});
   EXPECT_EQ(problems("[tenants.a.limits]\nmemory = 1.5\n"),
             strings{"t.toml:2:10: tenants.a.limits.memory: expected a size (an integer of "
                     "bytes, a string like \"512MiB\", or \"inherit\"), got float"});

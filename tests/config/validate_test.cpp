@@ -88,6 +88,7 @@ TEST(Validate, PathsMustBeAbsoluteAndFilesMustExist) {
   auto t = tenant("t");
   t.venv = venv_spec{};
   t.venv->path = "relative/venv";
+  t.sandbox.kind = sandbox_kind::bwrap;
   t.sandbox.work_dir = "work";
   s.tenants.push_back(t);
   auto p = pool("p");
