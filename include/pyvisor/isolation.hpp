@@ -12,7 +12,8 @@
 
 namespace pyvisor {
 
-/// setrlimit(2) limits of the Python process (soft = hard). Unset: inherited from the host.
+/// setrlimit(2) limits of the Python process (soft = hard, except cpu_seconds: hard = soft + 1,
+/// so SIGXCPU comes first). Unset: inherited from the host.
 /// Exits a limit causes are reported as such in the exit reason ("memory limit", "cpu limit",
 /// "file size limit"), distinct from crashes and timeouts.
 struct resource_limits {
