@@ -1,0 +1,85 @@
+"""Frames the Runner sends: notifications, and responses with their fallbacks (unencodable
+or oversize results become error responses; captured output is cut to fit)."""
+
+from . import _codec
+from ._errors import error_payload, shrink, unserializable_payload
+from ._framing import frame_header
+from ._wire import KIND_RESPONSE, EncodeError
+
+
+class _Replies(object):
+    """Runner methods: queueing frames and replies."""
+
+    def _send(self, kind, request_id, op, payload):
+        body = self._codec.packb([kind, request_id, op, payload])
+        self._out.send(frame_header(len(body)), body)
+
+    def _reply(self, request_id, op, payload):
+        """Queue a response; unencodable or oversize results become error responses."""
+        try:
+            body = self._codec.packb([KIND_RESPONSE, request_id, op, payload])
+        except EncodeError:
+            body = None
+        if body is None or len(body) > self._max_frame_bytes:
+            body = self._fallback_reply(request_id, op, payload, body)
+            if body is None:
+                return
+        self._out.send(frame_header(len(body)), body)
+
+    def _fallback_reply(self, request_id, op, payload, body):
+        """Body of a reply that could not be sent as is (failure path only); None: dropped."""
+        limit = self._max_frame_bytes
+        packb = self._codec.packb
+        extras = [(key, _clean_text(payload[key])) for key in ("stdout", "stderr") if key in payload]
+        core = {key: value for key, value in payload.items() if key not in ("stdout", "stderr")}
+        try:
+            core_body = packb([KIND_RESPONSE, request_id, op, core])
+        except EncodeError:
+            if "ok" in core:
+                message = _codec.describe_unencodable(
+                    core["ok"], "result", 2, self._codec.max_depth, self._codec.max_elements
+                )
+                core = unserializable_payload(message)
+            else:  # cannot happen: error payloads hold clean strings only
+                core = error_payload("python_exception", "EncodeError", "cannot encode the error reply")
+            core_body = packb([KIND_RESPONSE, request_id, op, core])
+        if len(core_body) > limit:
+            if "ok" in core:
+                core = unserializable_payload(
+                    "result encodes to %d bytes, above the frame limit of %d bytes" % (len(core_body), limit)
+                )
+            else:
+                core = shrink(core)
+            core_body = packb([KIND_RESPONSE, request_id, op, core])
+            if len(core_body) > limit and "error" in core:
+                core = shrink(core)
+                core_body = packb([KIND_RESPONSE, request_id, op, core])
+            if len(core_body) > limit:
+                self._log("reply to request %d does not fit in max_frame_bytes; dropped" % request_id)
+                return None
+        if not extras:
+            return core_body
+        # Captured output: what fits next to the result, keeping the end of each stream.
+        room = limit - len(core_body) - 32
+        size = sum(len(text.encode("utf-8")) for _, text in extras)
+        if size > room:
+            keep = max(room // len(extras) // 4 - 64, 0)  # characters of up to 4 bytes
+            extras = [(key, _tail(text, keep)) for key, text in extras]
+        payload = dict(core)
+        payload.update(extras)
+        body = packb([KIND_RESPONSE, request_id, op, payload])
+        return body if len(body) <= limit else core_body
+
+
+def _clean_text(text):
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def _tail(text, keep):
+    if len(text) <= keep:
+        return text
+    return "[pyvisor: %d characters of output dropped]\n" % (len(text) - keep) + text[len(text) - keep :]
