@@ -21,59 +21,6 @@ busy_limits effective(busy_limits b) {
 
 } // namespace
 
-deadline deadline::after(std::chrono::milliseconds timeout) {
-  if (timeout == forever)
-    return none();
-  return deadline{clock::now() + timeout, static_cast<std::int64_t>(timeout.count())};
-}
-
-std::optional<error> check_timeout(const std::optional<std::chrono::milliseconds>& timeout) {
-  if (timeout && *timeout != forever && timeout->count() <= 0)
-    return make_error(errc::invalid_argument,
-                      "a timeout must be positive or pyvisor::forever (got " +
-                        std::to_string(timeout->count()) + " ms); leave it unset for the default");
-  return std::nullopt;
-}
-
-deadline deadline_for(const std::optional<std::chrono::milliseconds>& timeout,
-                      std::chrono::milliseconds fallback) {
-  return deadline::after(timeout ? *timeout : fallback);
-}
-
-std::optional<error> check_env_source(bool has_only, bool has_except) {
-  if (has_only && has_except)
-    return make_error(errc::invalid_argument, "an env source takes `only` or `except`, not both");
-  return std::nullopt;
-}
-
-owned_request owned_request::of(const request& r) {
-  owned_request o;
-  o.op = r.op;
-  o.text = std::string{r.text};
-  if (r.bound)
-    o.bound = *r.bound;
-  if (r.from)
-    o.from = *r.from;
-  o.file = std::string{r.file};
-  o.line = r.line;
-  o.env = r.env;
-  o.bytes_as_bytearray = r.bytes_as_bytearray;
-  return o;
-}
-
-request owned_request::view() const {
-  request r;
-  r.op = op;
-  r.text = text;
-  r.bound = &bound;
-  r.from = &from;
-  r.file = file;
-  r.line = line;
-  r.env = env;
-  r.bytes_as_bytearray = bytes_as_bytearray;
-  return r;
-}
-
 std::shared_ptr<request_table> request_table::make(io::io_loop& loop, config cfg) {
   std::shared_ptr<request_table> t{new request_table{loop, std::move(cfg)}};
   t->timer_ = io::deadline_timer::make(loop, [weak = std::weak_ptr<request_table>{t}] {
@@ -147,7 +94,7 @@ void request_table::submit(const request& r, deadline d, completion done, bool p
     return;
   }
   if (r.env != 0 && r.op != request::op_t::make_env && !priority) {
-    if (auto e = env_error_locked(r.env)) {
+    if (auto e = envs_.error_of(r.env)) {
       lk.unlock();
       done(protocol::reply{std::move(*e)});
       return;
@@ -198,7 +145,7 @@ void request_table::send_locked(std::string frame) {
 
 void request_table::drop_env(std::uint64_t env) {
   std::lock_guard<std::mutex> g{mu_};
-  envs_.erase(env);
+  envs_.drop(env);
   if (refused_)
     return;
   if (!open_ || !conn_ || !queue_.empty()) {
@@ -364,12 +311,7 @@ void request_table::restarting(const error& cause, std::size_t stash) {
   {
     std::lock_guard<std::mutex> g{mu_};
     stash_limit_ = std::max<std::size_t>(stash, 1);
-    for (auto& [id, e] : envs_) {
-      if (e.durable || e.lost)
-        continue;
-      e.lost = make_error(errc::env_lost, "env " + std::to_string(id) +
-                                            " is lost: its process ended (" + cause.message + ")");
-    }
+    envs_.lose_non_durable(cause);
     // Queued requests on lost envs cannot run on the next process.
     std::deque<queued> keep;
     for (auto& q : queue_) {
@@ -378,7 +320,7 @@ void request_table::restarting(const error& cause, std::size_t stash) {
         keep.push_back(std::move(q));
         continue;
       }
-      auto err = q.env != 0 ? env_error_locked(q.env) : std::nullopt;
+      auto err = q.env != 0 ? envs_.error_of(q.env) : std::nullopt;
       if (!err) {
         keep.push_back(std::move(q));
         continue;
@@ -399,42 +341,19 @@ void request_table::restarting(const error& cause, std::size_t stash) {
     lost[k].second(protocol::reply{why[k]});
 }
 
-std::optional<error> request_table::env_error_locked(std::uint64_t id) const {
-  auto i = envs_.find(id);
-  if (i == envs_.end() || !i->second.lost)
-    return std::nullopt;
-  return i->second.lost;
-}
-
 std::optional<error> request_table::env_error(std::uint64_t id) const {
   std::lock_guard<std::mutex> g{mu_};
-  return env_error_locked(id);
+  return envs_.error_of(id);
 }
 
 std::vector<owned_request> request_table::rebuild_plan() const {
   std::lock_guard<std::mutex> g{mu_};
-  std::vector<owned_request> out;
-  for (auto& [id, e] : envs_) {
-    if (!e.durable || e.lost || !e.created || !e.make)
-      continue;
-    out.push_back(*e.make);
-    for (auto& r : e.replays)
-      out.push_back(r);
-  }
-  return out;
+  return envs_.rebuild_plan();
 }
 
 void request_table::env_rebuild_failed(std::uint64_t id, const error& cause) {
   std::lock_guard<std::mutex> g{mu_};
-  auto i = envs_.find(id);
-  if (i == envs_.end())
-    return;
-  auto e = make_error(errc::env_lost, "env " + std::to_string(id) +
-                                        " is lost: rebuilding it on the new process failed: " +
-                                        cause.to_string());
-  e.python_type = cause.python_type;
-  e.traceback = cause.traceback;
-  i->second.lost = std::move(e);
+  envs_.rebuild_failed(id, cause);
 }
 
 request_table::completion request_table::recording(const request& r, completion done) {
@@ -442,38 +361,26 @@ request_table::completion request_table::recording(const request& r, completion 
   if (r.op == request::op_t::make_env) {
     {
       std::lock_guard<std::mutex> g{mu_};
-      auto& e = envs_[id];
-      e.durable = r.durable;
-      if (r.durable)
-        e.make = owned_request::of(r);
+      envs_.making(r);
     }
     return [self = shared_from_this(), id, done = std::move(done)](protocol::reply rep) {
       {
         std::lock_guard<std::mutex> g{self->mu_};
-        auto i = self->envs_.find(id);
-        if (i != self->envs_.end()) {
-          if (rep.result)
-            i->second.created = true;
-          else if (!i->second.created)
-            self->envs_.erase(i);
-        }
+        self->envs_.made(id, rep.result.has_value());
       }
       done(std::move(rep));
     };
   }
   {
     std::lock_guard<std::mutex> g{mu_};
-    auto i = envs_.find(id);
-    if (i == envs_.end() || !i->second.durable)
+    if (!envs_.durable(id))
       return done;
   }
   return [self = shared_from_this(), id, step = owned_request::of(r),
           done = std::move(done)](protocol::reply rep) mutable {
     if (rep.result) {
       std::lock_guard<std::mutex> g{self->mu_};
-      auto i = self->envs_.find(id);
-      if (i != self->envs_.end())
-        i->second.replays.push_back(std::move(step));
+      self->envs_.replayed(id, std::move(step));
     }
     done(std::move(rep));
   };
