@@ -78,6 +78,13 @@ struct tree_builder {
   }
 };
 
+const tenant_spec* tenant_of(const runtime_spec& spec, const pool_spec& p) {
+  for (auto& t : spec.tenants)
+    if (!p.tenant.empty() && t.name == p.tenant)
+      return &t;
+  return nullptr;
+}
+
 std::string trim(std::string s) {
   while (!s.empty() && (s.back() == '\n' || s.back() == ' '))
     s.pop_back();
@@ -107,11 +114,8 @@ expected<deployment> runtime::deploy(runtime_spec spec) {
     problems.push_back(p.to_string());
   if (!problems.empty())
     return config_problems(problems);
-  std::map<std::string, const tenant_spec*> tenants;
-  for (auto& t : spec.tenants)
-    tenants[t.name] = &t;
   for (auto& p : spec.pools) {
-    const tenant_spec* t = p.tenant.empty() ? nullptr : tenants.at(p.tenant);
+    const tenant_spec* t = tenant_of(spec, p);  // validate() checked that it exists
     p.options = detail::resolve_pool(p, t, problems);
     if (auto e = check_interpreter_options(p.options.worker))
       problems.push_back("pool '" + p.options.name + "': " + e->message);
@@ -138,10 +142,7 @@ expected<deployment> runtime::deploy(runtime_spec spec) {
     auto pl = d.find_pool(p.options.name);
     if (!pl)
       return fail(pl.error());
-    const tenant_spec* t = nullptr;
-    for (auto& ts : shared->spec.tenants)
-      if (ts.name == p.tenant)
-        t = &ts;
+    const tenant_spec* t = tenant_of(shared->spec, p);
     if (t != nullptr && !t->python_version.empty()) {
       auto v = pl->eval("import sys\nreturn '%d.%d' % sys.version_info[:2]");
       if (!v)
