@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "commands.hpp"
-#include "json_value.hpp"
+#include "gateway/json_value.hpp"
 #include "pyvisor/config.hpp"
 #include "pyvisor/runtime_spec.hpp"
 #include "pyvisor/venv.hpp"

@@ -10,7 +10,12 @@
 
 #include <CLI/CLI.hpp>
 
+namespace pyvisor::gateway {}
+
 namespace pyvisor::cli {
+
+// The JSON rendering is the gateway layer's (actors/gateway/json_value.hpp): one for both.
+using namespace pyvisor::gateway;
 
 inline constexpr int exit_ok = 0;
 inline constexpr int exit_error = 1;

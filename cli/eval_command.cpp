@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "commands.hpp"
-#include "json_value.hpp"
+#include "gateway/json_value.hpp"
 #include "pyvisor/config.hpp"
 #include "pyvisor/errc.hpp"
 #include "pyvisor/error.hpp"

@@ -11,7 +11,9 @@ packages=(
   libuv1-dev                       # libuv 1.44
   libtomlplusplus-dev              # toml++ 3.3 (config files)
   nlohmann-json3-dev               # nlohmann/json 3.11 (CLI and daemon JSON)
-  libcli11-dev                     # CLI11 2.3 (the pyvisor command line)
+  libcli11-dev                     # CLI11 2.1 (the pyvisor command line)
+  libcpp-httplib-dev libssl-dev    # cpp-httplib 0.11 + OpenSSL (the daemon's HTTP gateway, optional TLS)
+  chromium                         # headless Chromium: the status page's browser test
   bubblewrap                       # bwrap: per-tenant sandbox (sandbox = "bwrap")
   libseccomp-dev                   # libseccomp 2.5: per-tenant syscall filter
   python3-venv python3-pip python3-setuptools python3-wheel   # `pyvisor env sync` venvs and the tests' local wheel

@@ -10,7 +10,7 @@
 
 #include "json_value.hpp"
 
-namespace pyvisor::cli {
+namespace pyvisor::gateway {
 
 namespace {
 
@@ -262,4 +262,4 @@ std::string twos_complement_to_decimal(std::string_view bytes) {
   return out;
 }
 
-} // namespace pyvisor::cli
+} // namespace pyvisor::gateway

@@ -8,7 +8,7 @@
 #include <iterator>
 #include <vector>
 
-namespace pyvisor::cli {
+namespace pyvisor::gateway {
 
 namespace {
 
@@ -201,4 +201,4 @@ bool is_valid_utf8(std::string_view s) noexcept {
   }
 }
 
-} // namespace pyvisor::cli
+} // namespace pyvisor::gateway

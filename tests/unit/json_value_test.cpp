@@ -1,7 +1,7 @@
 // Unit tests of the command-line program's JSON <-> msgpack code (cli/json_value.cpp, on
 // nlohmann/json).
 
-#include "json_value.hpp"
+#include "gateway/json_value.hpp"
 
 #include <cmath>
 #include <cstdint>
@@ -15,13 +15,13 @@
 
 namespace {
 
-using pyvisor::cli::dump_json;
-using pyvisor::cli::base64_encode;
-using pyvisor::cli::is_valid_utf8;
-using pyvisor::cli::json_error;
-using pyvisor::cli::json_to_msgpack;
-using pyvisor::cli::to_json;
-using pyvisor::cli::twos_complement_to_decimal;
+using pyvisor::gateway::dump_json;
+using pyvisor::gateway::base64_encode;
+using pyvisor::gateway::is_valid_utf8;
+using pyvisor::gateway::json_error;
+using pyvisor::gateway::json_to_msgpack;
+using pyvisor::gateway::to_json;
+using pyvisor::gateway::twos_complement_to_decimal;
 
 struct buffer {
   std::string s;
@@ -113,7 +113,7 @@ std::string packed_double(double d) {
 
 /// Expects json_to_msgpack(text) to fail at `offset` with a reason containing `part`.
 void expect_error(std::string_view text, std::size_t offset, std::string_view part,
-                  std::size_t max_depth = pyvisor::cli::default_max_json_depth) {
+                  std::size_t max_depth = pyvisor::gateway::default_max_json_depth) {
   try {
     const std::string out = json_to_msgpack(text, max_depth);
     ADD_FAILURE() << "no error for <" << text << ">, got " << hex(out);
@@ -357,8 +357,8 @@ TEST(CliJsonParse, InvalidUtf8IsAnError) {
 }
 
 TEST(CliJsonParse, DocumentsPackInOrder) {
-  using pyvisor::cli::document_to_msgpack;
-  using pyvisor::cli::json;
+  using pyvisor::gateway::document_to_msgpack;
+  using pyvisor::gateway::json;
   // Keys in document order (ordered_json), not sorted; -0 is the integer 0.
   EXPECT_EQ(hex(document_to_msgpack(json::parse(R"({"z":1,"a":[true,null,"s",-0]})"))),
             "82a17a01a16194c3c0a17300");
@@ -423,7 +423,7 @@ TEST(CliJsonRender, StringsEscapeControlCharacters) {
   // UTF-8 is kept as is (no \u escapes), including U+2028 and U+10FFFF.
   EXPECT_EQ(render(str("\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80\xE2\x80\xA8\xF4\x8F\xBF\xBF")),
             "\"\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80\xE2\x80\xA8\xF4\x8F\xBF\xBF\"");
-  EXPECT_EQ(dump_json(pyvisor::cli::json("a\"b")), R"("a\"b")");
+  EXPECT_EQ(dump_json(pyvisor::gateway::json("a\"b")), R"("a\"b")");
 }
 
 TEST(CliJsonRender, InvalidUtf8BecomesReplacementCharacters) {
@@ -578,7 +578,7 @@ TEST(CliJsonRender, OtherExtsAreGeneric) {
 }
 
 TEST(CliJsonRender, NestingIsBounded) {
-  using pyvisor::cli::max_render_depth;
+  using pyvisor::gateway::max_render_depth;
   const auto arrays = [](std::size_t depth) { return std::string(depth - 1, '\x91') + "\x90"; };
   EXPECT_EQ(render(arrays(max_render_depth)),
             std::string(max_render_depth, '[') + std::string(max_render_depth, ']'));

@@ -1,6 +1,6 @@
 #pragma once
 
-// JSON <-> pyvisor values for the pyvisor command-line program, on top of nlohmann/json.
+// JSON <-> pyvisor values for the pyvisor program and the daemon's HTTP gateway, on top of nlohmann/json.
 //
 // - parse_json / document_to_msgpack: JSON text (strict RFC 8259, nlohmann's parser) -> a document
 //   -> the msgpack bytes pyvisor sends to Python (--var values).
@@ -18,7 +18,7 @@
 #include <msgpack.hpp>
 #include <nlohmann/json.hpp>
 
-namespace pyvisor::cli {
+namespace pyvisor::gateway {
 
 using json = nlohmann::ordered_json;
 
@@ -85,4 +85,4 @@ std::string base64_encode(std::string_view bytes);
 /// e.g. {0xff} -> "-1", {0x01, 0x00} -> "256".
 std::string twos_complement_to_decimal(std::string_view bytes);
 
-} // namespace pyvisor::cli
+} // namespace pyvisor::gateway
