@@ -20,6 +20,23 @@ void read_runtime(table_reader& root, runtime_spec& spec) {
     t->integer("threads", spec.runtime.threads);
     t->string("log_level", spec.runtime.log_level);
     t->string("log_format", spec.runtime.log_format);
+    t->string("http_listen", spec.runtime.http_listen);
+    t->duration("shutdown_grace", spec.runtime.shutdown_grace);
+    t->finish();
+  }
+  if (auto t = root.table("gateway")) {
+    auto& g = spec.gateway;
+    t->path("tokens_file", g.tokens_file);
+    t->path("tls_cert", g.tls_cert);
+    t->path("tls_key", g.tls_key);
+    t->size("max_body", g.max_body);
+    t->integer("max_connections", g.max_connections);
+    t->duration("read_timeout", g.read_timeout);
+    t->duration("write_timeout", g.write_timeout);
+    t->duration("idle_timeout", g.idle_timeout);
+    t->duration("session_idle_ttl", g.session_idle_ttl);
+    t->duration("session_max_lifetime", g.session_max_lifetime);
+    t->integer("max_sessions", g.max_sessions);
     t->finish();
   }
   if (auto t = root.table("supervisor")) {

@@ -2,6 +2,7 @@
 # only reader.cpp, loader_sections.cpp and loader.cpp include it.
 set(PYVISOR_CONFIG_SOURCES
   actors/config/duration.cpp
+  actors/config/listen_address.cpp
   actors/config/problem.cpp
   actors/config/reader.cpp
   actors/config/loader_sections.cpp

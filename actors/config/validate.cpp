@@ -276,6 +276,32 @@ void check_pool(rule_checker& c, const std::string& p, const pool_spec& spec) {
   }
 }
 
+void check_gateway(rule_checker& c, const runtime_spec& spec) {
+  const auto& g = spec.gateway;
+  c.positive("runtime.shutdown_grace", spec.runtime.shutdown_grace);
+  if (!spec.runtime.http_listen.empty()) {
+    auto a = parse_listen_address(spec.runtime.http_listen);
+    if (!a) {
+      c.out.add("runtime.http_listen", a.error().message);
+    } else if (!a->loopback() && g.tokens_file.empty()) {
+      c.out.add("runtime.http_listen",
+                "listening on " + a->host +
+                    " (not a loopback address) requires authentication: set gateway.tokens_file");
+    }
+  }
+  if (g.tls_cert.empty() != g.tls_key.empty())
+    c.out.add(g.tls_cert.empty() ? "gateway.tls_key" : "gateway.tls_cert",
+              "tls_cert and tls_key go together: set both or neither");
+  c.at_least("gateway.max_body", g.max_body, 1024);
+  c.at_least("gateway.max_connections", g.max_connections, 1);
+  c.at_least("gateway.max_sessions", g.max_sessions, 1);
+  c.positive("gateway.read_timeout", g.read_timeout);
+  c.positive("gateway.write_timeout", g.write_timeout);
+  c.positive("gateway.idle_timeout", g.idle_timeout);
+  c.positive("gateway.session_idle_ttl", g.session_idle_ttl);
+  c.positive("gateway.session_max_lifetime", g.session_max_lifetime);
+}
+
 } // namespace
 
 void check_settings(rule_checker& c, const runtime_spec& spec) {
@@ -283,6 +309,7 @@ void check_settings(rule_checker& c, const runtime_spec& spec) {
     c.out.add("runtime.log_level", bad_choice(spec.runtime.log_level, log_level_names()));
   if (!choice_index(spec.runtime.log_format, log_format_names()))
     c.out.add("runtime.log_format", bad_choice(spec.runtime.log_format, log_format_names()));
+  check_gateway(c, spec);
   c.supervision("supervisor", spec.supervisor.intensity, spec.supervisor.period);
   c.backoff("supervisor.backoff", spec.supervisor.backoff);
   for (const auto& t : spec.tenants)

@@ -312,7 +312,25 @@ std::string to_toml(const runtime_spec& spec, bool all) {
   rt.integer("threads", spec.runtime.threads, def.runtime.threads);
   rt.str("log_level", spec.runtime.log_level, def.runtime.log_level);
   rt.str("log_format", spec.runtime.log_format, def.runtime.log_format);
+  rt.str("http_listen", spec.runtime.http_listen, def.runtime.http_listen);
+  rt.duration("shutdown_grace", spec.runtime.shutdown_grace, def.runtime.shutdown_grace);
   rt.write(out);
+
+  section gw{"gateway", all};
+  const auto& g = spec.gateway;
+  const auto& dg = def.gateway;
+  gw.str("tokens_file", g.tokens_file, dg.tokens_file);
+  gw.str("tls_cert", g.tls_cert, dg.tls_cert);
+  gw.str("tls_key", g.tls_key, dg.tls_key);
+  gw.size("max_body", g.max_body, dg.max_body);
+  gw.integer("max_connections", g.max_connections, dg.max_connections);
+  gw.duration("read_timeout", g.read_timeout, dg.read_timeout);
+  gw.duration("write_timeout", g.write_timeout, dg.write_timeout);
+  gw.duration("idle_timeout", g.idle_timeout, dg.idle_timeout);
+  gw.duration("session_idle_ttl", g.session_idle_ttl, dg.session_idle_ttl);
+  gw.duration("session_max_lifetime", g.session_max_lifetime, dg.session_max_lifetime);
+  gw.integer("max_sessions", g.max_sessions, dg.max_sessions);
+  gw.write(out);
 
   section sv{"supervisor", all};
   if (sv.differs(spec.supervisor.strategy, def.supervisor.strategy))

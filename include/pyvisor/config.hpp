@@ -70,6 +70,17 @@ std::string to_toml(const runtime_spec& spec, bool all = false);
 expected<std::chrono::milliseconds> parse_duration(std::string_view text);
 /// "512MiB" -> 536870912.
 expected<std::uint64_t> parse_size(std::string_view text);
+
+/// A listening address `[runtime] http_listen`: "HOST:PORT" with an IPv4 address, a bracketed
+/// IPv6 address ("[::1]:4270") or a host name; PORT 0..65535 (0: any free port).
+struct listen_address {
+  std::string host;  ///< without brackets
+  int port = 0;
+  /// 127.0.0.0/8, ::1 or "localhost": reachable from this machine only.
+  bool loopback() const;
+};
+/// Parses "HOST:PORT"; a config_error saying what is wrong otherwise.
+expected<listen_address> parse_listen_address(std::string_view text);
 /// The canonical text of a duration ("250ms", "5s", "2m", "forever") and a size ("512MiB").
 std::string format_duration(std::chrono::milliseconds d);
 std::string format_size(std::uint64_t bytes);

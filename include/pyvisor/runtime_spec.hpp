@@ -23,6 +23,29 @@ struct runtime_settings {
   std::size_t threads = 0;          ///< CAF scheduler threads; 0 = CAF's default
   std::string log_level = "info";   ///< debug | info | warning | error
   std::string log_format = "text";  ///< text | json
+  /// `pyvisor serve`: the HTTP gateway's "HOST:PORT" ("" = no HTTP). Anything but a loopback
+  /// address requires `[gateway] tokens_file`.
+  std::string http_listen = "127.0.0.1:4270";
+  /// `pyvisor serve` on SIGTERM/SIGINT: how long requests in flight may take to finish before
+  /// the tree is stopped anyway.
+  std::chrono::milliseconds shutdown_grace = 30s;
+};
+
+/// `[gateway]`: the daemon's HTTP gateway (docs/http.md).
+struct gateway_settings {
+  /// Bearer tokens, one per line: "TOKEN [tenant:NAME|pool:NAME|*]..." (docs/http.md). "" =
+  /// no authentication (allowed only on loopback addresses).
+  std::string tokens_file;
+  std::string tls_cert;  ///< PEM certificate chain; with tls_key, the gateway speaks HTTPS
+  std::string tls_key;   ///< PEM private key
+  std::uint64_t max_body = 16ull << 20;   ///< largest request body; larger: 413
+  std::size_t max_connections = 128;      ///< open connections; more are answered 503 and closed
+  std::chrono::milliseconds read_timeout = 10s;  ///< a request's headers and body (slowloris)
+  std::chrono::milliseconds write_timeout = 10s; ///< writing a response
+  std::chrono::milliseconds idle_timeout = 5s;   ///< a keep-alive connection with no request
+  std::chrono::milliseconds session_idle_ttl = 5min;      ///< a session unused this long ends
+  std::chrono::milliseconds session_max_lifetime = 1h;    ///< a session ends this long after creation
+  std::size_t max_sessions = 1024;  ///< open sessions; more: 429
 };
 
 /// `[supervisor]`: defaults of every supervisor in the tree (and of the implicit root).
@@ -103,6 +126,7 @@ struct supervisor_node {
 /// hang under the implicit root supervisor "root", in declaration order.
 struct runtime_spec {
   runtime_settings runtime;
+  gateway_settings gateway;
   supervisor_defaults supervisor;
   std::vector<tenant_spec> tenants;
   std::vector<pool_spec> pools;

@@ -60,14 +60,14 @@ TEST(Shipped, DefaultConfigShowsTheDefaults) {
   EXPECT_EQ(to_toml(s), R"([tenants.default]
 python = "/usr/bin/python3"
 
-[pools.web]
+[pools.default]
 tenant = "default"
 init_script = '''
 import json
 '''
 
 [supervisors.app]
-children = ["web"]
+children = ["default"]
 )");
 }
 
