@@ -297,7 +297,7 @@ void release_host_memory() {
 } // namespace
 
 /// The guard's life after the fork; never returns into Boost or host code.
-[[noreturn]] void guard_main(pid_t python, int pid_w) {
+[[noreturn]] void guard_main(pid_t python, int pid_w, pid_t host) {
   // Ignore SIGPIPE: the host may be gone when the pid is written.
   struct sigaction ign;
   std::memset(&ign, 0, sizeof ign);
@@ -334,8 +334,12 @@ void release_host_memory() {
     long sig = ::syscall(SYS_rt_sigtimedwait, &wait_set, &si, nullptr, _NSIG / 8);
     if (sig < 0)
       continue;
-    if (sig == guard_death_signal)
-      break;  // the host died: kill everything now
+    // The host died (PR_SET_PDEATHSIG: sent by the kernel on behalf of the exiting host thread,
+    // so si_pid is the host). The same signal from anyone else (`pkill -HUP -f "pyvisor serve"`
+    // meant to reload the daemon also matches the guards, which show its command line) is
+    // ignored: it must not take the worker down.
+    if (sig == guard_death_signal && (si.si_pid == host || si.si_pid == 0 || ::getppid() != host))
+      break;
     if (sig == SIGTERM || sig == SIGINT || sig == SIGQUIT)
       ::kill(-python, static_cast<int>(sig));
   }

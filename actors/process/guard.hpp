@@ -19,6 +19,6 @@ void guard_signals(sigset_t* set);
 
 /// The guard's life after the fork: writes P's pid to `pid_w`, then supervises P. Never
 /// returns into Boost or host code.
-[[noreturn]] void guard_main(pid_t python, int pid_w);
+[[noreturn]] void guard_main(pid_t python, int pid_w, pid_t host);
 
 } // namespace pyvisor::process

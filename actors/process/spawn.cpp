@@ -98,7 +98,7 @@ struct child_setup : bp::extend::handler {
     if (python < 0)
       fail(e, "fork (guard)");
     if (python > 0)
-      guard_main(python, pid_w);
+      guard_main(python, pid_w, parent);
     // 3. P, the Python process: an empty signal mask; its own process group (stop sequences
     //    signal the whole group); dies with the guard (race with its death closed).
     ::close(pid_w);
