@@ -33,8 +33,11 @@ pool_stats report_stats(const pool_totals& t, const std::map<std::uint32_t, slot
     for (std::size_t c = 0; c < s.w->errors_by_code.size(); ++c)
       if (auto k = s.w->errors_by_code[c].load(std::memory_order_relaxed))
         w.errors_by_code.emplace_back(static_cast<errc>(c), k);
-    if (s.w->table)
-      w.queued = s.w->table->stats().admission_queue;
+    if (s.w->table) {
+      const auto ts = s.w->table->stats();
+      w.queued = ts.admission_queue;
+      w.busy_transitions = ts.busy_transitions;
+    }
     w.rss_bytes = s.w->rss_bytes.load(std::memory_order_relaxed);
     if (w.rss_bytes == 0 && w.pid != 0)
       w.rss_bytes = read_rss_bytes(w.pid);

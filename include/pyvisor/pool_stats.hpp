@@ -43,6 +43,7 @@ struct worker_stats {
   std::uint64_t errors = 0;
   std::vector<std::pair<errc, std::uint64_t>> errors_by_code;  ///< only codes that occurred
   std::size_t rss_bytes = 0;  ///< last reading (0 before the first)
+  std::uint64_t busy_transitions = 0;  ///< times its current process became busy (backpressure)
   std::chrono::milliseconds uptime{0};
   latency_summary latency;
 };
