@@ -35,6 +35,8 @@ command_runner add_eval_command(CLI::App& app);
 command_runner add_check_command(CLI::App& app);
 /// `pyvisor env sync`: env_command.cpp.
 command_runner add_env_command(CLI::App& app);
+/// `pyvisor serve`: serve_command.cpp.
+command_runner add_serve_command(CLI::App& app);
 
 inline void write_all(std::FILE* f, std::string_view s) { std::fwrite(s.data(), 1, s.size(), f); }
 

@@ -1,8 +1,9 @@
 // pyvisor: command-line front end of the pyvisor library (CLI11 app and dispatch).
 //
-//   pyvisor eval [options] CODE        run Python code, print its result as JSON
+//   pyvisor eval [options] CODE|-f FILE   run Python code, print its result as JSON
 //   pyvisor check FILE [--json]        validate a config file, print the effective tree
 //   pyvisor env sync CONFIG [--tenant NAME]...   create/update the tenants' venvs
+//   pyvisor --version                 print "pyvisor <version>"
 //
 // Exit status: 0 success, 1 error, 2 usage error, 128+N interrupted by signal N (eval).
 // See cli/README.md.
@@ -52,6 +53,9 @@ int usage_failure(const CLI::App* cmd, const std::string& message) {
 int main(int argc, char** argv) {
   CLI::App app{"Runs Python code in supervised interpreter processes.", "pyvisor"};
   app.require_subcommand(1);
+  // PYVISOR_VERSION: the project's version (cli/CMakeLists.txt). Printed on stdout, exit 0.
+  app.set_version_flag("--version", std::string("pyvisor ") + PYVISOR_VERSION,
+                       "print the version (pyvisor X.Y.Z) and exit");
   struct command {
     CLI::App* app;
     command_runner run;
@@ -64,6 +68,7 @@ int main(int argc, char** argv) {
   add("eval", add_eval_command);
   add("check", add_check_command);
   add("env", add_env_command);
+  add("serve", add_serve_command);
   // After the subcommands: they would inherit it.
   app.footer("Run 'pyvisor <command> --help' for the options of a command.");
 

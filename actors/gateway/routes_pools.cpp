@@ -1,0 +1,41 @@
+// POST /v1/pools/NAME/eval and /call: a request to a pool, answered with the value or the error
+// object (docs/http.md).
+#include <httplib.h>
+
+#include "gateway/http_errors.hpp"
+#include "gateway/http_gateway.hpp"
+#include "gateway/request_body.hpp"
+#include "gateway/route_util.hpp"
+
+namespace pyvisor::gateway {
+
+void http_gateway::pool_call(const httplib::Request& req, httplib::Response& res, bool eval) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::string name = req.matches[1];
+  auto routes = hooks_.routes();
+  const pool_route* route = authorized_pool(req, res, *routes, name);
+  if (route == nullptr)
+    return;
+  if (!json_content(req, res))
+    return;
+  auto doc = parse_body(req.body, false);
+  if (!doc)
+    return send_error(res, 400, "bad_request", doc.error().message);
+  auto body = parse_call_body(*doc, eval);
+  if (!body)
+    return send_error(res, 400, "bad_request", body.error().message);
+  eval_options o;
+  o.key = body->key;
+  o.timeout = body->timeout;
+  if (eval)
+    o.file = body->file;
+  pyvisor::pool pool = route->pool;
+  auto r = eval ? pool.eval(body->code, body->vars, o)
+                : pool.call(body->name, body->args, body->vars, o);
+  const char* endpoint = eval ? "eval" : "call";
+  answer_value(res, r, [&](std::string_view code) {
+    metrics_.observe(name, endpoint, code, std::chrono::steady_clock::now() - t0);
+  });
+}
+
+} // namespace pyvisor::gateway
