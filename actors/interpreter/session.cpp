@@ -7,6 +7,7 @@
 #include <caf/send.hpp>
 
 #include "io/line_splitter.hpp"
+#include "protocol/python_log.hpp"
 
 namespace pyvisor::interp {
 
@@ -125,6 +126,10 @@ bool session::on_frame(std::string_view body, std::shared_ptr<const char[]> owne
               std::string_view{line->via.str.ptr, line->via.str.size}, id);
     return true;
   }
+  if (m.kind == kind::notification && m.op == "logging") {
+    on_python_log(m);
+    return true;
+  }
   if (m.kind == kind::notification && m.op == "ready") {
     if (ready_seen_) {
       violation(errc::protocol_error, "second 'ready' notification");
@@ -212,6 +217,22 @@ void session::on_line(log_source src, std::string_view line, std::uint64_t reque
   io::line_splitter::emit_capped(line, max_log_line, [&](std::string_view piece) {
     cfg_.log(log_record{lbl, pid, src, piece, request_id});
   });
+}
+
+void session::on_python_log(const protocol::message& m) {
+  if (!cfg_.log)
+    return;
+  auto rec = protocol::parse_python_log(m.payload);
+  if (!rec)
+    return;  // malformed: ignored like a `log` frame without a line
+  auto lbl = label();
+  log_record r{lbl, conn_->pid(), log_source::python_logging, rec->message, rec->request_id};
+  r.level = rec->level;
+  r.level_name = rec->level_name;
+  r.logger = rec->logger;
+  r.exception = rec->exception;
+  r.created = rec->created;
+  cfg_.log(r);
 }
 
 void session::log_runtime(const std::string& line, std::uint64_t request_id) {

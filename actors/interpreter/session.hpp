@@ -98,6 +98,7 @@ private:
   bool on_frame(std::string_view body, std::shared_ptr<const char[]> owner);
   void dispatch_host(protocol::message& m);
   void on_line(log_source src, std::string_view line, std::uint64_t request_id = 0);
+  void on_python_log(const protocol::message& m);  // a `logging` record, to the sink
   void violation(errc code, std::string what);
   void on_write_failed(int err, bool exiting);
   void on_exit(int status);

@@ -144,6 +144,13 @@ struct interpreter_options {
   /// Python 3.12+: eager task factory; older: drain ready callbacks in the same loop
   /// iteration (bounded). Measured in bench/; see docs/protocol.md.
   bool eager_tasks = true;
+  /// Python's `logging` reaches the log sink as structured records (log_source::python_logging:
+  /// level, logger, message, traceback, request id) through a handler the runner adds to the
+  /// root logger. The root logger's level decides what is sent (Python's default: WARNING; an
+  /// init script's `logging.getLogger().setLevel(logging.INFO)` adds info records); with the
+  /// handler present, `logging.basicConfig()` needs `force=True` (which removes it). false:
+  /// nothing is installed, records go to stderr through Python's lastResort as plain lines.
+  bool forward_logging = true;
   /// Directory holding the runner package (`pyvisor/_runner.py`); empty = the built-in default
   /// (env PYVISOR_RUNNER_DIR, else the installed copy, else the source tree's `python/`).
   std::string runner_dir;

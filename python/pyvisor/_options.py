@@ -24,7 +24,7 @@ class UsageError(Exception):
 
 class Options(object):
     """Parsed command line: transport, max_frame_bytes, label, codec, interrupt_fd, busy
-    limits (high_water, low_water, max_inflight) and eager_tasks."""
+    limits (high_water, low_water, max_inflight), eager_tasks and forward_logging."""
 
     def __init__(self):
         self.transport = "fds"
@@ -38,6 +38,7 @@ class Options(object):
         self.low_water = None  # None: half the high watermark
         self.max_inflight = MAX_INFLIGHT  # 0: no limit on the count
         self.eager_tasks = True
+        self.forward_logging = True  # a logging handler on the root logger (_logging)
 
     def limits(self):
         """(high, low, max_inflight) in effect; (0, 0, 0) when --high-water 0 disables them."""
@@ -51,6 +52,7 @@ class Options(object):
 _OPTIONS = (
     "--transport", "--max-frame-bytes", "--label", "--codec", "--interrupt-fd", "--dump-fd",
     "--heartbeat-ms", "--high-water", "--low-water", "--max-inflight", "--eager-tasks",
+    "--forward-logging",
 )
 
 
@@ -67,7 +69,7 @@ def _count(name, value):
 def parse_args(argv):
     """Parse ``[--transport fds|stdio] [--max-frame-bytes N] [--label L] [--codec C]
     [--interrupt-fd N] [--dump-fd N] [--heartbeat-ms N] [--high-water BYTES] [--low-water BYTES] [--max-inflight N]
-    [--eager-tasks on|off]``.
+    [--eager-tasks on|off] [--forward-logging on|off]``.
 
     Hand-rolled rather than argparse: it is small and keeps interpreter start-up lean.
     """
@@ -124,6 +126,10 @@ def parse_args(argv):
             if value not in ("on", "off"):
                 raise UsageError("--eager-tasks must be on or off, not %r" % value)
             opts.eager_tasks = value == "on"
+        elif name == "--forward-logging":
+            if value not in ("on", "off"):
+                raise UsageError("--forward-logging must be on or off, not %r" % value)
+            opts.forward_logging = value == "on"
         else:
             raise UsageError("unknown argument %r" % arg)
     return opts

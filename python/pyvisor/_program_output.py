@@ -56,6 +56,12 @@ class _ProgramOutput(object):
             self._emit(stream, ctx, text)
         finally:
             self._critical = False
+        self._raise_deferred()
+
+    def _raise_deferred(self):
+        """Raise what an interrupt deferred while the runner's output code ran for user code
+        on the main thread (print(), a logging record): CancelledError in a spinning task,
+        KeyboardInterrupt in the synchronous request."""
         spinning = self._cancel_pending
         if spinning:
             self._cancel_pending = 0

@@ -9,7 +9,8 @@ Lifecycle (one asyncio event loop, one thread):
               the ``--interrupt-fd`` made non-inheritable and non-blocking
     ready     the SIGINT handler that reads the interrupt fd is installed, then the ``ready``
               notification is written before anything is read; then sys.stdout/sys.stderr
-              become log streams (``_stdio``)
+              become log streams (``_stdio``) and, with ``--forward-logging on``, the root
+              logger gets the handler that sends records to the host (``_logging``)
     serving   each readable event reads up to MAX_READS x 64 KiB, splits it into frames and
               handles them in order.  Sync code (no top-level await) runs right there, on
               the fast path; async code becomes a task tracked by request id (with
@@ -45,6 +46,7 @@ Where things are (one concept per module; ``Runner`` combines the method groups)
     _eager           --eager-tasks and its pre-3.12 fallback
     _replies         sending frames and replies (with fallbacks for unsendable ones)
     _program_output  sys.stdout/sys.stderr of user code as ``log`` notifications
+    _logging         the root logger's handler: records as ``logging`` notifications
     _interrupts      SIGINT + interrupt fd, cancellation by id
     _execution       running user code for a request, sync or as a task
     _requests        init/eval/call/stats requests, cancel/shutdown notifications
@@ -60,7 +62,7 @@ import signal
 import sys
 from _thread import get_ident
 
-from . import _codec, _host
+from . import _codec, _host, _logging
 from ._bridge import Bridge
 from ._compile import CodeCache
 from ._framing import FrameSplitter
@@ -143,6 +145,8 @@ class Runner(_Dispatch, _FlowControl, _EagerTasks, _Replies, _ProgramOutput, _In
         self._backlog_scheduled = False
         self._drain_waiters = []  # futures of cast/send/call waiting for the output to drain
         self._eager = options.eager_tasks
+        self._forward_logging = options.forward_logging
+        self._log_handler = None  # the root logger's HostHandler while serving (_logging)
         self._ready = None  # the loop's ready deque when the pre-3.12 eager fallback is on
         self._eager_factory = False  # tasks start eagerly (3.12+)
         self._running_ready = False
@@ -218,6 +222,8 @@ class Runner(_Dispatch, _FlowControl, _EagerTasks, _Replies, _ProgramOutput, _In
             )
             self._out.flush()
             self._install_streams()
+            if self._forward_logging:
+                self._log_handler = _logging.install(self)
             self._update_flow()  # start reading (unless a tiny --high-water made it busy)
             code = loop.run_until_complete(self._done)
             self._pause_reading()
@@ -228,6 +234,7 @@ class Runner(_Dispatch, _FlowControl, _EagerTasks, _Replies, _ProgramOutput, _In
             self._stop_tasks(loop, SHUTDOWN_GRACE if code == EXIT_OK else 0.0)
             self._release_drain_waiters()
             self._flush_all_partials()
+            self._stop_logging()
             self._restore_streams()
             if not self._out.drain(SHUTDOWN_GRACE if code == EXIT_OK else 0.2):
                 if self._out.pending:
@@ -235,6 +242,7 @@ class Runner(_Dispatch, _FlowControl, _EagerTasks, _Replies, _ProgramOutput, _In
             return code
         finally:
             self._install_sigint(_ignore)
+            self._stop_logging()
             self._restore_streams()
             try:
                 loop.run_until_complete(loop.shutdown_asyncgens())
@@ -256,6 +264,13 @@ class Runner(_Dispatch, _FlowControl, _EagerTasks, _Replies, _ProgramOutput, _In
             self._saved_streams = (sys.stdout, sys.stderr)
             sys.stdout = LogStream(0, 1, self._on_output)
             sys.stderr = LogStream(1, 2, self._on_output)
+
+    def _stop_logging(self):
+        # Records after this go to fd 2 as text (Python's lastResort, or the handler's own
+        # fallback for a thread that still holds it).
+        if self._log_handler is not None:
+            self._log_handler.stop()
+            self._log_handler = None
 
     def _restore_streams(self):
         # Output after the loop stopped (atexit handlers, ...) goes to the fds directly.

@@ -326,6 +326,14 @@ def protocol_frames(packb, HostHandle):
         ("proto_host_send_name", [2, 0, "host_send", {"target": "inbox", "value": {"hello": 1}}]),
         ("proto_host_send_handle", [2, 0, "host_send", {"target": HostHandle(b"\x00\x00\x00\x2a"),
                                                         "value": [1, 2]}]),
+        # Python's logging records (runner -> host; "exception" only when there is one)
+        ("proto_logging", [2, 0, "logging", {
+            "id": 8, "level": 40, "level_name": "ERROR", "logger": "app.db", "message": "query h\u00e9 failed",
+            "created": 1700000000.25,
+            "exception": 'Traceback (most recent call last):\n  File "cell.py", line 7, in <module>\n'
+                         "ZeroDivisionError: division by zero"}]),
+        ("proto_logging_no_request", [2, 0, "logging", {
+            "id": 0, "level": 30, "level_name": "WARNING", "logger": "root", "message": "", "created": 1700000000.0}]),
     ]
     return [(name, packb(body)) for name, body in frames]
 
