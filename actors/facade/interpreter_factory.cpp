@@ -16,8 +16,9 @@
 extern char** environ;
 
 // Where the runner is (root CMakeLists.txt): the source tree's copy (used only by binaries inside
-// the build tree), the install location recorded at configure time, and the runner's path
-// relative to the installed library's and programs' directories (GNUInstallDirs).
+// the build tree), the install location recorded at configure time, the runner's path relative
+// to the installed library's and programs' directories (GNUInstallDirs), and where the Debian
+// package puts it (cmake/Packaging.cmake; "" when it is the recorded install location).
 #ifndef PYVISOR_SOURCE_RUNNER_DIR
 #define PYVISOR_SOURCE_RUNNER_DIR ""
 #endif
@@ -32,6 +33,9 @@ extern char** environ;
 #endif
 #ifndef PYVISOR_RUNNER_FROM_BINDIR
 #define PYVISOR_RUNNER_FROM_BINDIR "../share/pyvisor/python"
+#endif
+#ifndef PYVISOR_PACKAGE_RUNNER_DIR
+#define PYVISOR_PACKAGE_RUNNER_DIR ""
 #endif
 
 namespace pyvisor {
@@ -64,39 +68,65 @@ int find_object(dl_phdr_info* info, std::size_t, void* data) {
     auto begin = static_cast<std::uintptr_t>(info->dlpi_addr + ph.p_vaddr);
     if (s->addr >= begin && s->addr < begin + ph.p_memsz) {
       s->main_program = info->dlpi_name == nullptr || info->dlpi_name[0] == '\0';
-      s->file = s->main_program ? std::string{"/proc/self/exe"} : std::string{info->dlpi_name};
+      s->file = s->main_program ? std::string{} : std::string{info->dlpi_name};
       return 1;
     }
   }
   return 0;
 }
 
-/// The real path of the file holding this code.
-std::string own_binary() {
+/// The real path of the file holding this code, and whether it is the program itself (a static
+/// libpyvisor) rather than a shared libpyvisor. A program file replaced while it runs (a package
+/// upgrade) reads as "<path> (deleted)": its directory still tells where its runner is.
+object_search own_binary() {
   object_search s;
   s.addr = reinterpret_cast<std::uintptr_t>(&find_object);
   ::dl_iterate_phdr(&find_object, &s);
-  return real_path(s.file);
+  if (s.main_program) {
+    char buf[PATH_MAX];
+    auto n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+    std::string exe{buf, n > 0 ? static_cast<std::size_t>(n) : 0};
+    constexpr char deleted[] = " (deleted)";
+    if (exe.ends_with(deleted))
+      exe.resize(exe.size() - (sizeof deleted - 1));
+    auto slash = exe.rfind('/');
+    auto dir = slash == std::string::npos ? std::string{} : real_path(exe.substr(0, slash));
+    s.file = dir.empty() ? std::string{} : dir + exe.substr(slash);
+  } else {
+    s.file = real_path(s.file);
+  }
+  return s;
 }
 
-/// The runner for a binary at `self`: in the build tree the source tree's copy; otherwise the
-/// installed copy next to the library (or program), then at the recorded install prefix.
+bool under(const std::string& path, const std::string& dir) {
+  return !path.empty() && !dir.empty() && path.compare(0, dir.size() + 1, dir + "/") == 0;
+}
+
+/// The runner used when neither `runner_dir` nor a non-empty $PYVISOR_RUNNER_DIR names one (an
+/// explicit one is used as given: a wrong one is reported, never silently replaced). In order:
+///  1. the installed copy next to the file holding this code: `<bindir>/../share/pyvisor/python`
+///     from a program (static libpyvisor), `<libdir>/../share/...` from a shared libpyvisor, so
+///     a moved prefix or an unpacked package uses its own copy wherever it lies — even below the
+///     build directory (CPack's staging tree, a test's scratch root);
+///  2. the source tree's `python/` when that file is inside this build tree (no copy next to it:
+///     a program or library built here and not installed);
+///  3. the configured install location, then the Debian package's (a program elsewhere linked
+///     with an installed static libpyvisor has only these). Never the source tree.
 std::string default_runner_dir() {
-  if (const char* e = std::getenv("PYVISOR_RUNNER_DIR"); e != nullptr && usable_runner_dir(e))
+  if (const char* e = std::getenv("PYVISOR_RUNNER_DIR"); e != nullptr && *e != '\0')
     return e;
-  std::string self = own_binary();
-  std::string build = real_path(PYVISOR_BUILD_DIR);
-  if (!self.empty() && !build.empty() && self.compare(0, build.size() + 1, build + "/") == 0 &&
+  auto self = own_binary();
+  if (auto slash = self.file.rfind('/'); slash != std::string::npos) {
+    auto rel = self.main_program ? PYVISOR_RUNNER_FROM_BINDIR : PYVISOR_RUNNER_FROM_LIBDIR;
+    if (auto d = real_path(self.file.substr(0, slash) + "/" + rel); usable_runner_dir(d))
+      return d;
+  }
+  if (under(self.file, real_path(PYVISOR_BUILD_DIR)) &&
       usable_runner_dir(PYVISOR_SOURCE_RUNNER_DIR))
     return PYVISOR_SOURCE_RUNNER_DIR;
-  if (auto slash = self.rfind('/'); slash != std::string::npos) {
-    std::string dir = self.substr(0, slash);
-    for (const char* rel : {PYVISOR_RUNNER_FROM_LIBDIR, PYVISOR_RUNNER_FROM_BINDIR}) {
-      std::string d = real_path(dir + "/" + rel);
-      if (usable_runner_dir(d))
-        return d;
-    }
-  }
+  for (const char* d : {PYVISOR_INSTALL_RUNNER_DIR, PYVISOR_PACKAGE_RUNNER_DIR})
+    if (usable_runner_dir(d))
+      return d;
   return PYVISOR_INSTALL_RUNNER_DIR;
 }
 
@@ -199,6 +229,7 @@ expected<std::shared_ptr<detail::interpreter_shared>> runtime::impl::make_interp
                      "--max-inflight", std::to_string(std::max<std::size_t>(opts.busy_limits.max_inflight, 1))});
   }
   req.argv.insert(req.argv.end(), {"--eager-tasks", opts.eager_tasks ? "on" : "off"});
+  req.argv.insert(req.argv.end(), {"--forward-logging", opts.forward_logging ? "on" : "off"});
   req.stdio_transport = opts.transport == transport::stdio;
   req.cwd = opts.cwd;
   // Isolation (checked above): applied by spawn between fork and exec; with bwrap the command

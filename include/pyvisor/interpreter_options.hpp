@@ -151,8 +151,9 @@ struct interpreter_options {
   /// handler present, `logging.basicConfig()` needs `force=True` (which removes it). false:
   /// nothing is installed, records go to stderr through Python's lastResort as plain lines.
   bool forward_logging = true;
-  /// Directory holding the runner package (`pyvisor/_runner.py`); empty = the built-in default
-  /// (env PYVISOR_RUNNER_DIR, else the installed copy, else the source tree's `python/`).
+  /// Directory holding the runner package (`pyvisor/_runner.py`); empty = the built-in default:
+  /// env PYVISOR_RUNNER_DIR (as given), else the installed copy next to the program or library,
+  /// else (binaries in the build tree) the source tree's `python/`, else the install prefix's.
   std::string runner_dir;
 };
 
