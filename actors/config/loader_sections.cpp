@@ -148,6 +148,7 @@ void read_pool(table_reader& r, pool_spec& p) {
   r.path("init_file", p.init_file);
   r.strings("preload", p.preload);
   r.strings("python_args", w.args);
+  r.boolean("python_logging", w.forward_logging);
   r.duration("default_timeout", w.default_timeout);
   r.duration("init_timeout", w.init_script_timeout);
   r.duration("queue_timeout", o.queue_timeout);

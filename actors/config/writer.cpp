@@ -197,6 +197,7 @@ void write_pool_keys(section& s, const pool_spec& p, const pool_spec& def, bool 
   s.str("init_file", p.init_file, def.init_file);
   s.strings("preload", p.preload, def.preload);
   s.strings("python_args", w.args, def.options.worker.args);
+  s.boolean("python_logging", w.forward_logging, def.options.worker.forward_logging);
   s.duration("default_timeout", w.default_timeout, def.options.worker.default_timeout);
   s.duration("init_timeout", w.init_script_timeout, def.options.worker.init_script_timeout);
   if (o.queue_timeout)

@@ -93,6 +93,12 @@ std::string trim(std::string s) {
 
 } // namespace
 
+int log_rank(const log_record& r) noexcept {
+  if (r.source == log_source::python_logging)
+    return r.level >= 40 ? 3 : r.level >= 30 ? 2 : r.level >= 20 ? 1 : 0;
+  return r.source == log_source::python_stderr ? 2 : 1;
+}
+
 runtime_options runtime_options_for(const runtime_settings& settings) {
   runtime_options o;
   o.scheduler_threads = settings.threads;
@@ -100,8 +106,7 @@ runtime_options runtime_options_for(const runtime_settings& settings) {
             : settings.log_level == "error" ? 3 : 1;
   if (min > 1) {
     o.log = [min](const log_record& r) {
-      int level = r.source == log_source::python_stderr ? 2 : 1;
-      if (level >= min)
+      if (log_rank(r) >= min)
         stderr_log_sink(r);
     };
   }

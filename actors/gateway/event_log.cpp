@@ -3,6 +3,8 @@
 #include <chrono>
 #include <ctime>
 
+#include "pyvisor/deployment.hpp"
+
 namespace pyvisor::gateway {
 
 namespace {
@@ -159,21 +161,39 @@ void event_log::runtime_line(const log_record& r) {
   std::lock_guard<std::mutex> g{mu_};
   if (r.source == log_source::runtime && known_.count(r.label) != 0)
     return;  // a pool's or supervisor's event: written structured by the calls above
-  const char* level = r.source == log_source::python_stderr ? "warning" : "info";
+  static constexpr const char* names[] = {"debug", "info", "warning", "error"};
+  const char* level = names[log_rank(r)];
   json doc = json::object();
   doc["source"] = std::string(to_string(r.source));
   doc["label"] = std::string(r.label);
+  // Pool workers are labelled "<pool>-w<N>".
+  if (const auto dash = r.label.rfind("-w"); dash != std::string_view::npos && dash > 0 &&
+                                              dash + 2 < r.label.size()) {
+    doc["pool"] = std::string(r.label.substr(0, dash));
+    doc["worker"] = std::string(r.label.substr(dash + 1));
+  }
   if (r.pid != 0)
     doc["pid"] = r.pid;
   if (r.request_id != 0)
     doc["request"] = r.request_id;
-  doc["message"] = std::string(r.line);
   std::string text = "[" + std::string(r.label) + " " + std::to_string(r.pid) + " " +
                      std::string(to_string(r.source));
+  if (r.source == log_source::python_logging) {
+    doc["python_level"] = std::string(r.level_name);
+    doc["logger"] = std::string(r.logger);
+    if (!r.exception.empty())
+      doc["exception"] = std::string(r.exception);
+    text += " " + std::string(r.level_name) + " " + std::string(r.logger);
+  }
+  doc["message"] = std::string(r.line);
   if (r.request_id != 0)
     text += " #" + std::to_string(r.request_id);
   text += "] ";
   text += r.line;
+  if (!r.exception.empty()) {
+    text += '\n';
+    text += r.exception;
+  }
   write(level, doc, text);
 }
 

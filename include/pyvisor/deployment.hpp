@@ -51,9 +51,14 @@ private:
   std::shared_ptr<detail::deployment_shared> s_;
 };
 
+/// The `[runtime] log_level` rank of a record: 0 debug, 1 info, 2 warning, 3 error. pyvisor's
+/// own lines and stdout are info, stderr lines warning; a Python logging record its level
+/// (DEBUG 10 -> debug, INFO 20 -> info, WARNING 30 -> warning, ERROR 40 and above -> error).
+int log_rank(const log_record& r) noexcept;
+
 /// The runtime options `[runtime]` asks for: scheduler threads, and a log sink that drops
 /// runtime lines below `log_level` (pyvisor's own lines are `info`; Python's stderr lines
-/// `warning`; stdout lines `info`). `log_format` is carried for the daemon; the library's sink
+/// `warning`; stdout lines `info`; logging records their level: log_rank). `log_format` is carried for the daemon; the library's sink
 /// writes text.
 runtime_options runtime_options_for(const runtime_settings& settings);
 
