@@ -1,12 +1,14 @@
-// `pyvisor eval [options] CODE`: runs CODE in a fresh interpreter and prints its result as
-// one line of JSON. See cli/README.md.
+// `pyvisor eval [options] (CODE | -f FILE)`: runs the code in a fresh interpreter and prints
+// its result as one line of JSON (docs/json.md). See cli/README.md.
 
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <memory>
 #include <optional>
 #include <set>
@@ -37,20 +39,26 @@ using namespace std::chrono_literals;
 /// bodies deeper than 128 (docs/protocol.md): so at most 125 levels of JSON nesting.
 constexpr std::size_t max_var_depth = default_max_json_depth - 3;
 
+/// The init script's variable holding the --path directories (reserved for --var).
+constexpr std::string_view path_var = "__pyvisor_path__";
+
 constexpr std::string_view eval_description =
     R"(Starts a Python interpreter, runs CODE in it and prints the value CODE returns as one line
 of JSON on stdout. CODE is a block of Python statements: end it with `return EXPR` to
 produce a result (without a return the result is null); top-level `await` works.
-CODE '-' reads the code from standard input.)";
+CODE '-' reads the code from standard input; -f FILE reads it from FILE.)";
 
 constexpr std::string_view eval_footer =
     R"(Python's own stdout and stderr output (print, warnings) goes to stderr, one prefixed line
-per line. JSON rendering of results (tuples, sets, bytes, big ints, ...): see README.
+per line. Results and --var values use pyvisor's lossless JSON rendering: tuples, sets,
+bytes, big ints, NaN, dicts with non-str keys as {"$tuple": [...]}, ... (docs/json.md).
 
 exit status:
-  0      success
+  0      success; also SystemExit(0), SystemExit(None), sys.exit() (the result is null)
   1      error: the code raised or did not compile, timeout, the interpreter failed, ...
-         ("error: <code>: <message>" and the Python traceback on stderr, or JSON with --json)
+         ("error: <code>: <message>" and the Python traceback on stderr, or JSON with --json);
+         SystemExit("message") (the message on stderr)
+  N      SystemExit(N) for N in 1..125 (other integers: 1)
   2      usage error
   128+N  interrupted by signal N (SIGINT: 130))";
 
@@ -61,7 +69,13 @@ struct eval_args {
   std::vector<std::string> vars;  ///< NAME=JSON
   std::string timeout;
   bool json = false;
+  bool raw = false;
+  std::string cwd;
+  std::vector<std::string> paths;
   std::string code;
+  bool code_given = false;
+  std::string file;
+  bool file_given = false;
 };
 
 /// The checked arguments.
@@ -71,8 +85,11 @@ struct eval_request {
   std::vector<std::pair<std::string, std::string>> vars;  ///< name, msgpack bytes
   std::optional<std::chrono::milliseconds> timeout;
   bool json = false;
+  bool raw = false;
+  std::string cwd;                 ///< the interpreter's working directory; empty: ours
+  std::vector<std::string> paths;  ///< absolute, prepended to sys.path
   std::string code;
-  bool code_from_stdin = false;
+  std::string code_file;  ///< the file name tracebacks show
 };
 
 bool is_python_keyword(std::string_view s) {
@@ -106,10 +123,13 @@ std::pair<std::string, std::string> parse_var(std::string_view spec) {
   if (!is_identifier(name)) {
     throw usage_error{"--var: '" + name + "' is not a valid Python variable name"};
   }
+  if (name == path_var) throw usage_error{"--var: the name " + name + " is reserved"};
   try {
     return {name, json_to_msgpack(spec.substr(eq + 1), max_var_depth)};
   } catch (const json_error& e) {
-    throw usage_error{"--var " + name + ": invalid JSON: " + e.what()};
+    // A syntax error has a byte offset; a malformed tag (docs/json.md) says where it is.
+    throw usage_error{"--var " + name + ": " + (e.has_offset() ? "invalid JSON: " : "") +
+                      e.what()};
   }
 }
 
@@ -123,13 +143,35 @@ std::chrono::milliseconds parse_timeout(const std::string& text) {
   return *d;
 }
 
-bool read_stdin(std::string& out) {
+bool read_all(std::FILE* f, std::string& out) {
   char buf[65536];
   for (;;) {
-    const std::size_t n = std::fread(buf, 1, sizeof buf, stdin);
+    const std::size_t n = std::fread(buf, 1, sizeof buf, f);
     out.append(buf, n);
-    if (n < sizeof buf) return std::ferror(stdin) == 0;
+    if (n < sizeof buf) return std::ferror(f) == 0;
   }
+}
+
+/// The code of -f FILE; a file that cannot be read is a usage error (as for `python3 FILE`).
+std::string read_code_file(const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  std::string code;
+  const bool ok = f != nullptr && read_all(f, code);
+  const int err = errno;
+  if (f != nullptr) std::fclose(f);
+  if (!ok) throw usage_error{"-f: cannot read '" + path + "': " + std::strerror(err)};
+  return code;
+}
+
+/// --path DIR: must exist (a directory, or a zip file), made absolute so that --cwd does not
+/// change what it means; it reaches Python as a str.
+std::string checked_path(const std::string& dir) {
+  std::error_code ec;
+  if (dir.empty() || !std::filesystem::exists(dir, ec)) {
+    throw usage_error{"--path: '" + dir + "' does not exist"};
+  }
+  if (!is_valid_utf8(dir)) throw usage_error{"--path: '" + dir + "' is not valid UTF-8"};
+  return std::filesystem::absolute(dir).lexically_normal().string();
 }
 
 eval_request prepare(const eval_args& a) {
@@ -151,16 +193,57 @@ eval_request prepare(const eval_args& a) {
     if (t != pyvisor::forever) r.timeout = t;
   }
   r.json = a.json;
-  r.code_from_stdin = a.code == "-";
-  if (r.code_from_stdin) {
-    if (!read_stdin(r.code)) {
+  r.raw = a.raw;
+  if (!a.cwd.empty()) {
+    std::error_code ec;
+    if (!std::filesystem::is_directory(a.cwd, ec)) {
+      throw usage_error{"--cwd: '" + a.cwd + "' is not a directory"};
+    }
+    r.cwd = a.cwd;
+  }
+  for (const std::string& dir : a.paths) r.paths.push_back(checked_path(dir));
+  if (a.code_given && a.file_given) throw usage_error{"CODE and -f FILE are mutually exclusive"};
+  if (!a.code_given && !a.file_given) throw usage_error{"CODE is required (or -f FILE)"};
+  if (a.file_given) {
+    if (a.file.empty()) throw usage_error{"-f needs a non-empty FILE"};
+    r.code = read_code_file(a.file);
+    // Tracebacks name the file as given; relative to --cwd it would be another file, so then
+    // it is made absolute (the interpreter reads the source lines it shows from it).
+    const std::filesystem::path p(a.file);
+    r.code_file = r.cwd.empty() || p.is_absolute() ? a.file : std::filesystem::absolute(p).string();
+    if (!is_valid_utf8(r.code)) throw usage_error{"FILE '" + a.file + "' is not valid UTF-8"};
+    return r;
+  }
+  if (a.code == "-") {
+    if (!read_all(stdin, r.code)) {
       throw std::system_error(errno, std::generic_category(), "cannot read the code from stdin");
     }
+    r.code_file = "<stdin>";
   } else {
     r.code = a.code;
+    r.code_file = "<string>";
   }
   if (!is_valid_utf8(r.code)) throw usage_error{"CODE is not valid UTF-8"};
   return r;
+}
+
+/// SystemExit's exit status, from the argument as the runner reports it (its str()): None
+/// (sys.exit(), "" or "None") and 0 -> 0; an integer N -> N when in 1..125, else 1 (bool:
+/// False 0, True 1). nullopt for anything else, a message (status 1, the message on stderr).
+/// The runner sends str(arg), so SystemExit("3") reads as SystemExit(3) (see README).
+std::optional<int> system_exit_status(const std::string& message) {
+  if (message.empty() || message == "None" || message == "False") return 0;
+  if (message == "True") return 1;
+  const bool negative = message.starts_with('-');
+  const std::string_view digits = std::string_view(message).substr(negative ? 1 : 0);
+  const auto is_digit = [](char c) { return c >= '0' && c <= '9'; };
+  if (digits.empty() || !std::all_of(digits.begin(), digits.end(), is_digit)) return std::nullopt;
+  int n = 0;
+  if (std::from_chars(digits.data(), digits.data() + digits.size(), n).ec != std::errc{}) {
+    return 1;  // beyond int
+  }
+  if (n == 0) return 0;
+  return !negative && n <= 125 ? n : 1;
 }
 
 void print_error(const pyvisor::error& e, bool as_json) {
@@ -192,7 +275,16 @@ void print_error(const pyvisor::error& e, bool as_json) {
 int run_eval(const eval_request& a) {
   pyvisor::interpreter_options opts;
   opts.python = a.python;
+  opts.cwd = a.cwd;
   opts.init_script.code = a.init_script;
+  if (!a.paths.empty()) {
+    // One line in front of the init script, so that it imports from the directories too; the
+    // directories travel as a variable (never as code), which the line then deletes.
+    opts.init_script.code = "import sys as __pyvisor_sys__; __pyvisor_sys__.path[0:0] = " +
+                            std::string(path_var) + "; del __pyvisor_sys__, " +
+                            std::string(path_var) + "\n" + a.init_script;
+    opts.init_script.vars.push_back(pyvisor::var{std::string(path_var), pyvisor::arg(a.paths)});
+  }
   pyvisor::vars vars;
   for (const auto& [name, bytes] : a.vars) {
     // The CLI's own converter made these bytes; the check cannot fail for them.
@@ -210,7 +302,7 @@ int run_eval(const eval_request& a) {
   opts.shutdown.terminate = 1000ms;
 
   pyvisor::eval_options eo;
-  eo.file = a.code_from_stdin ? "<stdin>" : "<string>";
+  eo.file = a.code_file;
   if (a.timeout) eo.timeout = *a.timeout;
 
   const auto ready_bound = opts.init_script_timeout + 30s;
@@ -240,9 +332,13 @@ int run_eval(const eval_request& a) {
           if (!result) {
             failure = result.error();
           } else {
-            // plain(): tuple/set payloads already decoded once, under the frame limits.
+            // The object as received (tuples and sets as such: docs/json.md); with --raw a
+            // str as it is.
             try {
-              result_json = to_json(result->plain());
+              const msgpack::object& obj = result->object();
+              result_json = a.raw && obj.type == msgpack::type::STR
+                                ? std::string(obj.via.str.ptr, obj.via.str.size)
+                                : to_json(*result);
             } catch (const std::exception& e) {
               failure = pyvisor::make_error(pyvisor::errc::unserializable,
                                             std::string("cannot render the result: ") + e.what());
@@ -261,6 +357,23 @@ int run_eval(const eval_request& a) {
                                     std::string("interrupted by ") + signal_name(sig)),
                 a.json);
     return 128 + sig;
+  }
+  if (failure && failure->code == pyvisor::errc::python_exception &&
+      failure->python_type == "SystemExit") {
+    // As `python3 FILE` exits: sys.exit() is success, sys.exit(N) exits N, sys.exit("msg")
+    // prints msg and exits 1 (no traceback). --json reports the exit as its error line.
+    const auto status = system_exit_status(failure->message);
+    if (status && *status == 0) {
+      failure.reset();
+      result_json = "null";
+    } else {
+      if (a.json) {
+        print_error(*failure, true);
+      } else if (!status) {
+        write_all(stderr, failure->message + "\n");
+      }
+      return status.value_or(exit_error);
+    }
   }
   if (failure) {
     print_error(*failure, a.json);
@@ -303,8 +416,30 @@ command_runner add_eval_command(CLI::App& app) {
                 "report errors as one JSON line on stdout: "
                 "{\"error\": {\"code\", \"type\", \"message\", \"traceback\"}}")
       ->disable_flag_override();
-  cmd->add_option("CODE", args->code, "Python code, or '-' to read it from stdin")->required();
-  return [args] { return run_eval(prepare(*args)); };
+  cmd->add_flag("--raw", args->raw,
+                "print a str result as it is (no JSON quoting), followed by a newline; other "
+                "results print as JSON")
+      ->disable_flag_override();
+  cmd->add_option("--cwd", args->cwd, "the interpreter's working directory (default: ours)")
+      ->type_name("DIR")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  cmd->add_option("--path", args->paths,
+                  "put DIR in front of sys.path, before the init script runs, so that modules "
+                  "in it import (repeatable, in order)")
+      ->type_name("DIR")
+      ->allow_extra_args(false);
+  CLI::Option* file =
+      cmd->add_option("-f,--file", args->file,
+                      "read the code from FILE (tracebacks name it) instead of CODE")
+          ->type_name("FILE")
+          ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  CLI::Option* code =
+      cmd->add_option("CODE", args->code, "Python code, or '-' to read it from stdin");
+  return [args, file, code] {
+    args->file_given = file->count() > 0;
+    args->code_given = code->count() > 0;
+    return run_eval(prepare(*args));
+  };
 }
 
 } // namespace pyvisor::cli

@@ -1,38 +1,28 @@
-// msgpack (pyvisor values) -> nlohmann document -> one line of JSON, for the pyvisor program
-// (json_value.hpp); base64 and big integers. The other direction is json_value.cpp.
+// msgpack (pyvisor values) -> nlohmann document -> one line of JSON, the lossless rendering of
+// docs/json.md (json_value.hpp); base64 both ways and big integers' digits. The other
+// direction is json_value.cpp.
 
 #include <charconv>
 #include <cmath>
 #include <cstdint>
+#include <optional>
 #include <stdexcept>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
+#include "core/ext_payload.hpp"
 #include "json_value.hpp"
+#include "pyvisor/types.hpp"
 
 namespace pyvisor::gateway {
 
 namespace {
 
-
-constexpr std::int8_t ext_tuple = 1;
-constexpr std::int8_t ext_set = 2;
-constexpr std::int8_t ext_frozenset = 3;
-constexpr std::int8_t ext_bigint = 4;
-
-/// Unpacks an ext payload that must be exactly one msgpack array, into `zone`.
-bool unpack_array(std::string_view data, msgpack::zone& zone, msgpack::object& out) {
-  try {
-    // Every element needs at least one byte: bound the counts by the payload size so a bogus
-    // header cannot make msgpack-cxx allocate before it runs out of bytes.
-    const std::size_t n = data.size();
-    const msgpack::unpack_limit limit(n, n, n, n, n, n + 1);
-    std::size_t off = 0;
-    out = msgpack::unpack(zone, data.data(), n, off, nullptr, nullptr, limit);
-    return off == n && out.type == msgpack::type::ARRAY;
-  } catch (const std::exception&) {
-    return false;
-  }
+json tagged(const char* tag, json value) {
+  json j = json::object();
+  j[tag] = std::move(value);
+  return j;
 }
 
 json generic_ext(std::int8_t type, std::string_view data) {
@@ -42,22 +32,39 @@ json generic_ext(std::int8_t type, std::string_view data) {
   return j;
 }
 
+/// An ext 4 payload: a number when it fits 64 bits, else {"$int": digits}.
 json bigint_value(std::string_view payload) {
-  const std::string digits = twos_complement_to_decimal(payload);
-  const char* first = digits.data();
-  const char* last = first + digits.size();
-  if (digits[0] == '-') {
-    std::int64_t v = 0;
-    if (const auto r = std::from_chars(first, last, v); r.ec == std::errc{} && r.ptr == last) {
-      return v;
-    }
-  } else {
-    std::uint64_t v = 0;
-    if (const auto r = std::from_chars(first, last, v); r.ec == std::errc{} && r.ptr == last) {
-      return v;
-    }
+  const auto* p = reinterpret_cast<const std::uint8_t*>(payload.data());
+  const auto b = pyvisor::bigint::from_twos_complement({p, p + payload.size()});
+  if (const auto u = b.to_uint64()) return *u;
+  if (const auto i = b.to_int64()) return *i;
+  return tagged("$int", twos_complement_to_decimal(payload));
+}
+
+json float_value(double d) {
+  if (std::isnan(d)) return tagged("$float", "nan");
+  if (std::isinf(d)) return tagged("$float", d > 0 ? "inf" : "-inf");
+  return d;
+}
+
+/// Whether a map renders as a JSON object: str keys, none beginning with "$", none twice.
+bool plain_keys(const msgpack::object_map& m) {
+  std::unordered_set<std::string_view> seen;
+  for (std::uint32_t k = 0; k < m.size; ++k) {
+    const msgpack::object& key = m.ptr[k].key;
+    if (key.type != msgpack::type::STR) return false;
+    const std::string_view name(key.via.str.ptr, key.via.str.size);
+    if (name.starts_with('$') || !seen.insert(name).second) return false;
   }
-  return json::binary(json::binary_t::container_type(digits.begin(), digits.end()), ext_bigint);
+  return true;
+}
+
+const char* container_tag(std::int8_t type) {
+  switch (static_cast<ext_type>(type)) {
+    case ext_type::tuple: return "$tuple";
+    case ext_type::set: return "$set";
+    default: return "$frozenset";
+  }
 }
 
 json convert(const msgpack::object& o, std::size_t depth);
@@ -68,6 +75,52 @@ json convert_array(const msgpack::object* items, std::uint32_t size, std::size_t
   elements.reserve(size);
   for (std::uint32_t k = 0; k < size; ++k) elements.push_back(convert(items[k], depth + 1));
   return arr;
+}
+
+json convert_map(const msgpack::object_map& m, std::size_t depth) {
+  if (plain_keys(m)) {
+    json obj = json::object();
+    // The keys are known to be distinct: append without ordered_map's linear search.
+    auto& members = static_cast<json::object_t::Container&>(obj.get_ref<json::object_t&>());
+    members.reserve(m.size);
+    for (std::uint32_t k = 0; k < m.size; ++k) {
+      const msgpack::object& key = m.ptr[k].key;
+      members.emplace_back(std::string(key.via.str.ptr, key.via.str.size),
+                           convert(m.ptr[k].val, depth + 1));
+    }
+    return obj;
+  }
+  json pairs = json::array();
+  auto& items = pairs.get_ref<json::array_t&>();
+  items.reserve(m.size);
+  for (std::uint32_t k = 0; k < m.size; ++k) {
+    json pair = json::array();
+    pair.push_back(convert(m.ptr[k].key, depth + 1));
+    pair.push_back(convert(m.ptr[k].val, depth + 1));
+    items.push_back(std::move(pair));
+  }
+  return tagged("$map", std::move(pairs));
+}
+
+json convert_ext(const msgpack::object& o, std::size_t depth) {
+  const std::int8_t type = o.via.ext.type();
+  const std::string_view data(o.via.ext.data(), o.via.ext.size);  // excludes the type
+  if (core::is_container_ext(o)) {
+    // The library's one decoder of these payloads: by reference, under the frame limits
+    // (nesting counted from this value's root). A payload it refuses stays a generic ext.
+    msgpack::zone zone;
+    msgpack::object arr;
+    try {
+      arr = core::decode_ext_payload(o, zone, core::limits{}, depth);
+    } catch (const std::exception&) {
+      return generic_ext(type, data);
+    }
+    return tagged(container_tag(type), convert_array(arr.via.array.ptr, arr.via.array.size, depth));
+  }
+  if (type == static_cast<std::int8_t>(ext_type::bigint) && !data.empty()) {
+    return bigint_value(data);
+  }
+  return generic_ext(type, data);
 }
 
 json convert(const msgpack::object& o, std::size_t depth) {
@@ -83,115 +136,30 @@ json convert(const msgpack::object& o, std::size_t depth) {
     case msgpack::type::POSITIVE_INTEGER: return o.via.u64;
     case msgpack::type::NEGATIVE_INTEGER: return o.via.i64;
     case msgpack::type::FLOAT32:
-    case msgpack::type::FLOAT64: {
-      const double d = o.via.f64;
-      if (std::isnan(d)) return "NaN";
-      if (std::isinf(d)) return d > 0 ? "Infinity" : "-Infinity";
-      return d;
-    }
+    case msgpack::type::FLOAT64: return float_value(o.via.f64);
     case msgpack::type::STR: return std::string(o.via.str.ptr, o.via.str.size);
-    case msgpack::type::BIN: {
-      json j = json::object();
-      j["$bytes"] = base64_encode(std::string_view(o.via.bin.ptr, o.via.bin.size));
-      return j;
-    }
+    case msgpack::type::BIN:
+      return tagged("$bytes", base64_encode(std::string_view(o.via.bin.ptr, o.via.bin.size)));
     case msgpack::type::ARRAY: return convert_array(o.via.array.ptr, o.via.array.size, depth);
-    case msgpack::type::MAP: {
-      json obj = json::object();
-      for (std::uint32_t k = 0; k < o.via.map.size; ++k) {
-        const msgpack::object& key = o.via.map.ptr[k].key;
-        std::string name = key.type == msgpack::type::STR
-                               ? std::string(key.via.str.ptr, key.via.str.size)
-                               : dump_json(convert(key, depth + 1));
-        obj[std::move(name)] = convert(o.via.map.ptr[k].val, depth + 1);
-      }
-      return obj;
-    }
-    case msgpack::type::EXT: {
-      const std::int8_t type = o.via.ext.type();
-      const std::string_view data(o.via.ext.data(), o.via.ext.size);  // excludes the type
-      if (type == ext_tuple || type == ext_set || type == ext_frozenset) {
-        msgpack::zone zone;
-        msgpack::object arr;
-        if (unpack_array(data, zone, arr)) {
-          return convert_array(arr.via.array.ptr, arr.via.array.size, depth);
-        }
-      } else if (type == ext_bigint) {
-        return bigint_value(data);
-      }
-      return generic_ext(type, data);
-    }
+    case msgpack::type::MAP: return convert_map(o.via.map, depth);
+    case msgpack::type::EXT: return convert_ext(o, depth);
   }
   return nullptr;  // unreachable for objects msgpack-cxx produces
-}
-
-std::string dump_plain(const json& doc) {
-  return doc.dump(-1, ' ', false, json::error_handler_t::replace);
-}
-
-bool has_binary(const json& j) {
-  if (j.is_binary()) return true;
-  if (!j.is_structured()) return false;
-  for (const auto& item : j) {
-    if (has_binary(item)) return true;
-  }
-  return false;
-}
-
-/// Replaces every binary value (a bigint's digits) by the string `marker` + its index, and
-/// collects the digits.
-void mark_binaries(json& j, const std::string& marker, std::vector<std::string>& digits) {
-  if (j.is_binary()) {
-    const auto& bytes = j.get_binary();
-    digits.emplace_back(bytes.begin(), bytes.end());
-    j = marker + std::to_string(digits.size() - 1) + "_";
-    return;
-  }
-  if (!j.is_structured()) return;
-  for (auto& item : j) mark_binaries(item, marker, digits);
 }
 
 } // namespace
 
 json to_json_value(const msgpack::object& obj) { return convert(obj, 0); }
 
+json to_json_value(const pyvisor::value& v) { return convert(v.object(), 0); }
+
 std::string dump_json(const json& doc) {
-  std::string text = dump_plain(doc);
-  if (!has_binary(doc)) return text;
-  // JSON has numbers of any size but nlohmann's documents do not: big integers are binary
-  // values. They are printed as strings with a marker that occurs nowhere else in the text,
-  // and each marked string is then replaced by the digits. The marker starts with \u0001, so
-  // its quoted form can only begin at a string's opening quote: every match is ours.
-  std::string marker;
-  for (int k = 0;; ++k) {
-    marker = "\x01" "bigint" + std::to_string(k) + "_";
-    const std::string printed = "\\u0001bigint" + std::to_string(k) + "_";
-    if (text.find(printed) == std::string::npos) break;
-  }
-  json copy = doc;
-  std::vector<std::string> digits;
-  mark_binaries(copy, marker, digits);
-  const std::string printed_marker = "\"\\u0001" + marker.substr(1);
-  text = dump_plain(copy);
-  std::string out;
-  out.reserve(text.size());
-  std::size_t pos = 0;
-  for (;;) {
-    const std::size_t hit = text.find(printed_marker, pos);
-    if (hit == std::string::npos) break;
-    out.append(text, pos, hit - pos);
-    const std::size_t num = hit + printed_marker.size();
-    const std::size_t end = text.find("_\"", num);
-    std::size_t index = 0;
-    std::from_chars(text.data() + num, text.data() + end, index);
-    out += digits.at(index);
-    pos = end + 2;
-  }
-  out.append(text, pos, std::string::npos);
-  return out;
+  return doc.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 std::string to_json(const msgpack::object& obj) { return dump_json(to_json_value(obj)); }
+
+std::string to_json(const pyvisor::value& v) { return dump_json(to_json_value(v)); }
 
 std::string base64_encode(std::string_view bytes) {
   static constexpr char alphabet[] =
@@ -216,6 +184,53 @@ std::string base64_encode(std::string_view bytes) {
   out += alphabet[(v >> 12) & 63];
   out += rest == 2 ? alphabet[(v >> 6) & 63] : '=';
   out += '=';
+  return out;
+}
+
+std::optional<std::string> base64_decode(std::string_view text, std::string& why) {
+  const auto value_of = [](char c) -> int {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+  };
+  if (text.size() % 4 != 0) {
+    why = "length " + std::to_string(text.size()) + " is not a multiple of 4";
+    return std::nullopt;
+  }
+  std::size_t pad = 0;
+  if (!text.empty() && text.back() == '=') pad = text[text.size() - 2] == '=' ? 2 : 1;
+  std::string out;
+  out.reserve(text.size() / 4 * 3);
+  for (std::size_t i = 0; i < text.size(); i += 4) {
+    std::uint32_t v = 0;
+    const bool last = i + 4 == text.size();
+    for (std::size_t k = 0; k < 4; ++k) {
+      const char c = text[i + k];
+      int d = value_of(c);
+      if (c == '=' && last && k >= 4 - pad) d = 0;
+      if (d < 0) {
+        const auto u = static_cast<unsigned char>(c);
+        static constexpr char hex[] = "0123456789abcdef";
+        const std::string shown =
+            c == '=' ? std::string("'='")
+            : (u >= 0x20 && u < 0x7F) ? "'" + std::string(1, c) + "'"
+                                      : std::string("\\x") + hex[u >> 4] + hex[u & 0xF];
+        why = "unexpected " + shown + " at offset " + std::to_string(i + k);
+        return std::nullopt;
+      }
+      v = (v << 6) | static_cast<std::uint32_t>(d);
+    }
+    const std::size_t n = last ? 3 - pad : 3;
+    // The bits a shorter last group does not use must be zero (one spelling per byte string).
+    if (last && pad > 0 && (v & ((1u << (8 * pad)) - 1)) != 0) {
+      why = "the unused bits of the last group are not zero";
+      return std::nullopt;
+    }
+    for (std::size_t k = 0; k < n; ++k) out += static_cast<char>((v >> (16 - 8 * k)) & 0xFF);
+  }
   return out;
 }
 

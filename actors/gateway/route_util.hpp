@@ -28,7 +28,7 @@ void answer_value(httplib::Response& res, const expected<value>& r, Observe obse
   }
   json doc = json::object();
   try {
-    doc["value"] = to_json_value(r->plain());
+    doc["value"] = to_json_value(*r);
   } catch (const std::exception& e) {
     const auto err = make_error(errc::unserializable,
                                 std::string{"cannot render the result as JSON: "} + e.what());

@@ -26,17 +26,18 @@ TEST(Eval, PrintsTheResultAsOneJsonLine) {
   EXPECT_EQ(r.out, "42\n");
   r = pyvisor({"eval", "x = 1"});
   EXPECT_EQ(r.out, "null\n") << describe(r);
-  // Python types that JSON lacks keep their documented renderings.
+  // Python types that JSON lacks keep their documented renderings (docs/json.md); the
+  // result of `return a, b` is a tuple.
   r = pyvisor({"eval", R"(return (1, "a"), b"\x00\xff", 2**200, float("nan"), {1: 2}, 1.0, {"k": {3}})"});
   EXPECT_EQ(r.status, 0) << describe(r);
   EXPECT_EQ(r.out,
-            R"([[1,"a"],{"$bytes":"AP8="},1606938044258990275541962092341162602522202993782792835301376,"NaN",{"1":2},1.0,{"k":[3]}])"
+            R"({"$tuple":[{"$tuple":[1,"a"]},{"$bytes":"AP8="},{"$int":"1606938044258990275541962092341162602522202993782792835301376"},{"$float":"nan"},{"$map":[[1,2]]},1.0,{"k":{"$set":[3]}}]})"
             "\n");
 }
 
 TEST(Eval, VarsInitScriptAndStdin) {
   auto r = pyvisor({"eval", "--var", "xs=[3, 1, 2]", "--var=d={\"b\": 1, \"a\": null}",
-                    "return sorted(xs), len(xs), list(d)"});
+                    "return [sorted(xs), len(xs), list(d)]"});
   EXPECT_EQ(r.status, 0) << describe(r);
   EXPECT_EQ(r.out, "[[1,2,3],3,[\"b\",\"a\"]]\n");
   // Options after CODE, the init script sees the vars, a repeated single option: the last wins.
@@ -119,7 +120,7 @@ TEST(Usage, ErrorsExitTwoWithAMessage) {
   const std::vector<usage_case> cases = {
       {{}, "A subcommand is required"},
       {{"frobnicate"}, "unknown command 'frobnicate'"},
-      {{"eval"}, "CODE is required"},
+      {{"eval"}, "CODE is required (or -f FILE)"},
       {{"eval", "--bogus", "return 1"}, "--bogus"},
       {{"eval", "a", "b"}, "b"},
       {{"eval", "--json=yes", "return 1"}, "json"},
@@ -128,6 +129,19 @@ TEST(Usage, ErrorsExitTwoWithAMessage) {
       {{"eval", "--var", "class=2", "return 1"}, "'class' is not a valid Python variable name"},
       {{"eval", "--var", "x=[1,]", "return 1"}, "--var x: invalid JSON: "},
       {{"eval", "--var", "x=NaN", "return 1"}, "--var x: invalid JSON: "},
+      {{"eval", "--var", R"(x={"$int": "12x"})", "return 1"},
+       R"(--var x: "$int": expected decimal digits with an optional '-' and no leading zeros, got "12x")"},
+      {{"eval", "--var", R"(x=[{"$bytes": 5}])", "return 1"},
+       R"(--var x: "$bytes": expected a base64 string, got a number (at /0))"},
+      {{"eval", "--var", R"(x={"$nope": 1})", "return 1"}, R"(--var x: unknown tag "$nope")"},
+      {{"eval", "--var", "__pyvisor_path__=1", "return 1"}, "the name __pyvisor_path__ is reserved"},
+      {{"eval", "-f", "/nonexistent/code.py"}, "-f: cannot read '/nonexistent/code.py': No such file"},
+      {{"eval", "-f", "/", "return 1"}, "CODE and -f FILE are mutually exclusive"},
+      {{"eval", "--file", ""}, "-f needs a non-empty FILE"},
+      {{"eval", "--cwd", "/nonexistent", "return 1"}, "--cwd: '/nonexistent' is not a directory"},
+      {{"eval", "--path", "/nonexistent", "return 1"}, "--path: '/nonexistent' does not exist"},
+      {{"eval", "--raw=yes", "return 1"}, "raw"},
+      {{"eval", "--version"}, "--version"},
       {{"eval", "--var", "x=1", "--var", "x=2", "return 1"}, "--var x given more than once"},
       {{"eval", "--var", "x=" + std::string(126, '[') + std::string(126, ']'), "return 1"},
        "nesting deeper than 125 levels at byte 125"},
@@ -165,7 +179,11 @@ TEST(Usage, HelpExitsZero) {
     EXPECT_EQ(r.status, 0) << describe(r);
     EXPECT_NE(r.out.find("Usage: pyvisor"), std::string::npos) << r.out;
   }
-  EXPECT_NE(pyvisor({"eval", "--help"}).out.find("--var NAME=JSON"), std::string::npos);
+  const std::string help = pyvisor({"eval", "--help"}).out;
+  for (const char* option : {"--var NAME=JSON", "-f,--file FILE", "--cwd DIR", "--path DIR", "--raw",
+                             "SystemExit(N)"}) {
+    EXPECT_NE(help.find(option), std::string::npos) << option << "\n" << help;
+  }
   EXPECT_NE(pyvisor({"--help"}).out.find("check"), std::string::npos);
 }
 

@@ -1,5 +1,6 @@
-// Unit tests of the command-line program's JSON <-> msgpack code (cli/json_value.cpp, on
-// nlohmann/json).
+// Unit tests of the JSON <-> msgpack codec shared by the pyvisor program and the HTTP gateway
+// (actors/gateway/json_value.cpp, json_render.cpp, on nlohmann/json): strict parsing, the
+// lossless rendering of docs/json.md in both directions, every malformed tag.
 
 #include "gateway/json_value.hpp"
 
@@ -7,11 +8,16 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <gtest/gtest.h>
 #include <msgpack.hpp>
+
+#include "core/ext_payload.hpp"
+#include "pyvisor/value.hpp"
 
 namespace {
 
@@ -404,14 +410,16 @@ TEST(CliJsonRender, FloatsAreShortestRoundTrip) {
   }
 }
 
-TEST(CliJsonRender, NonFiniteFloatsAreStrings) {
-  EXPECT_EQ(render(packed_double(std::numeric_limits<double>::quiet_NaN())), "\"NaN\"");
-  EXPECT_EQ(render(packed_double(-std::numeric_limits<double>::quiet_NaN())), "\"NaN\"");
-  EXPECT_EQ(render(packed_double(std::numeric_limits<double>::infinity())), "\"Infinity\"");
-  EXPECT_EQ(render(packed_double(-std::numeric_limits<double>::infinity())), "\"-Infinity\"");
-  EXPECT_EQ(render(unhex("ca7f800000")), "\"Infinity\"");  // float 32
-  EXPECT_EQ(render(unhex("caff800000")), "\"-Infinity\"");
-  EXPECT_EQ(render(unhex("ca7fc00000")), "\"NaN\"");
+TEST(CliJsonRender, NonFiniteFloatsAreTagged) {
+  // Not strings: "NaN" the string and NaN the float render differently.
+  EXPECT_EQ(render(packed_double(std::numeric_limits<double>::quiet_NaN())), R"({"$float":"nan"})");
+  EXPECT_EQ(render(packed_double(-std::numeric_limits<double>::quiet_NaN())), R"({"$float":"nan"})");
+  EXPECT_EQ(render(packed_double(std::numeric_limits<double>::infinity())), R"({"$float":"inf"})");
+  EXPECT_EQ(render(packed_double(-std::numeric_limits<double>::infinity())), R"({"$float":"-inf"})");
+  EXPECT_EQ(render(unhex("ca7f800000")), R"({"$float":"inf"})");  // float 32
+  EXPECT_EQ(render(unhex("caff800000")), R"({"$float":"-inf"})");
+  EXPECT_EQ(render(unhex("ca7fc00000")), R"({"$float":"nan"})");
+  EXPECT_EQ(render(str("NaN")), R"("NaN")");
 }
 
 TEST(CliJsonRender, StringsEscapeControlCharacters) {
@@ -478,45 +486,61 @@ TEST(CliJsonRender, ArraysAndMaps) {
   EXPECT_EQ(render(map_header(1) + str("q\"uote") + packed(1)), R"({"q\"uote":1})");
 }
 
-TEST(CliJsonRender, NonStringKeysBecomeTheirJsonText) {
-  EXPECT_EQ(render(map_header(1) + packed(1) + str("a")), R"({"1":"a"})");
-  EXPECT_EQ(render(map_header(1) + packed(-5) + str("a")), R"({"-5":"a"})");
-  EXPECT_EQ(render(map_header(1) + packed_double(1.5) + packed(0)), R"({"1.5":0})");
-  EXPECT_EQ(render(map_header(1) + packed_double(2.0) + packed(0)), R"({"2.0":0})");
-  EXPECT_EQ(render(map_header(1) + packed(msgpack::type::nil_t()) + packed(0)), R"({"null":0})");
+TEST(CliJsonRender, OtherMapsAreTaggedPairLists) {
+  // A key that is not a str: {"$map": [[key, value], ...]}, keys rendered like values.
+  EXPECT_EQ(render(map_header(1) + packed(1) + str("a")), R"({"$map":[[1,"a"]]})");
+  EXPECT_EQ(render(map_header(1) + packed_double(2.0) + packed(0)), R"({"$map":[[2.0,0]]})");
+  EXPECT_EQ(render(map_header(1) + packed(msgpack::type::nil_t()) + packed(0)), R"({"$map":[[null,0]]})");
   EXPECT_EQ(render(map_header(2) + packed(true) + packed(1) + packed(false) + packed(0)),
-            R"({"true":1,"false":0})");
-  EXPECT_EQ(render(map_header(1) + array_header(2) + packed(1) + packed(2) + packed(3)),
-            R"({"[1,2]":3})");
-  // Strings inside a key's JSON text get escaped once more.
+            R"({"$map":[[true,1],[false,0]]})");
   EXPECT_EQ(render(map_header(1) + ext(1, array_header(2) + packed(1) + str("x")) + packed(0)),
-            R"({"[1,\"x\"]":0})");
-  EXPECT_EQ(render(map_header(1) + bin("ab") + packed(0)), R"({"{\"$bytes\":\"YWI=\"}":0})");
-  EXPECT_EQ(render(map_header(1) + packed_double(std::numeric_limits<double>::quiet_NaN()) +
-                   packed(0)),
-            R"({"\"NaN\"":0})");
-  // Keys within keys: the inner map's key 2 becomes "2", then the whole key is a string.
-  EXPECT_EQ(render(map_header(1) + map_header(1) + packed(2) + packed(3) + packed(1)),
-            R"({"{\"2\":3}":1})");
-  // Mixed keys and values that are containers.
+            R"({"$map":[[{"$tuple":[1,"x"]},0]]})");
+  EXPECT_EQ(render(map_header(1) + bin("ab") + packed(0)), R"({"$map":[[{"$bytes":"YWI="},0]]})");
+  EXPECT_EQ(render(map_header(1) + packed_double(std::numeric_limits<double>::quiet_NaN()) + packed(0)),
+            R"({"$map":[[{"$float":"nan"},0]]})");
+  // The defect this fixes: {1: "a", "1": "b"} printed {"1":"a","1":"b"} (two equal keys).
+  EXPECT_EQ(render(map_header(2) + packed(1) + str("a") + str("1") + str("b")),
+            R"({"$map":[[1,"a"],["1","b"]]})");
+  // A str key beginning with "$" (it would read back as a tag), and repeated str keys.
+  EXPECT_EQ(render(map_header(1) + str("$bytes") + str("x")), R"({"$map":[["$bytes","x"]]})");
+  EXPECT_EQ(render(map_header(2) + str("a") + packed(1) + str("$") + packed(2)),
+            R"({"$map":[["a",1],["$",2]]})");
+  EXPECT_EQ(render(map_header(2) + str("k") + packed(1) + str("k") + packed(2)),
+            R"({"$map":[["k",1],["k",2]]})");
+  // "$" inside a key, or a value that looks like a tag, is fine.
+  EXPECT_EQ(render(map_header(2) + str("a$") + str("$int") + str(" $") + packed(0)),
+            R"({"a$":"$int"," $":0})");
+  // Nested: a map inside a key, a plain object inside a $map value.
+  EXPECT_EQ(render(map_header(1) + map_header(1) + packed(2) + packed(3) + map_header(1) +
+                   str("v") + packed(1)),
+            R"({"$map":[[{"$map":[[2,3]]},{"v":1}]]})");
   EXPECT_EQ(render(map_header(3) + str("s") + array_header(1) + packed(1) + packed(7) +
                    map_header(0) + ext(4, unhex("010000000000000000")) + packed(2)),
-            R"({"s":[1],"7":{},"18446744073709551616":2})");
+            R"({"$map":[["s",[1]],[7,{}],[{"$int":"18446744073709551616"},2]]})");
 }
 
-TEST(CliJsonRender, TuplesAndSetsAreArrays) {
+TEST(CliJsonRender, TuplesAndSetsAreTagged) {
   const std::string items = array_header(2) + packed(1) + str("x");
-  EXPECT_EQ(render(ext(1, items)), R"([1,"x"])");
-  EXPECT_EQ(render(ext(2, items)), R"([1,"x"])");
-  EXPECT_EQ(render(ext(3, items)), R"([1,"x"])");
-  EXPECT_EQ(render(ext(1, array_header(0))), "[]");
-  EXPECT_EQ(render(ext(1, array_header(1) + packed(5))), "[5]");  // fixext 2
+  EXPECT_EQ(render(ext(1, items)), R"({"$tuple":[1,"x"]})");
+  EXPECT_EQ(render(ext(2, items)), R"({"$set":[1,"x"]})");
+  EXPECT_EQ(render(ext(3, items)), R"({"$frozenset":[1,"x"]})");
+  EXPECT_EQ(render(ext(1, array_header(0))), R"({"$tuple":[]})");
+  EXPECT_EQ(render(ext(1, array_header(1) + packed(5))), R"({"$tuple":[5]})");  // fixext 2
   // Nested: a tuple holding a frozenset, a tuple and a list.
   const std::string inner = ext(3, array_header(1) + packed(2));
   const std::string nested = ext(1, array_header(3) + inner + ext(1, array_header(0)) +
                                         array_header(1) + ext(1, array_header(1) + packed(3)));
-  EXPECT_EQ(render(nested), "[[2],[],[[3]]]");
-  EXPECT_EQ(render(array_header(2) + nested + packed(9)), "[[[2],[],[[3]]],9]");
+  EXPECT_EQ(render(nested), R"({"$tuple":[{"$frozenset":[2]},{"$tuple":[]},[{"$tuple":[3]}]]})");
+  EXPECT_EQ(render(array_header(2) + nested + packed(9)),
+            R"([{"$tuple":[{"$frozenset":[2]},{"$tuple":[]},[{"$tuple":[3]}]]},9])");
+}
+
+TEST(CliJsonRender, ValueOverloadKeepsTuples) {
+  // value::plain() has tuples as lists; the value overload renders the object as received.
+  auto v = pyvisor::value_from_msgpack(ext(1, array_header(1) + ext(2, array_header(0))));
+  ASSERT_TRUE(v) << v.error().to_string();
+  EXPECT_EQ(pyvisor::gateway::to_json(*v), R"({"$tuple":[{"$set":[]}]})");
+  EXPECT_EQ(to_json(v->plain()), "[[]]");
 }
 
 TEST(CliJsonRender, MalformedContainerExtsFallBackToGenericExt) {
@@ -526,26 +550,28 @@ TEST(CliJsonRender, MalformedContainerExtsFallBackToGenericExt) {
   EXPECT_EQ(render(ext(2, array_header(0) + packed(1))), R"({"$ext":2,"$data":"kAE="})");
   // Truncated.
   EXPECT_EQ(render(ext(3, array_header(2) + packed(1))), R"({"$ext":3,"$data":"kgE="})");
-  // Empty payload.
+  // Empty payload (a tuple; and a bigint without bytes).
   EXPECT_EQ(render(ext(1, "")), R"({"$ext":1,"$data":""})");
+  EXPECT_EQ(render(ext(4, "")), R"({"$ext":4,"$data":""})");
   // A huge declared count is rejected without allocating for it.
   EXPECT_EQ(render(ext(1, unhex("ddffffffff"))), R"({"$ext":1,"$data":"3f////8="})");
 }
 
-TEST(CliJsonRender, BigintsAreDecimalNumbers) {
-  EXPECT_EQ(render(ext(4, unhex("010000000000000000"))), "18446744073709551616");    // 2^64
-  EXPECT_EQ(render(ext(4, unhex("ff0000000000000000"))), "-18446744073709551616");   // -2^64
-  EXPECT_EQ(render(ext(4, unhex("01" + std::string(50, '0')))),                     // 2^200
-            "1606938044258990275541962092341162602522202993782792835301376");
-  EXPECT_EQ(render(ext(4, unhex("ff" + std::string(50, '0')))),                     // -2^200
-            "-1606938044258990275541962092341162602522202993782792835301376");
-  EXPECT_EQ(render(ext(4, unhex("ff7fffffffffffffff"))), "-9223372036854775809");    // -2^63-1
-  EXPECT_EQ(render(ext(4, unhex("00ffffffffffffffff"))), "18446744073709551615");
+TEST(CliJsonRender, BigintsBeyond64BitsAreTagged) {
+  EXPECT_EQ(render(ext(4, unhex("010000000000000000"))), R"({"$int":"18446744073709551616"})");  // 2^64
+  EXPECT_EQ(render(ext(4, unhex("ff0000000000000000"))), R"({"$int":"-18446744073709551616"})");
+  EXPECT_EQ(render(ext(4, unhex("01" + std::string(50, '0')))),  // 2^200
+            R"({"$int":"1606938044258990275541962092341162602522202993782792835301376"})");
+  EXPECT_EQ(render(ext(4, unhex("ff" + std::string(50, '0')))),
+            R"({"$int":"-1606938044258990275541962092341162602522202993782792835301376"})");
+  EXPECT_EQ(render(ext(4, unhex("ff7fffffffffffffff"))), R"({"$int":"-9223372036854775809"})");
   EXPECT_EQ(render(ext(4, unhex("fcc4d1c3602f7fc317fffff9"))),
-            "-1000000000000000000000000007");
-  // Parses back as a (float) JSON number.
-  EXPECT_EQ(json_to_msgpack(render(ext(4, unhex("010000000000000000")))),
-            packed_double(18446744073709551616.0));
+            R"({"$int":"-1000000000000000000000000007"})");
+  // An ext 4 whose value fits 64 bits (not minimal) is a plain number.
+  EXPECT_EQ(render(ext(4, unhex("00ffffffffffffffff"))), "18446744073709551615");
+  EXPECT_EQ(render(ext(4, unhex("ff"))), "-1");
+  EXPECT_EQ(render(ext(4, unhex("0000000000000000000005"))), "5");
+  EXPECT_EQ(render(ext(4, unhex("8000000000000000"))), "-9223372036854775808");
 }
 
 TEST(CliJsonRender, TwosComplementToDecimal) {
@@ -596,16 +622,211 @@ TEST(CliJsonRender, NestingIsBounded) {
   EXPECT_THROW(to_json(oh.get()), std::length_error);
 }
 
-TEST(CliJsonRender, BigintMarkersCannotBeForged) {
-  // A string that looks like dump_json's internal bigint marker stays a string.
-  const std::string fake = str("\x01" "bigint0_0_");
-  const std::string big = ext(4, unhex("01" + std::string(50, '0')));
-  EXPECT_EQ(render(array_header(2) + fake + big),
-            "[\"\\u0001bigint0_0_\",1606938044258990275541962092341162602522202993782792835301376]");
-  EXPECT_EQ(render(map_header(1) + str("k") + array_header(2) + big + big),
-            "{\"k\":[1606938044258990275541962092341162602522202993782792835301376,"
-            "1606938044258990275541962092341162602522202993782792835301376]}");
+// ---------------------------------------------------------------------------------------------
+// Tags: JSON -> msgpack, and the round trips
+// ---------------------------------------------------------------------------------------------
+
+/// Expects json_to_msgpack(text) to fail on a tag (no byte offset) with a message holding `part`.
+void expect_tag_error(std::string_view text, std::string_view part) {
+  try {
+    const std::string out = json_to_msgpack(text);
+    ADD_FAILURE() << "no error for <" << text << ">, got " << hex(out);
+  } catch (const json_error& e) {
+    EXPECT_FALSE(e.has_offset()) << "<" << text << ">: " << e.what();
+    EXPECT_NE(std::string(e.what()).find(part), std::string::npos)
+        << "<" << text << ">: '" << e.what() << "' lacks '" << part << "'";
+  }
 }
 
+TEST(JsonTags, DecodeToTheValuesTheyRenderFrom) {
+  EXPECT_EQ(hex(json_to_msgpack(R"({"$bytes":"AP8="})")), "c40200ff");
+  EXPECT_EQ(hex(json_to_msgpack(R"({"$bytes":""})")), "c400");
+  EXPECT_EQ(hex(json_to_msgpack(R"({"$tuple":[1,"x"]})")), "d6019201a178");  // fixext 4
+  EXPECT_EQ(hex(json_to_msgpack(R"({"$set":[]})")), "d40290");
+  EXPECT_EQ(hex(json_to_msgpack(R"({"$frozenset":[{"$tuple":[]}]})")), "d60391d40190");
+  EXPECT_EQ(hex(json_to_msgpack(R"({"$int":"18446744073709551616"})")), "c70904010000000000000000");
+  EXPECT_EQ(hex(json_to_msgpack(R"({"$int":"-9223372036854775809"})")), "c70904ff7fffffffffffffff");
+  // Integers that fit 64 bits are plain ints.
+  EXPECT_EQ(hex(json_to_msgpack(R"({"$int":"5"})")), "05");
+  EXPECT_EQ(hex(json_to_msgpack(R"({"$int":"0"})")), "00");
+  EXPECT_EQ(hex(json_to_msgpack(R"({"$int":"-1"})")), "ff");
+  EXPECT_EQ(hex(json_to_msgpack(R"({"$int":"18446744073709551615"})")), "cfffffffffffffffff");
+  EXPECT_EQ(hex(json_to_msgpack(R"({"$float":"nan"})")), "cb7ff8000000000000");
+  EXPECT_EQ(hex(json_to_msgpack(R"({"$float":"inf"})")), "cb7ff0000000000000");
+  EXPECT_EQ(hex(json_to_msgpack(R"({"$float":"-inf"})")), "cbfff0000000000000");
+  EXPECT_EQ(hex(json_to_msgpack(R"({"$map":[[1,"a"],["1","b"]]})")), "8201a161a131a162");
+  EXPECT_EQ(hex(json_to_msgpack(R"({"$map":[]})")), "80");
+  EXPECT_EQ(hex(json_to_msgpack(R"({"$map":[[{"$tuple":[1]},{"$map":[[null,2]]}]]})")), "81d5019101" "81c002");
+  EXPECT_EQ(hex(json_to_msgpack(R"({"$ext":5,"$data":"YWJj"})")), "c7030561626" "3");
+  EXPECT_EQ(hex(json_to_msgpack(R"({"$data":"","$ext":-1})")), "c700ff");
+  EXPECT_EQ(hex(json_to_msgpack(R"({"$ext":-128,"$data":"AA=="})")), "d48000");
+  EXPECT_EQ(hex(json_to_msgpack(R"({"$ext":127,"$data":""})")), "c7007f");
+  // Tags inside plain containers and plain containers inside tags.
+  EXPECT_EQ(hex(json_to_msgpack(R"({"a":[{"$tuple":[{"b":{"$bytes":"Zg=="}}]}]})")),
+            "81a16191" "c70701" "9181a162c40166");
+  // Payloads past 255 bytes get an ext 16 header; an outer payload is sized after the inner
+  // one got its header.
+  std::string zeros = "[0";
+  for (int i = 1; i < 300; ++i) zeros += ",0";
+  zeros += "]";
+  EXPECT_EQ(hex(json_to_msgpack(R"({"$tuple":)" + zeros + "}").substr(0, 7)), "c8012f01dc012c");
+  const std::string nested = json_to_msgpack(R"({"$set":[{"$tuple":)" + zeros + "}]}");
+  EXPECT_EQ(nested.size(), 4u + 1u + 4u + 303u);
+  EXPECT_EQ(hex(nested.substr(0, 12)), "c8013402" "91" "c8012f01" "dc012c");
+}
+
+TEST(JsonTags, MalformedTagsAreErrors) {
+  expect_tag_error(R"({"$bytes":5})", R"("$bytes": expected a base64 string, got a number)");
+  expect_tag_error(R"({"$bytes":null})", "got null");
+  expect_tag_error(R"({"$bytes":"Zg="})", "invalid base64: length 3 is not a multiple of 4");
+  expect_tag_error(R"({"$bytes":"Zg!="})", "invalid base64: unexpected '!' at offset 2");
+  expect_tag_error(R"({"$bytes":"Zh=="})", "the unused bits of the last group are not zero");
+  expect_tag_error(R"({"$bytes":"=Zg="})", "unexpected '=' at offset 0");
+  expect_tag_error(R"({"$bytes":"Zg==Zg=="})", "unexpected '=' at offset 2");
+  expect_tag_error(R"({"$bytes":"Zm9 YmFy"})", "unexpected ' ' at offset 3");
+  expect_tag_error(R"({"$bytes":"Zm9-"})", "unexpected '-'");  // no URL alphabet
+  expect_tag_error(R"({"$int":"12x"})",
+                   R"("$int": expected decimal digits with an optional '-' and no leading zeros, got "12x")");
+  for (const char* bad : {R"("")", R"("-")", R"("+1")", R"("01")", R"("-0")", R"(" 1")", R"("1e5")", R"("1.0")"}) {
+    expect_tag_error(std::string(R"({"$int":)") + bad + "}", "expected decimal digits");
+  }
+  expect_tag_error(R"({"$int":12})", R"("$int": expected a string of decimal digits, got a number)");
+  expect_tag_error(R"({"$int":")" + std::string(pyvisor::gateway::max_int_digits + 1, '7') + "\"}",
+                   "20001 digits, more than the 20000 allowed");
+  expect_tag_error(R"({"$float":"NaN"})", R"("$float": expected "nan", "inf" or "-inf", got "NaN")");
+  expect_tag_error(R"({"$float":1.5})", "got a number");
+  expect_tag_error(R"({"$tuple":{}})", R"("$tuple": expected an array, got an object)");
+  expect_tag_error(R"({"$set":"x"})", R"("$set": expected an array, got a string)");
+  expect_tag_error(R"({"$frozenset":null})", R"("$frozenset": expected an array, got null)");
+  expect_tag_error(R"({"$map":{}})", R"("$map": expected an array of [key, value] pairs, got an object)");
+  expect_tag_error(R"({"$map":[[1]]})", R"("$map": item 0 is not a [key, value] pair)");
+  expect_tag_error(R"({"$map":[[1,2],3]})", "item 1 is not a [key, value] pair");
+  expect_tag_error(R"({"$map":[[1,2,3]]})", "item 0 is not a [key, value] pair");
+  expect_tag_error(R"({"$ext":5})", R"("$ext" without "$data")");
+  expect_tag_error(R"({"$data":"AA=="})", R"("$data" without "$ext")");
+  expect_tag_error(R"({"$ext":128,"$data":""})", R"("$ext": expected an integer type code in -128..127, got 128)");
+  expect_tag_error(R"({"$ext":-129,"$data":""})", "got -129");
+  expect_tag_error(R"({"$ext":18446744073709551615,"$data":""})", "got 18446744073709551615");
+  expect_tag_error(R"({"$ext":-9223372036854775808,"$data":""})", "got -9223372036854775808");
+  expect_tag_error(R"({"$ext":"5","$data":""})", "got a string");
+  expect_tag_error(R"({"$ext":1.0,"$data":""})", "got 1.0");
+  expect_tag_error(R"({"$ext":5,"$data":5})", R"("$data": expected a base64 string, got a number)");
+  expect_tag_error(R"({"$ext":5,"$data":"A"})", R"("$data": invalid base64)");
+  // Unknown "$" keys: the format stays unambiguous.
+  expect_tag_error(R"({"$foo":1})", R"(unknown tag "$foo" (keys beginning with "$" are reserved)");
+  expect_tag_error(R"({"a":1,"$b":2})", R"(unknown tag "$b")");
+  expect_tag_error(R"({"$":1})", R"(unknown tag "$")");
+  expect_tag_error(R"({"$Bytes":""})", R"(unknown tag "$Bytes")");
+  // A tag object has nothing else.
+  expect_tag_error(R"({"$bytes":"","x":1})", R"(tag "$bytes" with another key "x")");
+  expect_tag_error(R"({"x":1,"$tuple":[]})", R"(tag "$tuple" with another key "x")");
+  expect_tag_error(R"({"$tuple":[],"$set":[]})", R"(tag "$tuple" with another key "$set")");
+  expect_tag_error(R"({"$ext":1,"$data":"","x":0})", R"(with another key "x")");
+}
+
+TEST(JsonTags, ErrorsSayWhere) {
+  expect_tag_error(R"({"a":[1,{"$int":"x"}]})", R"(got "x" (at /a/1))");
+  expect_tag_error(R"({"$tuple":[0,{"$bytes":1}]})", "(at /$tuple/1)");
+  expect_tag_error(R"({"$map":[[{"$float":"x"},1]]})", "(at /$map/0/0)");
+  expect_tag_error(R"({"$map":[[1,{"$q":1}]]})", "(at /$map/0/1)");
+  expect_tag_error(R"({"a/b~":{"$x":1}})", "(at /a~1b~0)");
+  expect_tag_error(R"([[[{"$set":[{"$x":0}]}]]])", "(at /0/0/0/$set/0)");
+  // At the top: no position.
+  try {
+    json_to_msgpack(R"({"$x":1})");
+    ADD_FAILURE();
+  } catch (const json_error& e) {
+    EXPECT_EQ(std::string(e.what()).find("(at"), std::string::npos) << e.what();
+    EXPECT_EQ(e.offset(), json_error::npos);
+  }
+}
+
+TEST(JsonTags, Base64Decode) {
+  using pyvisor::gateway::base64_decode;
+  std::string why;
+  EXPECT_EQ(base64_decode("", why), "");
+  EXPECT_EQ(base64_decode("Zg==", why), "f");
+  EXPECT_EQ(base64_decode("Zm8=", why), "fo");
+  EXPECT_EQ(base64_decode("Zm9v", why), "foo");
+  EXPECT_EQ(base64_decode("Zm9vYmFy", why), "foobar");
+  EXPECT_EQ(base64_decode("//4A++8=", why), std::string("\xFF\xFE\x00\xFB\xEF", 5));
+  // Every byte value and every length round-trips with base64_encode.
+  std::string all;
+  for (int c = 0; c < 256; ++c) all += static_cast<char>(c);
+  for (std::size_t n = 0; n <= all.size(); n += 37) {
+    const std::string part = all.substr(all.size() - n);
+    EXPECT_EQ(base64_decode(base64_encode(part), why), part) << n;
+  }
+  EXPECT_FALSE(base64_decode("Zg=", why));
+  EXPECT_FALSE(base64_decode("Zm9=", why));  // unused bits
+  EXPECT_FALSE(base64_decode("====", why));
+  EXPECT_FALSE(base64_decode("Z===", why));
+  EXPECT_FALSE(base64_decode("Zg\n=", why));
+  EXPECT_EQ(why, "unexpected \\x0a at offset 2");
+}
+
+/// msgpack values as Python sends them (minimal ints, float 64, tuples as ext 1-3, ...):
+/// rendering then reading back gives the same bytes.
+TEST(JsonTags, RenderThenParseGivesTheSameBytes) {
+  const std::string tuple12 = ext(1, array_header(2) + packed(1) + packed(2));
+  const std::vector<std::string> values = {
+      packed(msgpack::type::nil_t()), packed(true), packed(0), packed(-33), packed(300),
+      packed(std::numeric_limits<std::uint64_t>::max()), packed(std::numeric_limits<std::int64_t>::min()),
+      packed_double(1.0), packed_double(-0.0), packed_double(0.1), packed_double(1e300),
+      packed_double(std::numeric_limits<double>::quiet_NaN()),
+      packed_double(std::numeric_limits<double>::infinity()),
+      packed_double(-std::numeric_limits<double>::infinity()),
+      str(""), str("NaN"), str("$int"), str("\xC3\xA9\n"), bin(""), bin(std::string("\0\xFF", 2)),
+      array_header(0), map_header(0), tuple12, ext(1, array_header(0)),
+      ext(2, array_header(1) + str("s")), ext(3, array_header(2) + packed(1) + tuple12),
+      ext(4, unhex("010000000000000000")), ext(4, unhex("ff" + std::string(50, '0'))),
+      ext(5, "handle"), ext(-7, ""),
+      map_header(2) + packed(1) + str("a") + str("1") + str("b"),
+      map_header(1) + str("$bytes") + bin("x"),
+      map_header(2) + str("k") + packed(1) + str("k") + packed(2),
+      map_header(1) + tuple12 + map_header(1) + packed_double(1.5) + array_header(0),
+      map_header(2) + str("a") + tuple12 + str("b") + ext(2, array_header(0)),
+      array_header(3) + bin("ab") + ext(4, unhex("01" + std::string(40, '0'))) + packed_double(2.0),
+  };
+  for (const std::string& v : values) {
+    const std::string text = render(v);
+    EXPECT_EQ(hex(json_to_msgpack(text)), hex(v)) << text;
+    EXPECT_EQ(round_trip(text), text);
+  }
+}
+
+TEST(JsonTags, DeepTagsPackIteratively) {
+  // 2000 nested tuples (payload sizes grow from the inside out) and a $map chain.
+  const std::size_t n = 2000;
+  std::string text;
+  for (std::size_t i = 0; i < n; ++i) text += R"({"$tuple":[)";
+  text += "1";
+  for (std::size_t i = 0; i < n; ++i) text += "]}";
+  const std::string bytes = json_to_msgpack(text, 2 * n + 1);
+  std::size_t off = 0;
+  msgpack::object_handle oh = msgpack::unpack(bytes.data(), bytes.size(), off);
+  ASSERT_EQ(off, bytes.size());
+  // Walk it down through the library's payload decoder.
+  const msgpack::object* cur = &oh.get();
+  std::vector<std::unique_ptr<msgpack::zone>> zones;
+  std::vector<msgpack::object> arrays;
+  arrays.reserve(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    ASSERT_EQ(cur->type, msgpack::type::EXT) << i;
+    zones.push_back(std::make_unique<msgpack::zone>());
+    pyvisor::core::limits lim;
+    lim.max_depth = n + 10;
+    arrays.push_back(pyvisor::core::decode_ext_payload(*cur, *zones.back(), lim));
+    ASSERT_EQ(arrays.back().via.array.size, 1u);
+    cur = &arrays.back().via.array.ptr[0];
+  }
+  EXPECT_EQ(cur->type, msgpack::type::POSITIVE_INTEGER);
+  // A chain of 200 $maps, each the value of the one above: reads back and renders the same.
+  std::string maps;
+  for (std::size_t i = 0; i < 200; ++i) maps += R"({"$map":[[0,)";
+  maps += "1";
+  for (std::size_t i = 0; i < 200; ++i) maps += "]]}";
+  EXPECT_EQ(render(json_to_msgpack(maps, 1000)), maps);
+}
 
 } // namespace
