@@ -4,6 +4,11 @@
 
 #include <httplib.h>
 
+#include <dirent.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <cstdlib>
 #include <fstream>
 
 #include "gateway/connection_queue.hpp"
@@ -18,6 +23,40 @@ template <class D>
 std::pair<time_t, time_t> sec_usec(D d) {
   const auto us = std::chrono::duration_cast<std::chrono::microseconds>(d).count();
   return {static_cast<time_t>(us / 1000000), static_cast<time_t>(us % 1000000)};
+}
+
+/// Debian's cpp-httplib 0.11 listens with a backlog of 5: a burst of clients connecting at once
+/// (64 keep-alive clients starting) overflows it, and the kernel drops their handshakes, which
+/// then wait for SYN retransmissions (1 s, 3 s, ...). httplib gives no access to its listening
+/// socket, so find it (a listening socket of ours bound to `port`) and listen again with the
+/// system's maximum (Linux applies the new backlog to a listening socket).
+void widen_backlog(int port) {
+  DIR* d = ::opendir("/proc/self/fd");
+  if (d == nullptr)
+    return;
+  while (dirent* e = ::readdir(d)) {
+    char* end = nullptr;
+    const long fd = std::strtol(e->d_name, &end, 10);
+    if (end == e->d_name || *end != '\0' || fd == ::dirfd(d))
+      continue;
+    int listening = 0;
+    socklen_t len = sizeof listening;
+    if (::getsockopt(static_cast<int>(fd), SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 ||
+        listening == 0)
+      continue;
+    sockaddr_storage addr{};
+    socklen_t alen = sizeof addr;
+    if (::getsockname(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&addr), &alen) != 0)
+      continue;
+    int bound = -1;
+    if (addr.ss_family == AF_INET)
+      bound = ntohs(reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
+    else if (addr.ss_family == AF_INET6)
+      bound = ntohs(reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port);
+    if (bound == port)
+      ::listen(static_cast<int>(fd), SOMAXCONN);
+  }
+  ::closedir(d);
 }
 
 bool readable(const std::string& path) {
@@ -104,6 +143,7 @@ expected<std::unique_ptr<http_gateway>> http_gateway::start(const listen_address
                           " (address in use, or not an address of this machine)");
     g->port_ = listen.port;
   }
+  widen_backlog(g->port_);
   g->listener_ = std::thread([&svr] { svr.listen_after_bind(); });
   g->sweeper_ = std::thread([gp = g.get()] { gp->session_sweeper(); });
   return g;
