@@ -151,8 +151,8 @@ void http_gateway::session_call(const httplib::Request& req, httplib::Response& 
   o.replay = s->durable;
   if (eval)
     o.file = body->file;
-  auto r = eval ? s->env.eval(body->code, body->vars, o)
-                : s->env.call(body->name, body->args, body->vars, o);
+  auto r = eval ? s->env->eval(body->code, body->vars, o)
+                : s->env->call(body->name, body->args, body->vars, o);
   if (!r && (r.error().code == errc::env_lost || r.error().code == errc::env_not_found)) {
     sessions_.end(s->id, "lost: " + r.error().message);
     metrics_.observe(s->pool, eval ? "session_eval" : "session_call", to_string(r.error().code),

@@ -27,7 +27,8 @@ session_clock::time_point session_table::expiry(const session& s) {
 }
 
 std::shared_ptr<session> session_table::add(std::string pool, std::string tenant, bool durable,
-                                            pyvisor::env e, std::chrono::milliseconds idle_ttl,
+                                            std::optional<pyvisor::env> e,
+                                            std::chrono::milliseconds idle_ttl,
                                             std::chrono::milliseconds max_lifetime) {
   auto s = std::make_shared<session>(std::move(e));
   s->id = new_session_id();
@@ -79,7 +80,7 @@ session_table::lookup_result session_table::use(const std::string& id, bool touc
       return r;
     }
   }
-  expired->env.destroy();
+  expired->destroy();
   return r;
 }
 
@@ -108,7 +109,7 @@ bool session_table::end(const std::string& id, const std::string& reason) {
     open_.erase(i);
     bury(id, reason);
   }
-  s->env.destroy();
+  s->destroy();
   return true;
 }
 
@@ -127,7 +128,7 @@ std::size_t session_table::end_pool(const std::string& pool, const std::string& 
     }
   }
   for (auto& s : ended)
-    s->env.destroy();
+    s->destroy();
   return ended.size();
 }
 
@@ -149,7 +150,7 @@ std::size_t session_table::sweep(session_clock::time_point now) {
     }
   }
   for (auto& s : ended)
-    s->env.destroy();
+    s->destroy();
   return ended.size();
 }
 
@@ -164,7 +165,7 @@ void session_table::clear(const std::string& reason) {
     open_.clear();
   }
   for (auto& s : ended)
-    s->env.destroy();
+    s->destroy();
 }
 
 void session_table::bury(const std::string& id, const std::string& reason) {

@@ -26,7 +26,7 @@ struct session {
   std::string pool;
   std::string tenant;
   bool durable = false;
-  pyvisor::env env;
+  std::optional<pyvisor::env> env;  ///< always set by the gateway (empty only in unit tests)
   std::chrono::system_clock::time_point created_wall;
   session_clock::time_point created;
   // Guarded by the table's mutex.
@@ -34,7 +34,12 @@ struct session {
   std::chrono::milliseconds idle_ttl{0};
   std::chrono::milliseconds max_lifetime{0};
 
-  session(pyvisor::env e) : env(std::move(e)) {}
+  explicit session(std::optional<pyvisor::env> e) : env(std::move(e)) {}
+  /// Drops the env in its interpreter (idempotent).
+  void destroy() {
+    if (env)
+      env->destroy();
+  }
 };
 
 class session_table {
@@ -53,7 +58,8 @@ public:
   explicit session_table(std::size_t max_sessions) : max_(max_sessions) {}
 
   /// Adds a session with a fresh id; nullptr when max_sessions are open.
-  std::shared_ptr<session> add(std::string pool, std::string tenant, bool durable, pyvisor::env e,
+  std::shared_ptr<session> add(std::string pool, std::string tenant, bool durable,
+                               std::optional<pyvisor::env> e,
                                std::chrono::milliseconds idle_ttl,
                                std::chrono::milliseconds max_lifetime);
   /// Finds `id`; with `touch`, marks it used now (its idle TTL starts over).
