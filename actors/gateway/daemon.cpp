@@ -47,6 +47,13 @@ void daemon::block_signals() {
 }
 
 expected<std::shared_ptr<daemon::running_unit>> daemon::start_unit(const deploy_unit& u) {
+  event_log* log = log_.get();
+  // Their runtime text lines are dropped from now on: the events come structured (below).
+  for (auto& name : u.pools)
+    log->known_source(name);
+  for (auto& s : u.spec.supervisors)
+    log->known_source(s.name);
+  log->known_source("root");
   auto d = rt_->deploy(u.spec);
   if (!d)
     return std::move(d).error();
@@ -54,14 +61,24 @@ expected<std::shared_ptr<daemon::running_unit>> daemon::start_unit(const deploy_
   ru->unit = u;
   ru->dep = std::move(*d);
   ru->generation = next_generation_++;
-  event_log* log = log_.get();
   for (auto& name : u.pools) {
-    log->known_source(name);
-    if (auto p = ru->dep->find_pool(name))
-      p->subscribe([log](const pool_event& e) { log->pool_event(e); });
+    auto p = ru->dep->find_pool(name);
+    if (!p)
+      continue;
+    p->subscribe([log](const pool_event& e) { log->pool_event(e); });
+    // The workers started during deploy, before this subscription: one event each, from the
+    // pool's own record (a worker that already restarted shows its current pid).
+    for (auto& w : p->stats().per_worker) {
+      if (w.pid == 0)
+        continue;
+      pool_event e;
+      e.kind = pool_event::worker_started;
+      e.pool = name;
+      e.worker = w.id;
+      e.pid = w.pid;
+      log->pool_event(e);
+    }
   }
-  for (auto& s : u.spec.supervisors)
-    log->known_source(s.name);
   ru->dep->root().subscribe([log](const supervision_event& e) { log->supervision_event(e); });
   return ru;
 }

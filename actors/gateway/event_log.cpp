@@ -149,7 +149,8 @@ void event_log::supervision_event(const pyvisor::supervision_event& e) {
     doc["delay_ms"] = e.delay.count();
   const std::string text = e.to_string();
   doc["message"] = text;
-  const bool bad = e.kind == supervision_event::gave_up || e.kind == supervision_event::exited;
+  const bool bad = e.kind == supervision_event::exited && e.report.kind != exit_kind::shutdown &&
+                   e.report.kind != exit_kind::normal;
   std::lock_guard<std::mutex> g{mu_};
   write(e.kind == supervision_event::gave_up ? "error" : bad ? "warning" : "info", doc, text);
   json ev = {{"kind", supervision_kind(e.kind)}, {"supervisor", e.supervisor},
