@@ -65,8 +65,19 @@ void gateway_metrics::observe(const std::string& pool, const char* endpoint, std
                               std::chrono::nanoseconds elapsed) {
   const double s = std::chrono::duration<double>(elapsed).count();
   std::lock_guard<std::mutex> g{mu_};
-  ++requests_[std::make_tuple(pool, std::string{endpoint}, std::string{code})];
-  auto& h = latency_[pool];
+  auto p = pools_.find(pool);
+  if (p == pools_.end())
+    p = pools_.emplace(pool, pool_counters{}).first;
+  const std::string_view ep{endpoint};
+  auto e = p->second.requests.find(ep);
+  if (e == p->second.requests.end())
+    e = p->second.requests.emplace(std::string{ep}, std::map<std::string, std::uint64_t, std::less<>>{})
+          .first;
+  auto c = e->second.find(code);
+  if (c == e->second.end())
+    c = e->second.emplace(std::string{code}, 0).first;
+  ++c->second;
+  auto& h = p->second.latency;
   std::size_t b = 0;
   while (b < latency_buckets.size() && s > latency_buckets[b])
     ++b;
@@ -87,14 +98,17 @@ std::string gateway_metrics::render(const scrape_input& in) const {
     std::lock_guard<std::mutex> g{mu_};
     w.head("pyvisor_requests_total", "counter",
            "Requests answered through the gateway, by pool, endpoint and outcome (ok or an errc name).");
-    for (auto& [k, n] : requests_)
-      w.sample("pyvisor_requests_total",
-               pool_label(std::get<0>(k)) + ",endpoint=\"" + label_value(std::get<1>(k)) +
-                 "\",code=\"" + label_value(std::get<2>(k)) + "\"",
-               std::to_string(n));
+    for (auto& [pool, pc] : pools_)
+      for (auto& [endpoint, codes] : pc.requests)
+        for (auto& [code, n] : codes)
+          w.sample("pyvisor_requests_total",
+                   pool_label(pool) + ",endpoint=\"" + label_value(endpoint) + "\",code=\"" +
+                     label_value(code) + "\"",
+                   std::to_string(n));
     w.head("pyvisor_request_duration_seconds", "histogram",
            "Time from a request's arrival at the gateway to its answer, by pool.");
-    for (auto& [pool, h] : latency_) {
+    for (auto& [pool, pc] : pools_) {
+      const histogram& h = pc.latency;
       std::uint64_t cum = 0;
       for (std::size_t b = 0; b < latency_buckets.size(); ++b) {
         cum += h.buckets[b];

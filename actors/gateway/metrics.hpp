@@ -56,10 +56,13 @@ private:
     std::uint64_t count = 0;
     double sum = 0;
   };
+  struct pool_counters {
+    // endpoint -> code -> count; keys are inserted once, then found without allocating.
+    std::map<std::string, std::map<std::string, std::uint64_t, std::less<>>, std::less<>> requests;
+    histogram latency;
+  };
   mutable std::mutex mu_;
-  // (pool, endpoint, code) -> count
-  std::map<std::tuple<std::string, std::string, std::string>, std::uint64_t> requests_;
-  std::map<std::string, histogram> latency_;  // per pool
+  std::map<std::string, pool_counters, std::less<>> pools_;
   std::map<int, std::uint64_t> responses_;
 };
 
