@@ -293,6 +293,8 @@ void http_gateway::install_routes() {
                    "default-src 'self'; style-src 'unsafe-inline'; script-src 'unsafe-inline'");
     res.set_content(std::string{status_page_html()}, "text/html; charset=utf-8");
   });
+  // Browsers ask for it; the page has no icon.
+  route_get("/favicon.ico", [](const httplib::Request&, httplib::Response& res) { res.status = 204; });
   route_get("/v1/status", [this](const httplib::Request& q, httplib::Response& r) { get_status(q, r); });
   route_get("/metrics", [this](const httplib::Request& q, httplib::Response& r) { get_metrics(q, r); });
   route_get("/v1/pools", [this](const httplib::Request& q, httplib::Response& r) { get_pools(q, r); });

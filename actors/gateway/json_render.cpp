@@ -11,6 +11,8 @@
 #include <unordered_set>
 #include <vector>
 
+#include <openssl/evp.h>
+
 #include "core/ext_payload.hpp"
 #include "json_value.hpp"
 #include "pyvisor/types.hpp"
@@ -161,75 +163,52 @@ std::string to_json(const msgpack::object& obj) { return dump_json(to_json_value
 
 std::string to_json(const pyvisor::value& v) { return dump_json(to_json_value(v)); }
 
+// base64 itself is OpenSSL's (EVP_EncodeBlock / EVP_DecodeBlock); what is checked here is only
+// what makes the format strict (one spelling per byte string) and the errors precise.
 std::string base64_encode(std::string_view bytes) {
-  static constexpr char alphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  out.reserve((bytes.size() + 2) / 3 * 4);
-  const auto at = [&](std::size_t k) {
-    return static_cast<std::uint32_t>(static_cast<unsigned char>(bytes[k]));
-  };
-  std::size_t i = 0;
-  for (; i + 3 <= bytes.size(); i += 3) {
-    const std::uint32_t v = (at(i) << 16) | (at(i + 1) << 8) | at(i + 2);
-    out += alphabet[(v >> 18) & 63];
-    out += alphabet[(v >> 12) & 63];
-    out += alphabet[(v >> 6) & 63];
-    out += alphabet[v & 63];
-  }
-  const std::size_t rest = bytes.size() - i;
-  if (rest == 0) return out;
-  const std::uint32_t v = (at(i) << 16) | (rest == 2 ? at(i + 1) << 8 : 0);
-  out += alphabet[(v >> 18) & 63];
-  out += alphabet[(v >> 12) & 63];
-  out += rest == 2 ? alphabet[(v >> 6) & 63] : '=';
-  out += '=';
+  std::string out((bytes.size() + 2) / 3 * 4 + 1, '\0');
+  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                                reinterpret_cast<const unsigned char*>(bytes.data()),
+                                static_cast<int>(bytes.size()));
+  out.resize(static_cast<std::size_t>(n));
   return out;
 }
 
 std::optional<std::string> base64_decode(std::string_view text, std::string& why) {
-  const auto value_of = [](char c) -> int {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+') return 62;
-    if (c == '/') return 63;
-    return -1;
+  static constexpr std::string_view alphabet =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  const auto unexpected = [&](std::size_t at) {
+    const auto u = static_cast<unsigned char>(text[at]);
+    static constexpr char hex[] = "0123456789abcdef";
+    const std::string shown = (u >= 0x20 && u < 0x7F) ? "'" + std::string(1, text[at]) + "'"
+                                                       : std::string("\\x") + hex[u >> 4] + hex[u & 0xF];
+    why = "unexpected " + shown + " at offset " + std::to_string(at);
+    return std::nullopt;
   };
   if (text.size() % 4 != 0) {
     why = "length " + std::to_string(text.size()) + " is not a multiple of 4";
     return std::nullopt;
   }
+  // Padding: at most two '=', only at the very end.
   std::size_t pad = 0;
-  if (!text.empty() && text.back() == '=') pad = text[text.size() - 2] == '=' ? 2 : 1;
-  std::string out;
-  out.reserve(text.size() / 4 * 3);
-  for (std::size_t i = 0; i < text.size(); i += 4) {
-    std::uint32_t v = 0;
-    const bool last = i + 4 == text.size();
-    for (std::size_t k = 0; k < 4; ++k) {
-      const char c = text[i + k];
-      int d = value_of(c);
-      if (c == '=' && last && k >= 4 - pad) d = 0;
-      if (d < 0) {
-        const auto u = static_cast<unsigned char>(c);
-        static constexpr char hex[] = "0123456789abcdef";
-        const std::string shown =
-            c == '=' ? std::string("'='")
-            : (u >= 0x20 && u < 0x7F) ? "'" + std::string(1, c) + "'"
-                                      : std::string("\\x") + hex[u >> 4] + hex[u & 0xF];
-        why = "unexpected " + shown + " at offset " + std::to_string(i + k);
-        return std::nullopt;
-      }
-      v = (v << 6) | static_cast<std::uint32_t>(d);
-    }
-    const std::size_t n = last ? 3 - pad : 3;
-    // The bits a shorter last group does not use must be zero (one spelling per byte string).
-    if (last && pad > 0 && (v & ((1u << (8 * pad)) - 1)) != 0) {
-      why = "the unused bits of the last group are not zero";
-      return std::nullopt;
-    }
-    for (std::size_t k = 0; k < n; ++k) out += static_cast<char>((v >> (16 - 8 * k)) & 0xFF);
+  while (pad < 2 && pad < text.size() && text[text.size() - 1 - pad] == '=')
+    ++pad;
+  const std::string_view body = text.substr(0, text.size() - pad);
+  if (auto bad = body.find_first_not_of(alphabet); bad != std::string_view::npos)
+    return unexpected(bad);
+  std::string out(text.size() / 4 * 3, '\0');
+  const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                                reinterpret_cast<const unsigned char*>(text.data()),
+                                static_cast<int>(text.size()));
+  if (n < 0) {
+    why = "not base64";
+    return std::nullopt;
+  }
+  out.resize(static_cast<std::size_t>(n) - pad);  // EVP_DecodeBlock counts padding as zeros
+  // One spelling per byte string: the unused bits of a short last group must be zero.
+  if (base64_encode(out) != text) {
+    why = "the unused bits of the last group are not zero";
+    return std::nullopt;
   }
   return out;
 }
