@@ -23,6 +23,7 @@ packages=(
   python3-execnet                  # execnet for the pool benchmark's baseline (bench/execnet_baseline.py)
   util-linux procps                # taskset (bench pinning), ps/pgrep (leak audits)
   dpkg-dev file                    # the .deb's dependencies (dpkg-shlibdeps) and its test
+  openssl                          # the gateway TLS test makes its certificate
   clang libclang-rt-14-dev         # clang 14 + its libFuzzer/ASan/UBSan runtimes (tests/fuzz/run)
 )
 
