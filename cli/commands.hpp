@@ -37,6 +37,10 @@ command_runner add_check_command(CLI::App& app);
 command_runner add_env_command(CLI::App& app);
 /// `pyvisor serve`: serve_command.cpp.
 command_runner add_serve_command(CLI::App& app);
+/// `pyvisor status`: status_command.cpp (a client of the daemon: client.hpp).
+command_runner add_status_command(CLI::App& app);
+/// `pyvisor session new|eval|show|rm`: session_command.cpp.
+command_runner add_session_command(CLI::App& app);
 
 inline void write_all(std::FILE* f, std::string_view s) { std::fwrite(s.data(), 1, s.size(), f); }
 

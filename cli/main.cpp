@@ -3,9 +3,14 @@
 //   pyvisor eval [options] CODE|-f FILE   run Python code, print its result as JSON
 //   pyvisor check FILE [--json]        validate a config file, print the effective tree
 //   pyvisor env sync CONFIG [--tenant NAME]...   create/update the tenants' venvs
+//   pyvisor serve CONFIG               run the daemon (HTTP/JSON gateway)
+//   pyvisor status                     the daemon's pools, workers and readiness
+//   pyvisor session new|eval|show|rm   the daemon's sessions
+//   pyvisor eval --pool NAME CODE      run code in the daemon's pool
 //   pyvisor --version                 print "pyvisor <version>"
 //
-// Exit status: 0 success, 1 error, 2 usage error, 128+N interrupted by signal N (eval).
+// Exit status: 0 success, 1 error, 2 usage error, 128+N interrupted by signal N (eval),
+// 3 the daemon is not ready (status).
 // See cli/README.md.
 
 #include <cstdio>
@@ -69,6 +74,8 @@ int main(int argc, char** argv) {
   add("check", add_check_command);
   add("env", add_env_command);
   add("serve", add_serve_command);
+  add("status", add_status_command);
+  add("session", add_session_command);
   // After the subcommands: they would inherit it.
   app.footer("Run 'pyvisor <command> --help' for the options of a command.");
 
