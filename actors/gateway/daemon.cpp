@@ -161,7 +161,7 @@ int daemon::run() {
     publish_routes();
   }
 
-  std::string where = "no HTTP";
+  std::string where;
   if (listen) {
     gateway_hooks hooks;
     hooks.routes = [this] {
@@ -190,8 +190,9 @@ int daemon::run() {
                std::to_string(st.workers);
     }
   }
-  log_->daemon("info", "ready", "ready on " + where, json{{"url", where}});
-  print_line(opts_.out, "pyvisor: ready on " + where + " (pools: " + pools + ")");
+  const std::string on = gateway_ ? "ready on " + where : std::string{"ready (no HTTP listener)"};
+  log_->daemon("info", "ready", on, json{{"url", gateway_ ? json(where) : json(nullptr)}});
+  print_line(opts_.out, "pyvisor: " + on + " (pools: " + pools + ")");
 
   for (;;) {
     sigset_t set;
