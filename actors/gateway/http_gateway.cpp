@@ -5,11 +5,13 @@
 #include <httplib.h>
 
 #include <dirent.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 
 #include <cstdlib>
 #include <fstream>
+#include <regex>
 
 #include "gateway/connection_queue.hpp"
 #include "gateway/http_errors.hpp"
@@ -59,9 +61,62 @@ void widen_backlog(int port) {
   ::closedir(d);
 }
 
+/// The socket of this process connected to `peer_addr:peer_port` and bound to `local_port`
+/// (found through /proc/self/fd); -1 when there is none.
+int find_connection(const std::string& peer_addr, int peer_port, int local_port) {
+  DIR* d = ::opendir("/proc/self/fd");
+  if (d == nullptr)
+    return -1;
+  int found = -1;
+  while (dirent* e = ::readdir(d)) {
+    char* end = nullptr;
+    const long fd = std::strtol(e->d_name, &end, 10);
+    if (end == e->d_name || *end != '\0' || fd == ::dirfd(d))
+      continue;
+    sockaddr_storage local{}, peer{};
+    socklen_t ll = sizeof local, pl = sizeof peer;
+    if (::getsockname(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&local), &ll) != 0 ||
+        ::getpeername(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&peer), &pl) != 0)
+      continue;
+    const auto port_of = [](const sockaddr_storage& a) {
+      if (a.ss_family == AF_INET)
+        return static_cast<int>(ntohs(reinterpret_cast<const sockaddr_in&>(a).sin_port));
+      if (a.ss_family == AF_INET6)
+        return static_cast<int>(ntohs(reinterpret_cast<const sockaddr_in6&>(a).sin6_port));
+      return -1;
+    };
+    char host[INET6_ADDRSTRLEN] = {};
+    if (peer.ss_family == AF_INET)
+      ::inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in&>(peer).sin_addr, host, sizeof host);
+    else if (peer.ss_family == AF_INET6)
+      ::inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6&>(peer).sin6_addr, host, sizeof host);
+    if (port_of(local) == local_port && port_of(peer) == peer_port && peer_addr == host) {
+      found = static_cast<int>(fd);
+      break;
+    }
+  }
+  ::closedir(d);
+  return found;
+}
+
 bool readable(const std::string& path) {
   std::ifstream in{path};
   return static_cast<bool>(in);
+}
+
+/// The methods a gateway path answers ("POST", "GET, PATCH, DELETE"), or null for an unknown
+/// path (the routes installed in install_routes()).
+const char* allowed_methods(const std::string& path) {
+  static const std::regex post_only{R"(/v1/pools/[^/]+/(eval|call|sessions)|/v1/sessions/[^/]+/(eval|call))"};
+  static const std::regex session{R"(/v1/sessions/[^/]+)"};
+  static const std::regex get_only{R"(/|/healthz|/readyz|/metrics|/favicon\.ico|/v1/status|/v1/pools)"};
+  if (std::regex_match(path, post_only))
+    return "POST";
+  if (std::regex_match(path, session))
+    return "GET, PATCH, DELETE";
+  if (std::regex_match(path, get_only))
+    return "GET";
+  return nullptr;
 }
 
 } // namespace
@@ -232,13 +287,37 @@ void http_gateway::route_patch(const char* p, handler h) {
 
 void http_gateway::install_routes() {
   auto& svr = *server_;
-  svr.set_pre_routing_handler([](const httplib::Request&, httplib::Response& res) {
+  svr.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
     if (!connection_queue::refusing())
       return httplib::Server::HandlerResponse::Unhandled;
+    const std::string body =
+      dump_json(gateway_error_document(
+        "too_many_connections", "the gateway has max_connections connections open; retry later")) +
+      "\n";
+    // cpp-httplib 0.11 decides to keep a connection open from the request alone, before this
+    // handler runs, so "Connection: close" on a response does not close it, and a refused
+    // client that keeps its socket would hold an overflow thread. On plain HTTP the 503 is
+    // written here and the socket shut down; httplib then finds it dead, writes nothing more
+    // and closes it. (With TLS the bytes must go through httplib: the refusal is answered the
+    // ordinary way and the connection lives until idle_timeout.)
+    if (!tls_)
+      if (const int fd = find_connection(req.remote_addr, req.remote_port, port_); fd >= 0) {
+        const std::string raw = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                                "Content-Length: " + std::to_string(body.size()) +
+                                "\r\nConnection: close\r\nRetry-After: 1\r\n\r\n" + body;
+        std::size_t off = 0;
+        while (off < raw.size()) {
+          const auto n = ::send(fd, raw.data() + off, raw.size() - off, MSG_NOSIGNAL);
+          if (n <= 0)
+            break;
+          off += static_cast<std::size_t>(n);
+        }
+        ::shutdown(fd, SHUT_RDWR);
+      }
     res.set_header("Connection", "close");
     res.set_header("Retry-After", "1");
-    send_error(res, 503, "too_many_connections",
-               "the gateway has max_connections connections open; retry later");
+    res.status = 503;
+    res.set_content(body, "application/json");
     return httplib::Server::HandlerResponse::Handled;
   });
   svr.set_post_routing_handler([this](const httplib::Request&, httplib::Response& res) {
@@ -248,6 +327,12 @@ void http_gateway::install_routes() {
                                                                 httplib::Response& res) {
     if (!res.body.empty())
       return httplib::Server::HandlerResponse::Unhandled;
+    // cpp-httplib routes by method: a known path with another method arrives here as 404.
+    if (res.status == 404)
+      if (const char* allow = allowed_methods(req.path)) {
+        res.set_header("Allow", allow);
+        res.status = 405;
+      }
     switch (res.status) {
       case 404:
         send_error(res, 404, "not_found", "no route " + req.method + " " + req.path);
@@ -325,6 +410,7 @@ const pool_route* http_gateway::authorized_pool(const httplib::Request& req,
   // token).
   if (i == routes.end()) {
     if (tokens_.enabled() && tokens_.authenticate(auth) == nullptr) {
+      res.set_header("WWW-Authenticate", "Bearer");
       send_error(res, 401, "unauthorized", "a valid 'Authorization: Bearer TOKEN' is required");
       return nullptr;
     }

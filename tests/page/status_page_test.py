@@ -145,7 +145,7 @@ def wait_gone(pids, timeout=10.0):
 
 
 # The worker rows of pool `default` as the page shows them.
-WORKER_ROWS = """[...document.querySelectorAll('tr[data-worker^="default/"]')].map(r => ({
+WORKER_ROWS = """[...document.querySelectorAll('table.workers tr[data-worker^="default/"]')].map(r => ({
   worker: r.dataset.worker, pid: r.dataset.pid, restarts: r.dataset.restarts,
   restarted: r.classList.contains('restarted'), text: r.textContent}))"""
 EVENT_ROWS = """[...document.querySelectorAll('#events tr[data-kind]')].map(r => ({
@@ -216,7 +216,7 @@ def scenario_auth_and_outage(exe, workdir, state):
       document.getElementById('auth').requestSubmit(); return true; }})()""")
     browser.wait_for(f"""document.getElementById('auth-section').hidden
       && document.getElementById('banner').hidden
-      && document.querySelectorAll('tr[data-worker^="default/"]').length === 2
+      && document.querySelectorAll('table.workers tr[data-worker^="default/"]').length === 2
       && sessionStorage.getItem('pyvisor.token') === {json.dumps(TOKEN)}""",
                      15, "the status once the token is given")
 
