@@ -51,6 +51,13 @@ TEST(Shipped, DefaultConfigIsRunnableOnAPlainHost) {
   EXPECT_EQ(s.pools[0].tenant, t.name);
   EXPECT_TRUE(s.pools[0].init_file.empty());
   EXPECT_EQ(root_children(s), strings{"app"});
+  // The main job: `pyvisor serve config/pyvisor.toml` serves pool `default` (2 workers) on the
+  // loopback port the README names, without authentication.
+  EXPECT_EQ(s.pools[0].options.name, "default");
+  EXPECT_EQ(s.pools[0].options.workers, 2u);
+  EXPECT_EQ(s.runtime.http_listen, "127.0.0.1:4270");
+  EXPECT_TRUE(s.gateway.tokens_file.empty());
+  EXPECT_EQ(s.runtime.shutdown_grace, 30s);
 }
 
 TEST(Shipped, DefaultConfigShowsTheDefaults) {
