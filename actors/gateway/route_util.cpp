@@ -1,5 +1,7 @@
 #include "gateway/route_util.hpp"
 
+#include "gateway/request_body.hpp"
+
 namespace pyvisor::gateway {
 
 bool json_content(const httplib::Request& req, httplib::Response& res) {
@@ -19,6 +21,18 @@ bool json_content(const httplib::Request& req, httplib::Response& res) {
   send_error(res, 415, "unsupported_media_type",
              "send the body as application/json (got '" + ct + "')");
   return false;
+}
+
+std::optional<json> read_json_body(const httplib::Request& req, httplib::Response& res,
+                                   bool empty_ok) {
+  if (!json_content(req, res))
+    return std::nullopt;
+  auto doc = parse_body(req.body, empty_ok);
+  if (!doc) {
+    send_error(res, 400, "bad_request", doc.error().message);
+    return std::nullopt;
+  }
+  return std::move(*doc);
 }
 
 } // namespace pyvisor::gateway

@@ -3,6 +3,7 @@
 // Small pieces every route uses: the content-type check and turning a call's result into the
 // response (value document, or error object with errc's status).
 
+#include <optional>
 #include <string_view>
 
 #include <httplib.h>
@@ -16,6 +17,11 @@ namespace pyvisor::gateway {
 /// A body must be JSON: no Content-Type, application/json, or what curl -d and plain clients
 /// send (application/x-www-form-urlencoded, text/plain), read as JSON; 415 otherwise.
 bool json_content(const httplib::Request& req, httplib::Response& res);
+
+/// The request's body as a JSON object (json_content, then parse_body); answers 415/400 and
+/// returns nullopt otherwise.
+std::optional<json> read_json_body(const httplib::Request& req, httplib::Response& res,
+                                   bool empty_ok);
 
 /// 200 {"value": ...}; or the error object with http_status_of(code). `observe` gets "ok" or
 /// the errc name.

@@ -16,11 +16,9 @@ void http_gateway::pool_call(const httplib::Request& req, httplib::Response& res
   const pool_route* route = authorized_pool(req, res, *routes, name);
   if (route == nullptr)
     return;
-  if (!json_content(req, res))
-    return;
-  auto doc = parse_body(req.body, false);
+  auto doc = read_json_body(req, res, false);
   if (!doc)
-    return send_error(res, 400, "bad_request", doc.error().message);
+    return;
   auto body = parse_call_body(*doc, eval);
   if (!body)
     return send_error(res, 400, "bad_request", body.error().message);

@@ -75,11 +75,9 @@ void http_gateway::session_create(const httplib::Request& req, httplib::Response
   const pool_route* route = authorized_pool(req, res, *routes, name);
   if (route == nullptr)
     return;
-  if (!json_content(req, res))
-    return;
-  auto doc = parse_body(req.body, true);
+  auto doc = read_json_body(req, res, true);
   if (!doc)
-    return send_error(res, 400, "bad_request", doc.error().message);
+    return;
   auto body = parse_session_body(*doc);
   if (!body)
     return send_error(res, 400, "bad_request", body.error().message);
@@ -136,11 +134,9 @@ void http_gateway::session_call(const httplib::Request& req, httplib::Response& 
   if (!found.found)
     return;
   auto s = found.found;
-  if (!json_content(req, res))
-    return;
-  auto doc = parse_body(req.body, false);
+  auto doc = read_json_body(req, res, false);
   if (!doc)
-    return send_error(res, 400, "bad_request", doc.error().message);
+    return;
   auto body = parse_call_body(*doc, eval);
   if (!body)
     return send_error(res, 400, "bad_request", body.error().message);
@@ -178,11 +174,9 @@ void http_gateway::session_patch(const httplib::Request& req, httplib::Response&
   if (!found.found)
     return;
   auto s = found.found;
-  if (!json_content(req, res))
-    return;
-  auto doc = parse_body(req.body, false);
+  auto doc = read_json_body(req, res, false);
   if (!doc)
-    return send_error(res, 400, "bad_request", doc.error().message);
+    return;
   std::chrono::milliseconds idle{0}, life{0};
   for (auto& [k, v] : doc->items()) {
     if (k != "idle_ttl" && k != "max_lifetime")
