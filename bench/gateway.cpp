@@ -116,6 +116,7 @@ int run(const options& o) {
     std::fprintf(stderr, "%s: gateway failed: %s\n", prog, gw.error().to_string().c_str());
     return 1;
   }
+  (*gw)->serve();
   const int port = (*gw)->port();
 
   // Serial, interleaved in blocks so that drift on a noisy machine hits both alike.

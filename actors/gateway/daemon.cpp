@@ -138,6 +138,26 @@ int daemon::run() {
     listen = *a;
   }
 
+  // The listener first: a port in use or unusable TLS files fail before any process starts.
+  // Connections wait in its backlog until the tree is up.
+  std::string where;
+  if (listen) {
+    gateway_hooks hooks;
+    hooks.routes = [this] {
+      std::lock_guard<std::mutex> g{mu_};
+      return routes_;
+    };
+    hooks.status = [this] { return status(); };
+    hooks.reloads = [this] { return std::make_pair(reloads_.load(), reload_failures_.load()); };
+    auto gw = http_gateway::start(*listen, spec_.gateway, std::move(hooks));
+    if (!gw) {
+      log_->daemon("error", "start_failed", gw.error().message);
+      return 1;
+    }
+    gateway_ = std::move(*gw);
+    where = gateway_->url();
+  }
+
   runtime_options ro = runtime_options_for(spec_.runtime);
   event_log* log = log_.get();
   ro.log = [log](const log_record& r) { log->runtime_line(r); };
@@ -160,25 +180,8 @@ int daemon::run() {
     std::lock_guard<std::mutex> g{mu_};
     publish_routes();
   }
-
-  std::string where;
-  if (listen) {
-    gateway_hooks hooks;
-    hooks.routes = [this] {
-      std::lock_guard<std::mutex> g{mu_};
-      return routes_;
-    };
-    hooks.status = [this] { return status(); };
-    hooks.reloads = [this] { return std::make_pair(reloads_.load(), reload_failures_.load()); };
-    auto gw = http_gateway::start(*listen, spec_.gateway, std::move(hooks));
-    if (!gw) {
-      log_->daemon("error", "start_failed", gw.error().message);
-      shutdown();
-      return 1;
-    }
-    gateway_ = std::move(*gw);
-    where = gateway_->url();
-  }
+  if (gateway_)
+    gateway_->serve();
 
   std::string pools;
   {

@@ -184,6 +184,13 @@ expected<std::unique_ptr<http_gateway>> http_gateway::start(const listen_address
   svr.set_keep_alive_max_count(100000);
   svr.set_payload_max_length(settings.max_body);
   svr.set_tcp_nodelay(true);
+  // cpp-httplib's default also sets SO_REUSEPORT, with which a second daemon binds the same port
+  // and silently shares its connections. Only SO_REUSEADDR (a restart rebinds while old
+  // connections are in TIME_WAIT): a port in use is an error.
+  svr.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
   g->install_routes();
 
   g->host_ = listen.host;
@@ -199,9 +206,17 @@ expected<std::unique_ptr<http_gateway>> http_gateway::start(const listen_address
     g->port_ = listen.port;
   }
   widen_backlog(g->port_);
-  g->listener_ = std::thread([&svr] { svr.listen_after_bind(); });
-  g->sweeper_ = std::thread([gp = g.get()] { gp->session_sweeper(); });
   return g;
+}
+
+void http_gateway::serve() {
+  if (listener_.joinable())
+    return;
+  listener_ = std::thread([this] {
+    server_->listen_after_bind();
+    listener_done_ = true;
+  });
+  sweeper_ = std::thread([this] { session_sweeper(); });
 }
 
 http_gateway::~http_gateway() {
@@ -232,6 +247,16 @@ bool http_gateway::drain(std::chrono::milliseconds bound) {
 }
 
 void http_gateway::stop() {
+  // Bound but never served: httplib closes its listening socket only at the end of its accept
+  // loop, so run the loop and end it at once.
+  if (server_ && !listener_.joinable()) {
+    listener_ = std::thread([this] {
+    server_->listen_after_bind();
+    listener_done_ = true;
+  });
+    while (!server_->is_running() && !listener_done_.load())
+      std::this_thread::yield();
+  }
   stop_accepting();
   if (listener_.joinable())
     listener_.join();

@@ -55,13 +55,15 @@ struct gateway_hooks {
 
 class http_gateway {
 public:
-  /// Binds `listen` (a config_error when it cannot: address in use, bad TLS files, tokens file)
-  /// and starts serving on a thread of its own.
+  /// Binds `listen` (a config_error when it cannot: address in use, bad TLS files, tokens file).
+  /// Connections wait in the listening socket's backlog until serve().
   static expected<std::unique_ptr<http_gateway>> start(const listen_address& listen,
                                                        const gateway_settings& settings,
                                                        gateway_hooks hooks);
   ~http_gateway();
 
+  /// Starts accepting and serving, on threads of its own (the hooks must answer from now on).
+  void serve();
   /// The port it listens on (the chosen one when the config said 0).
   int port() const noexcept { return port_; }
   /// "http://127.0.0.1:4270" (https with TLS; IPv6 in brackets).
@@ -124,6 +126,7 @@ private:
   std::unique_ptr<httplib::Server> server_;
   connection_queue* connections_ = nullptr;  // owned by server_
   std::thread listener_;
+  std::atomic<bool> listener_done_{false};
   std::thread sweeper_;
   std::mutex sweep_mu_;
   std::condition_variable sweep_cv_;

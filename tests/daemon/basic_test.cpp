@@ -138,5 +138,25 @@ TEST_F(Basic, StatusPoolsAndMetricsDocuments) {
   EXPECT_NE(page.header("Content-Type").find("text/html"), std::string::npos);
 }
 
+TEST_F(Basic, APortInUseIsRefusedBeforeAnyWorkerStarts) {
+  ASSERT_TRUE(start(make_config(default_pool(1))));
+  // A second daemon on the first one's port: no silent sharing of the port (SO_REUSEPORT), an
+  // error naming the address, exit 1, and no Python started.
+  const std::string second = path("second.toml");
+  write_text(second, "[runtime]\nhttp_listen = \"127.0.0.1:" + std::to_string(port_) + "\"\n\n" +
+                       default_pool(1));
+  child_process p;
+  ASSERT_EQ(p.start({"serve", second}, path("out2"), path("err2")), "");
+  const auto st = p.wait_exit(scaled(30s));
+  ASSERT_TRUE(st.has_value()) << "the second pyvisor serve kept running: " << p.err();
+  EXPECT_EQ(*st, 1) << p.err();
+  EXPECT_NE(p.err().find("cannot listen on 127.0.0.1:" + std::to_string(port_)), std::string::npos)
+    << p.err();
+  EXPECT_EQ(p.err().find("worker"), std::string::npos) << p.err();
+  EXPECT_EQ(p.out().find("ready"), std::string::npos) << p.out();
+  // The first one still serves.
+  EXPECT_EQ(client().eval("default", "return 1").status, 200);
+}
+
 } // namespace
 } // namespace pyvisor::daemon_test

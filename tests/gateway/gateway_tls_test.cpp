@@ -56,7 +56,10 @@ protected:
   }
 
   expected<std::unique_ptr<http_gateway>> start(const gateway_settings& s) {
-    return http_gateway::start(listen_address{"127.0.0.1", 0}, s, hooks_);
+    auto gw = http_gateway::start(listen_address{"127.0.0.1", 0}, s, hooks_);
+    if (gw)
+      (*gw)->serve();
+    return gw;
   }
 
   temp_dir dir_;
