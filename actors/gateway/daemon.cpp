@@ -98,22 +98,6 @@ void daemon::publish_routes() {
   routes_ = std::move(routes);
 }
 
-bool daemon::all_ready() const {
-  std::shared_ptr<const pool_routes> routes;
-  {
-    std::lock_guard<std::mutex> g{mu_};
-    routes = routes_;
-  }
-  if (!routes || routes->empty())
-    return false;
-  for (auto& [name, r] : *routes) {
-    pyvisor::pool p = r.pool;
-    if (p.stats().ready == 0)
-      return false;
-  }
-  return true;
-}
-
 int daemon::run() {
   auto loaded = load_config(opts_.config_path);
   if (!loaded.ok()) {

@@ -53,7 +53,6 @@ private:
   void publish_routes();
   void reload();
   void shutdown();
-  bool all_ready() const;
 
   daemon_options opts_;
   runtime_spec spec_;

@@ -4,17 +4,14 @@
 
 #include <httplib.h>
 
-#include <dirent.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 
-#include <cstdlib>
 #include <fstream>
 #include <regex>
 
 #include "gateway/connection_queue.hpp"
 #include "gateway/http_errors.hpp"
+#include "gateway/socket_lookup.hpp"
 #include "gateway/status_page.hpp"
 
 namespace pyvisor::gateway {
@@ -25,78 +22,6 @@ template <class D>
 std::pair<time_t, time_t> sec_usec(D d) {
   const auto us = std::chrono::duration_cast<std::chrono::microseconds>(d).count();
   return {static_cast<time_t>(us / 1000000), static_cast<time_t>(us % 1000000)};
-}
-
-/// Debian's cpp-httplib 0.11 listens with a backlog of 5: a burst of clients connecting at once
-/// (64 keep-alive clients starting) overflows it, and the kernel drops their handshakes, which
-/// then wait for SYN retransmissions (1 s, 3 s, ...). httplib gives no access to its listening
-/// socket, so find it (a listening socket of ours bound to `port`) and listen again with the
-/// system's maximum (Linux applies the new backlog to a listening socket).
-void widen_backlog(int port) {
-  DIR* d = ::opendir("/proc/self/fd");
-  if (d == nullptr)
-    return;
-  while (dirent* e = ::readdir(d)) {
-    char* end = nullptr;
-    const long fd = std::strtol(e->d_name, &end, 10);
-    if (end == e->d_name || *end != '\0' || fd == ::dirfd(d))
-      continue;
-    int listening = 0;
-    socklen_t len = sizeof listening;
-    if (::getsockopt(static_cast<int>(fd), SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 ||
-        listening == 0)
-      continue;
-    sockaddr_storage addr{};
-    socklen_t alen = sizeof addr;
-    if (::getsockname(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&addr), &alen) != 0)
-      continue;
-    int bound = -1;
-    if (addr.ss_family == AF_INET)
-      bound = ntohs(reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
-    else if (addr.ss_family == AF_INET6)
-      bound = ntohs(reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port);
-    if (bound == port)
-      ::listen(static_cast<int>(fd), SOMAXCONN);
-  }
-  ::closedir(d);
-}
-
-/// The socket of this process connected to `peer_addr:peer_port` and bound to `local_port`
-/// (found through /proc/self/fd); -1 when there is none.
-int find_connection(const std::string& peer_addr, int peer_port, int local_port) {
-  DIR* d = ::opendir("/proc/self/fd");
-  if (d == nullptr)
-    return -1;
-  int found = -1;
-  while (dirent* e = ::readdir(d)) {
-    char* end = nullptr;
-    const long fd = std::strtol(e->d_name, &end, 10);
-    if (end == e->d_name || *end != '\0' || fd == ::dirfd(d))
-      continue;
-    sockaddr_storage local{}, peer{};
-    socklen_t ll = sizeof local, pl = sizeof peer;
-    if (::getsockname(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&local), &ll) != 0 ||
-        ::getpeername(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&peer), &pl) != 0)
-      continue;
-    const auto port_of = [](const sockaddr_storage& a) {
-      if (a.ss_family == AF_INET)
-        return static_cast<int>(ntohs(reinterpret_cast<const sockaddr_in&>(a).sin_port));
-      if (a.ss_family == AF_INET6)
-        return static_cast<int>(ntohs(reinterpret_cast<const sockaddr_in6&>(a).sin6_port));
-      return -1;
-    };
-    char host[INET6_ADDRSTRLEN] = {};
-    if (peer.ss_family == AF_INET)
-      ::inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in&>(peer).sin_addr, host, sizeof host);
-    else if (peer.ss_family == AF_INET6)
-      ::inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6&>(peer).sin6_addr, host, sizeof host);
-    if (port_of(local) == local_port && port_of(peer) == peer_port && peer_addr == host) {
-      found = static_cast<int>(fd);
-      break;
-    }
-  }
-  ::closedir(d);
-  return found;
 }
 
 bool readable(const std::string& path) {
@@ -205,7 +130,12 @@ expected<std::unique_ptr<http_gateway>> http_gateway::start(const listen_address
                           " (address in use, or not an address of this machine)");
     g->port_ = listen.port;
   }
-  widen_backlog(g->port_);
+  // Debian's cpp-httplib 0.11 listens with a backlog of 5: a burst of clients connecting at
+  // once (64 keep-alive clients starting) overflows it, and the kernel drops their handshakes,
+  // which then wait for SYN retransmissions (1 s, 3 s, ...). Listen again with the system's
+  // maximum (Linux applies the new backlog to a listening socket).
+  if (const int fd = find_listening_socket(g->port_); fd >= 0)
+    ::listen(fd, SOMAXCONN);
   return g;
 }
 
@@ -430,11 +360,17 @@ const pool_route* http_gateway::authorized_pool(const httplib::Request& req,
                                                 httplib::Response& res, const pool_routes& routes,
                                                 const std::string& name) {
   auto i = routes.find(name);
+  if (!tokens_.enabled()) {  // the common case on loopback: no header to look at
+    if (i != routes.end())
+      return &i->second;
+    send_error(res, 404, "not_found", "no pool '" + name + "'");
+    return nullptr;
+  }
   const std::string auth = req.get_header_value("Authorization");
   // Unknown pools are 404 only to a client that may see pools at all (no probing without a
   // token).
   if (i == routes.end()) {
-    if (tokens_.enabled() && tokens_.authenticate(auth) == nullptr) {
+    if (tokens_.authenticate(auth) == nullptr) {
       res.set_header("WWW-Authenticate", "Bearer");
       send_error(res, 401, "unauthorized", "a valid 'Authorization: Bearer TOKEN' is required");
       return nullptr;

@@ -27,19 +27,18 @@ void http_gateway::pool_call(const httplib::Request& req, httplib::Response& res
   o.timeout = body->timeout;
   if (eval)
     o.file = body->file;
-  pyvisor::pool pool = route->pool;
-  auto r = eval ? pool.eval(body->code, body->vars, o)
+  const auto run = [&](pyvisor::pool pool) {
+    return eval ? pool.eval(body->code, body->vars, o)
                 : pool.call(body->name, body->args, body->vars, o);
+  };
+  auto r = run(route->pool);
   // A reload replaced the pool between this request's lookup and its submission, and the old
   // generation refused it while stopping: it never ran, so it goes to the new generation.
   if (!r && (r.error().code == errc::interpreter_down || r.error().code == errc::shutting_down)) {
     auto now = hooks_.routes();
     auto i = now->find(name);
-    if (i != now->end() && i->second.generation != route->generation) {
-      pool = i->second.pool;
-      r = eval ? pool.eval(body->code, body->vars, o)
-               : pool.call(body->name, body->args, body->vars, o);
-    }
+    if (i != now->end() && i->second.generation != route->generation)
+      r = run(i->second.pool);
   }
   const char* endpoint = eval ? "eval" : "call";
   answer_value(res, r, [&](std::string_view code) {

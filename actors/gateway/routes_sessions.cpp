@@ -28,7 +28,7 @@ double seconds(std::chrono::milliseconds d) {
 json session_doc(const session& s, session_clock::time_point last_used,
                  std::chrono::milliseconds idle, std::chrono::milliseconds life) {
   const auto now = session_clock::now();
-  const auto expires = std::min(last_used + idle, s.created + life);
+  const auto expires = session_table::expiry(s.created, last_used, idle, life);
   json d = json::object();
   d["id"] = s.id;
   d["pool"] = s.pool;

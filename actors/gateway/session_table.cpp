@@ -22,9 +22,26 @@ std::string new_session_id() {
   return id;
 }
 
-session_clock::time_point session_table::expiry(const session& s) {
-  return std::min(s.last_used + s.idle_ttl, s.created + s.max_lifetime);
+session_clock::time_point session_table::expiry(session_clock::time_point created,
+                                                session_clock::time_point last_used,
+                                                std::chrono::milliseconds idle_ttl,
+                                                std::chrono::milliseconds max_lifetime) {
+  return std::min(last_used + idle_ttl, created + max_lifetime);
 }
+
+namespace {
+
+session_clock::time_point expiry_of(const session& s) {
+  return session_table::expiry(s.created, s.last_used, s.idle_ttl, s.max_lifetime);
+}
+
+/// Why `s` (expired at `now`) ended.
+std::string expiry_reason(const session& s, session_clock::time_point now) {
+  return now >= s.last_used + s.idle_ttl ? "expired: idle longer than its idle_ttl"
+                                         : "expired: reached its max_lifetime";
+}
+
+} // namespace
 
 std::shared_ptr<session> session_table::add(std::string pool, std::string tenant, bool durable,
                                             std::optional<pyvisor::env> e,
@@ -62,11 +79,10 @@ session_table::lookup_result session_table::use(const std::string& id, bool touc
       return r;
     }
     const auto now = session_clock::now();
-    if (now >= expiry(*i->second)) {
+    if (now >= expiry_of(*i->second)) {
       expired = i->second;
-      const bool idle = now >= i->second->last_used + i->second->idle_ttl;
       r.gone = true;
-      r.reason = idle ? "expired: idle longer than its idle_ttl" : "expired: reached its max_lifetime";
+      r.reason = expiry_reason(*i->second, now);
       open_.erase(i);
       ++expired_;
       bury(id, r.reason);
@@ -137,10 +153,8 @@ std::size_t session_table::sweep(session_clock::time_point now) {
   {
     std::lock_guard<std::mutex> g{mu_};
     for (auto i = open_.begin(); i != open_.end();) {
-      if (now >= expiry(*i->second)) {
-        const bool idle = now >= i->second->last_used + i->second->idle_ttl;
-        bury(i->first, idle ? "expired: idle longer than its idle_ttl"
-                            : "expired: reached its max_lifetime");
+      if (now >= expiry_of(*i->second)) {
+        bury(i->first, expiry_reason(*i->second, now));
         ended.push_back(std::move(i->second));
         i = open_.erase(i);
         ++expired_;

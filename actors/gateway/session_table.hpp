@@ -82,8 +82,11 @@ public:
   std::uint64_t created_total() const;
   std::uint64_t expired_total() const;
 
-  /// When `s` expires unless used again.
-  static session_clock::time_point expiry(const session& s);
+  /// When a session made at `created`, last used at `last_used`, expires unless used again.
+  static session_clock::time_point expiry(session_clock::time_point created,
+                                          session_clock::time_point last_used,
+                                          std::chrono::milliseconds idle_ttl,
+                                          std::chrono::milliseconds max_lifetime);
 
 private:
   void bury(const std::string& id, const std::string& reason);  // mu_ held

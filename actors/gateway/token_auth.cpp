@@ -40,13 +40,9 @@ expected<token_table> token_table::parse(std::string_view text, const std::strin
   t.enabled_ = true;
   std::vector<std::string> problems;
   std::size_t line_no = 0;
-  std::size_t pos = 0;
-  while (pos <= text.size()) {
-    auto end = text.find('\n', pos);
-    if (end == std::string_view::npos)
-      end = text.size();
-    std::string_view line = text.substr(pos, end - pos);
-    pos = end + 1;
+  std::istringstream lines{std::string{text}};
+  std::string line;
+  while (std::getline(lines, line)) {
     ++line_no;
     auto w = words(line);
     if (w.empty() || w[0][0] == '#')
@@ -83,8 +79,6 @@ expected<token_table> token_table::parse(std::string_view text, const std::strin
       }
     if (ok)
       t.entries_.push_back(std::move(e));
-    if (end == text.size())
-      break;
   }
   if (problems.empty() && t.entries_.empty())
     problems.push_back(name + ": no tokens (an empty tokens file would lock every client out)");
