@@ -28,6 +28,11 @@ namespace pyvisor::cli_test {
 
 using namespace std::chrono_literals;
 
+/// Whether `s` holds `part`.
+inline bool contains(const std::string& s, const std::string& part) {
+  return s.find(part) != std::string::npos;
+}
+
 /// The [runtime] table of a test daemon (a free loopback port), `gateway` as [gateway]'s
 /// keys, then `rest` (tenants and pools).
 inline std::string daemon_config(const std::string& rest, const std::string& gateway = {}) {

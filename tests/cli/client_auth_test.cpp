@@ -16,6 +16,7 @@
 namespace {
 
 using pyvisor::cli_test::DaemonCliTest;
+using pyvisor::cli_test::contains;
 using pyvisor::cli_test::daemon_config;
 using pyvisor::cli_test::default_pools;
 using pyvisor::cli_test::describe;
@@ -24,10 +25,6 @@ using pyvisor::cli_test::pyvisor;
 using pyvisor::cli_test::run_process;
 using pyvisor::cli_test::run_result;
 using pyvisor::cli_test::write_file;
-
-bool contains(const std::string& s, const std::string& part) {
-  return s.find(part) != std::string::npos;
-}
 
 /// A loopback port nothing listens on (bound, then released).
 int free_port() {

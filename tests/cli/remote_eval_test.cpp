@@ -14,16 +14,13 @@
 namespace {
 
 using pyvisor::cli_test::DaemonCliTest;
+using pyvisor::cli_test::contains;
 using pyvisor::cli_test::daemon_config;
 using pyvisor::cli_test::default_pools;
 using pyvisor::cli_test::describe;
 using pyvisor::cli_test::lines_of;
 using pyvisor::cli_test::pyvisor;
 using pyvisor::cli_test::write_file;
-
-bool contains(const std::string& s, const std::string& part) {
-  return s.find(part) != std::string::npos;
-}
 
 using RemoteStatus = DaemonCliTest;
 

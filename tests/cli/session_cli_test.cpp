@@ -10,14 +10,11 @@
 namespace {
 
 using pyvisor::cli_test::DaemonCliTest;
+using pyvisor::cli_test::contains;
 using pyvisor::cli_test::daemon_config;
 using pyvisor::cli_test::default_pools;
 using pyvisor::cli_test::describe;
 using pyvisor::cli_test::lines_of;
-
-bool contains(const std::string& s, const std::string& part) {
-  return s.find(part) != std::string::npos;
-}
 
 using SessionCli = DaemonCliTest;
 
