@@ -25,6 +25,8 @@ class _FlowControl(object):
         done = self._done
         if done is None or done.done():
             return
+        if blocked and self._wakeup is not None:
+            self._wakeup.rearm()  # a cancel cannot be read now: interrupts must get through
         if not blocked:
             if self._backlog:
                 self._pause_reading()

@@ -4,6 +4,7 @@ started yet; and cancellation of tasks by id."""
 
 import asyncio
 import os
+import signal
 import struct
 
 from ._options import UsageError
@@ -23,6 +24,75 @@ def _setup_interrupt_fd(fd):
     os.set_inheritable(fd, False)
     os.set_blocking(fd, False)
     return fd
+
+
+class _SignalWakeup(object):
+    """A wakeup fd for the signal module (``signal.set_wakeup_fd``), read by the loop.
+
+    Python runs a signal's handler in the main thread between bytecodes.  A SIGINT that
+    lands after the loop's last bytecode but before it enters epoll_wait (the thread
+    preempted there, say, on a loaded machine) only marks the handler as due: the loop then
+    sleeps until its next timer or input, with the interrupt unhandled; with the input held
+    back (busy limits) and tasks sleeping, that is seconds.  The C-level signal handler also
+    writes a byte to this pipe, which the loop watches, so the loop wakes up and the handler
+    runs at once."""
+
+    def __init__(self, loop):
+        self._loop = loop
+        self._fds = None
+        try:
+            r, w = os.pipe()  # non-inheritable
+        except OSError:
+            return
+        try:
+            os.set_blocking(r, False)
+            os.set_blocking(w, False)
+            signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+        except (OSError, ValueError):  # not the main thread (embedded use): no wakeup
+            os.close(r)
+            os.close(w)
+            return
+        self._fds = (r, w)
+        loop.add_reader(r, self._drain)
+
+    def rearm(self):
+        """Install the wakeup fd again if it was removed since (asyncio's
+        ``remove_signal_handler`` resets it to none); one installed by user code or by asyncio
+        stays.  Called when the input is held back: then only an interrupt can stop a task."""
+        if self._fds is None:
+            return
+        w = self._fds[1]
+        try:
+            current = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+            if current not in (-1, w):
+                signal.set_wakeup_fd(current)
+        except ValueError:
+            pass
+
+    def _drain(self):
+        try:
+            while os.read(self._fds[0], 4096):
+                pass
+        except OSError:  # BlockingIOError: drained
+            pass
+
+    def close(self):
+        if self._fds is None:
+            return
+        r, w = self._fds
+        self._fds = None
+        try:
+            current = signal.set_wakeup_fd(-1)
+            if current not in (-1, w):  # user code installed its own since: keep it
+                signal.set_wakeup_fd(current)
+        except ValueError:
+            pass
+        try:
+            self._loop.remove_reader(r)
+        except Exception:  # the loop is closed already
+            pass
+        os.close(r)
+        os.close(w)
 
 
 def _current_task(loop):

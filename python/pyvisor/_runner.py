@@ -7,7 +7,8 @@ Lifecycle (one asyncio event loop, one thread):
 
     start     SIGINT ignored at once; fds 3/4 (or dups of 0/1 with ``--transport stdio``) and
               the ``--interrupt-fd`` made non-inheritable and non-blocking
-    ready     the SIGINT handler that reads the interrupt fd is installed, then the ``ready``
+    ready     the SIGINT handler that reads the interrupt fd is installed (with a wakeup fd,
+              so a SIGINT always wakes the loop), then the ``ready``
               notification is written before anything is read; then sys.stdout/sys.stderr
               become log streams (``_stdio``) and, with ``--forward-logging on``, the root
               logger gets the handler that sends records to the host (``_logging``)
@@ -71,7 +72,7 @@ from ._eager import EAGER_MAX_CALLBACKS, EAGER_MAX_SECONDS, _EagerTasks  # noqa:
 from ._envs import _Environments
 from ._execution import _Execution
 from ._flow import _FlowControl
-from ._interrupts import MAX_EARLY_INTERRUPTS, _Interrupts, _setup_interrupt_fd  # noqa: F401
+from ._interrupts import MAX_EARLY_INTERRUPTS, _Interrupts, _setup_interrupt_fd, _SignalWakeup  # noqa: F401
 from ._options import _NO_LIMIT, HIGH_WATER, LOW_WATER, MAX_INFLIGHT, Options, UsageError, parse_args  # noqa: F401
 from ._output import JOIN_LIMIT, _Output  # noqa: F401
 from ._program_output import LOG_CHUNK_CHARS, LOG_FRAME_OVERHEAD, _ProgramOutput
@@ -182,6 +183,7 @@ class Runner(_Dispatch, _FlowControl, _EagerTasks, _Replies, _ProgramOutput, _In
         self._critical = False  # runner code that must not be interrupted runs (main thread)
         self._ki_pending = 0  # interrupt deferred during it (request id)
         self._early = set()  # interrupted ids not started yet: cancelled when they start
+        self._wakeup = None  # _SignalWakeup while serving: a SIGINT always wakes the loop
         # output (see _on_output in _program_output)
         self._main_thread = get_ident()
         self._partials = {}  # (stream index, request id) -> _Partial
@@ -198,6 +200,7 @@ class Runner(_Dispatch, _FlowControl, _EagerTasks, _Replies, _ProgramOutput, _In
         self._main_thread = get_ident()
         asyncio.set_event_loop(loop)
         bridge = None
+        wakeup = None
         try:
             self._done = loop.create_future()
             self._out.attach(loop)
@@ -205,7 +208,8 @@ class Runner(_Dispatch, _FlowControl, _EagerTasks, _Replies, _ProgramOutput, _In
             bridge = self._bridge = Bridge(self, loop, self._codec, self._max_frame_bytes)
             _host._bridge = bridge
             # Before the ready frame: an interrupt the host sends right after it must not
-            # meet the start-up handler that ignores SIGINT.
+            # meet the start-up handler that ignores SIGINT; and it must wake the loop.
+            wakeup = self._wakeup = _SignalWakeup(loop)
             self._install_sigint(self._on_sigint)
             self._send(
                 KIND_NOTIFICATION,
@@ -242,6 +246,9 @@ class Runner(_Dispatch, _FlowControl, _EagerTasks, _Replies, _ProgramOutput, _In
             return code
         finally:
             self._install_sigint(_ignore)
+            if wakeup is not None:
+                self._wakeup = None
+                wakeup.close()
             self._stop_logging()
             self._restore_streams()
             try:

@@ -93,6 +93,49 @@ TEST_F(interrupt_test, code_that_swallows_interrupts_is_killed) {
     << after.error().message;
 }
 
+TEST_F(interrupt_test, a_sigint_taken_by_another_thread_still_wakes_the_idle_loop) {
+  // The runner's loop sleeps in epoll_wait with the input held back (one task at
+  // max_inflight 1: the host's cancel stays unread), so only the interrupt can stop the task.
+  // Here SIGINT is blocked in the main thread and taken by a helper thread, as a signal that
+  // arrives just before the loop enters epoll_wait is: Python only marks its handler due, and
+  // nothing wakes the loop for 30 s. The wakeup fd (signal.set_wakeup_fd) must wake it, also
+  // after user code removed it (as asyncio's remove_signal_handler does).
+  auto o = options();
+  o.busy_limits.max_inflight = 1;
+  o.interrupt = {.grace = 50ms, .kill_after = scaled(5s)};
+  auto py = must_spawn(o);
+  int pid = py.os_pid();
+  auto stuck_task_is_interrupted = [&] {
+    auto r = py.eval(
+      "import asyncio, signal, threading\n"
+      "done = threading.Event()\n"
+      "threading.Thread(target=done.wait, daemon=True).start()\n"
+      "signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})\n"
+      "try:\n"
+      "    await asyncio.sleep(30)\n"
+      "finally:\n"
+      "    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})\n"
+      "    done.set()",
+      {}, {.timeout = 200ms});
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, errc::timeout);
+    auto t1 = std::chrono::steady_clock::now();
+    auto next = py.eval("return 'served'", {}, {.timeout = scaled(10s)});
+    ASSERT_TRUE(next) << next.error().to_string();
+    EXPECT_EQ(next->as<std::string>(), "served");
+    EXPECT_LT(std::chrono::steady_clock::now() - t1, scaled(3s));
+    EXPECT_EQ(py.os_pid(), pid) << "killed: the interrupt was not handled before kill_after";
+  };
+  stuck_task_is_interrupted();
+  auto removed = py.eval("import signal\nreturn signal.set_wakeup_fd(-1)");
+  ASSERT_TRUE(removed) << removed.error().to_string();
+  EXPECT_GE(removed->as<int>(), 0) << "the runner serves without a wakeup fd";
+  stuck_task_is_interrupted();
+  auto mask = py.eval("import signal\nreturn signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, [])");
+  ASSERT_TRUE(mask) << mask.error().to_string();
+  EXPECT_FALSE(mask->as<bool>());
+}
+
 TEST_F(interrupt_test, late_replies_are_dropped_and_nothing_leaks) {
   auto py = must_spawn(options());
   for (int i = 0; i < 20; ++i) {
