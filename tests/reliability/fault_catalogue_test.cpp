@@ -701,17 +701,19 @@ TEST_F(faults, ten_thousand_abandoned_requests) {
   EXPECT_EQ(t->timeouts.load(), n) << "oks " << t->oks << ", others " << t->others << " (" << t->other_error << ")";
   // The runner cancels them all; the interpreter still serves, in the same process.
   auto again = py.eval("return 'still serving'", {}, {.timeout = scaled(20s)});
-  ASSERT_TRUE(again) << again.error().to_string() << "\n" << [&] {
-    std::string tb;
-    for (std::size_t i = 0; i < again.error().traceback.size() && i < 30; ++i)
-      tb += again.error().traceback[i];
-    return tb;
-  }();
+  // A kill carries the Python stack at the kill: print it, it says where the runner was.
+  auto with_stack = [](const error& e) {
+    std::string text = e.to_string();
+    for (std::size_t i = 0; i < e.traceback.size() && i < 40; ++i)
+      text += "\n" + e.traceback[i];
+    return text;
+  };
+  ASSERT_TRUE(again) << with_stack(again.error());
   EXPECT_EQ(py.os_pid(), pid);
   EXPECT_TRUE(eventually([&] { return py.stats().in_flight == 0 && py.stats().admission_queue == 0; }))
     << "in flight " << py.stats().in_flight << ", queued " << py.stats().admission_queue;
   auto tasks = py.eval("import asyncio\nreturn len(asyncio.all_tasks())", {}, {.timeout = scaled(10s)});
-  ASSERT_TRUE(tasks) << tasks.error().to_string();
+  ASSERT_TRUE(tasks) << with_stack(tasks.error());
   EXPECT_LE(tasks->as<int>(), 1) << "abandoned tasks left running in Python";
   int twice = 0;
   for (auto& c : t->per_request)
