@@ -323,9 +323,15 @@ TEST_F(supervised_test, events_reach_subscribers_and_nested_children_have_paths)
   ASSERT_EQ(::kill(apid, SIGKILL), 0);
   wait_new_process(a, apid);
   wait_new_process(*w, wpid);  // one_for_all: the nested supervisor restarted too
-  std::lock_guard<std::mutex> g{mu};
+  // A copy, not the lock held across count_children(): the subscriber runs inside the
+  // supervisor, which would block on the lock and never answer (a deadlock seen under load).
+  std::vector<supervision_event> events;
+  {
+    std::lock_guard<std::mutex> g{mu};
+    events = seen;
+  }
   bool a_exited = false, restarting = false;
-  for (auto& e : seen) {
+  for (auto& e : events) {
     a_exited = a_exited || (e.kind == supervision_event::exited && e.child == "a" &&
                             e.report.signal == SIGKILL);
     restarting = restarting || e.kind == supervision_event::restarting;
