@@ -442,6 +442,9 @@ void connection::on_readable() {
         break;
     }
   }
+  // Nothing half-read: the read buffer goes back to the I/O thread's spare (an idle
+  // interpreter holds none; the next reader on this thread takes it again).
+  reader_.release_if_empty();
 }
 
 void connection::read_frames() {

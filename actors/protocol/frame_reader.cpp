@@ -27,6 +27,15 @@ std::shared_ptr<char[]> large_buffer(std::size_t len) {
   return std::shared_ptr<char[]>(static_cast<char*>(p), [](char* q) { std::free(q); });
 }
 
+/// One read buffer kept per thread for whichever reader needs one next: the readers of one
+/// I/O thread take turns with it, so idle interpreters hold none and the hot path allocates
+/// nothing.
+struct spare_buffer {
+  std::unique_ptr<char[]> p;
+  std::size_t cap = 0;
+};
+thread_local spare_buffer spare;
+
 } // namespace
 
 frame_reader::frame_reader(std::size_t max_frame_bytes, std::size_t read_chunk,
@@ -41,22 +50,48 @@ std::pair<char*, std::size_t> frame_reader::write_area() {
     begin_ = end_ = 0;
     // Give back memory held for a burst once it is consumed (the body views handed out by
     // next() are invalid from here on, as documented).
-    if (buf_.size() > 4 * chunk_)
-      std::vector<char>{}.swap(buf_);
+    if (cap_ > 4 * chunk_) {
+      buf_.reset();
+      cap_ = 0;
+    }
   }
   std::size_t need = chunk_;
   if (want_ > 0 && begin_ + want_ > end_)
     need = std::max(need, begin_ + want_ - end_);
-  if (buf_.size() - end_ < need) {
+  if (cap_ == 0 && spare.cap >= need) {  // the thread's spare buffer
+    buf_ = std::move(spare.p);
+    cap_ = spare.cap;
+    spare.cap = 0;
+  }
+  if (cap_ - end_ < need) {
     if (begin_ > 0) {  // compact: move the unconsumed tail to the front
-      std::memmove(buf_.data(), buf_.data() + begin_, end_ - begin_);
+      std::memmove(buf_.get(), buf_.get() + begin_, end_ - begin_);
       end_ -= begin_;
       begin_ = 0;
     }
-    if (buf_.size() - end_ < need)
-      buf_.resize(end_ + need);
+    if (cap_ - end_ < need) {
+      auto grown = std::max(end_ + need, 2 * cap_);
+      std::unique_ptr<char[]> next{new char[grown]};  // uninitialized
+      if (end_ > 0)
+        std::memcpy(next.get(), buf_.get(), end_);
+      buf_ = std::move(next);
+      cap_ = grown;
+    }
   }
-  return {buf_.data() + end_, buf_.size() - end_};
+  return {buf_.get() + end_, cap_ - end_};
+}
+
+void frame_reader::release_if_empty() noexcept {
+  if (cap_ == 0 || begin_ != end_)
+    return;
+  begin_ = end_ = 0;
+  if (spare.cap == 0 && cap_ <= 4 * chunk_) {
+    spare.p = std::move(buf_);
+    spare.cap = cap_;
+  } else {
+    buf_.reset();
+  }
+  cap_ = 0;
 }
 
 void frame_reader::commit(std::size_t n) noexcept {
@@ -100,13 +135,13 @@ frame_reader::result frame_reader::next() {
   auto avail = end_ - begin_;
   if (avail < 4)
     return {status::need_more, {}, 0, nullptr};
-  auto len = get_length(buf_.data() + begin_);
+  auto len = get_length(buf_.get() + begin_);
   if (len == 0)
     return {status::empty_frame, {}, 0, nullptr};
   if (len > max_)
     return {status::too_large, {}, len, nullptr};
   if (avail >= 4 + std::size_t{len}) {
-    std::string_view body{buf_.data() + begin_ + 4, len};
+    std::string_view body{buf_.get() + begin_ + 4, len};
     begin_ += 4 + std::size_t{len};
     want_ = 0;
     return {status::frame, body, len, nullptr};
@@ -117,7 +152,7 @@ frame_reader::result frame_reader::next() {
     big_ = large_buffer(len);
     big_len_ = len;
     big_filled_ = avail - 4;
-    std::memcpy(big_.get(), buf_.data() + begin_ + 4, big_filled_);
+    std::memcpy(big_.get(), buf_.get() + begin_ + 4, big_filled_);
     begin_ = end_ = 0;
     want_ = 0;
     return {status::need_more, {}, len, nullptr};

@@ -50,10 +50,19 @@ public:
     return end_ - begin_ + (big_ ? 4 + big_filled_ : 0) + pending_.size();
   }
 
+  /// When everything read was handed out: gives the read buffer back (to a spare kept per
+  /// thread, which the next write_area() of any reader on that thread takes again), so an idle
+  /// reader holds no buffer. Body views from next() are invalid afterwards, as after write_area().
+  void release_if_empty() noexcept;
+
+  /// Bytes of read buffer this reader holds now (not counting a large frame's own buffer).
+  std::size_t capacity() const noexcept { return cap_; }
+
 private:
   std::size_t max_;
   std::size_t chunk_;
-  std::vector<char> buf_;
+  std::unique_ptr<char[]> buf_;  // never zero-filled: only [begin_, end_) is ever read
+  std::size_t cap_ = 0;
   std::size_t begin_ = 0;
   std::size_t end_ = 0;
   std::size_t want_ = 0;  // total bytes (header + body) of the frame being assembled, 0 = unknown

@@ -108,3 +108,31 @@ TEST(frame_reader, large_frame_is_read_in_place) {
   ASSERT_EQ(x.st, st::frame);
   EXPECT_EQ(x.body.size(), body.size());
 }
+
+TEST(frame_reader, an_idle_reader_holds_no_buffer_and_readers_share_the_threads_spare) {
+  frame_reader a{1024, 4096}, b{1024, 4096};
+  EXPECT_EQ(a.capacity(), 0u) << "no buffer before the first read";
+  auto f = frame("hello");
+  a.feed(f);
+  ASSERT_GE(a.capacity(), 4096u);
+  // A half-read frame keeps the buffer...
+  a.feed(std::string_view{f}.substr(0, 3));
+  ASSERT_EQ(drain(a), std::vector<std::string>{"hello"});
+  a.release_if_empty();
+  EXPECT_GE(a.capacity(), 4096u) << "released while a frame was half read";
+  a.feed(std::string_view{f}.substr(3));
+  ASSERT_EQ(drain(a), std::vector<std::string>{"hello"});
+  auto first = a.write_area().first;  // everything handed out: the area starts at the base
+  // ...and once everything was handed out it goes to the thread's spare, which the next reader
+  // takes (no allocation on the hot path).
+  a.release_if_empty();
+  EXPECT_EQ(a.capacity(), 0u);
+  EXPECT_EQ(a.buffered(), 0u);
+  auto [p, n] = b.write_area();
+  EXPECT_EQ(p, first) << "b did not reuse a's buffer";
+  EXPECT_GE(n, 4096u);
+  b.release_if_empty();
+  // Reading again after a release works as before.
+  a.feed(frame("x") + frame("yz"));
+  EXPECT_EQ(drain(a), (std::vector<std::string>{"x", "yz"}));
+}
