@@ -32,6 +32,9 @@ __all__ = ["CCodec", "available"]
 
 _ExtType = msgpack.ExtType
 _unpackb = msgpack.unpackb
+# Frames up to this size share one settings dict: its length bounds (this many bytes or
+# elements) cap what a lying header can make the extension preallocate at a few KiB.
+_SMALL = 4096
 # Exact types the packer packs by itself (strict_types=True).
 _NATIVE = frozenset((str, type(None), bool, float, list, dict, bytes, bytearray, memoryview))
 
@@ -50,6 +53,7 @@ class CCodec(object):
     def __init__(self, max_depth=MAX_DEPTH, max_elements=MAX_ELEMENTS):
         self.max_depth = max_depth
         self.max_elements = max_elements
+        self._small_limits = None  # decoder settings for frames up to _SMALL bytes
         # Idle packers.  ``default`` packs tuple/set payloads while the outer packer is
         # busy, so nested collections need one packer per level; a free list avoids
         # building a Packer for every tuple.
@@ -138,6 +142,14 @@ class CCodec(object):
     # -- decoding ---------------------------------------------------------------------
 
     def _limits(self, n):
+        if n <= _SMALL:  # the common case: one settings dict, built once
+            limits = self._small_limits
+            if limits is None:
+                limits = self._small_limits = self._make_limits(_SMALL)
+            return limits
+        return self._make_limits(n)
+
+    def _make_limits(self, n):
         return dict(
             raw=False,
             strict_map_key=False,
