@@ -7,6 +7,24 @@ namespace pyvisor::interp {
 
 caf::response_promise interpreter_actor::forward(const pyvisor::interp::request& r, deadline d, std::uint64_t env) {
   auto rp = make_response_promise();
+  if (rp.stages().empty() && rp.source()) {
+    // The completion answers the requester itself, from the I/O thread (an enqueue without an
+    // execution unit, as anon_send from any thread): no hop through this actor's mailbox.
+    // The table calls every completion exactly once (at the latest when the connection is
+    // lost or the table refuses), so every request still gets one answer.
+    a_.table->submit(r, d, [to = rp.source(), mid = rp.id().response_id(), self = address(),
+                            env](protocol::reply rep) {
+      caf::message m;
+      if (!rep.result)
+        m = caf::make_message(to_caf_error(rep.result.error()));
+      else if (env != 0)
+        m = caf::make_message(env);  // make_env answers with the new env's id
+      else
+        m = caf::make_message(std::move(*rep.result));
+      to->enqueue(caf::actor_cast<caf::strong_actor_ptr>(self), mid, std::move(m), nullptr);
+    });
+    return rp;
+  }
   auto key = next_key_++;
   calls_.emplace(key, pending_call{rp, env});
   a_.table->submit(r, d, [self = address(), key](protocol::reply rep) {
