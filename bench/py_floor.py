@@ -6,13 +6,17 @@ The parent is the interpreter running this file; the child is the same interpret
 a 4-byte big-endian length followed by the body, read and written with raw os.read/os.write.
 
 Variants (--variant):
-  msgpack_eval       [id, "eval", "1+1"] -> child eval(code, ns) -> [id, "ok", 2]   (default)
+  msgpack_eval       [id, "eval", "1+1"] -> child eval(code, ns) -> [id, "ok", 2]   (default;
+                     the compiled code is cached per string, as pyvisor's runner caches it)
   msgpack_echo       [id, "call", [1, "abc", 2.5]] -> [id, "ok", [1, "abc", 2.5]]
   raw                16-byte body echoed back, not decoded
   msgpack_nested     a list of --items dicts {"id": i, "name": "item-i", "score": i*0.25}:
                      fetch = [id, "nested", None] -> [id, "ok", <list built once by the child>]
                      (the parent decodes it into dicts), and echo = [id, "echo", <list>] ->
                      child decodes and re-encodes it -> parent decodes it; per-item times
+  bulk               [id, "bulk", <--bulk-mib MiB of bytes>] -> the child decodes it and sends
+                     it back [id, "ok", <bytes>]; the parent decodes the reply.  MB/s = both
+                     directions' payload / p50 round trip (as bench_bulk counts ours)
   msgpack_pipelined  [id, "eval", "1"] with --inflight N frames outstanding: the child reads
                      whatever is there, answers every complete frame (compiled code cached, as
                      pyvisor's runner does) and writes the replies in one write; the parent
@@ -238,6 +242,16 @@ def make_codec(which):
 # Framing (raw os.read/os.write, 4-byte big-endian length prefix)
 
 def read_exact(fd, n):
+    if n > 1 << 20:  # large frames: into one buffer, no allocation per partial read
+        buf = bytearray(n)
+        view = memoryview(buf)
+        got = 0
+        while got < n:
+            k = os.readv(fd, [view[got:]])
+            if not k:
+                return b""
+            got += k
+        return buf
     buf = os.read(fd, n)
     if len(buf) == n or not buf:
         return buf
@@ -261,6 +275,10 @@ def read_frame(fd):
 
 
 def write_frame(fd, body):
+    if len(body) > 1 << 20:  # large frames: no copy to prepend the header
+        write_all(fd, _LEN.pack(len(body)))
+        write_all(fd, body)
+        return
     write_all(fd, _LEN.pack(len(body)) + body)
 
 
@@ -310,6 +328,7 @@ def child_main(rfd, wfd, variant, codec_name, items):
     if variant == "msgpack_pipelined":
         return child_pipelined(rfd, wfd, packb, unpackb, ns)
     data = nested_data(items) if variant == "msgpack_nested" else None
+    cache = {}  # code string -> compiled code, as pyvisor's runner caches it
     while True:
         body = read_frame(rfd)
         if body is None:
@@ -317,9 +336,14 @@ def child_main(rfd, wfd, variant, codec_name, items):
         rid, op, arg = unpackb(body)
         if op == "eval":
             try:
-                reply = [rid, "ok", eval(arg, ns)]
+                code = cache.get(arg)
+                if code is None:
+                    code = cache[arg] = compile(arg, "<floor>", "eval")
+                reply = [rid, "ok", eval(code, ns)]
             except Exception as e:  # noqa: BLE001 - report, keep serving
                 reply = [rid, "error", f"{type(e).__name__}: {e}"]
+        elif op == "bulk":
+            reply = [rid, "ok", arg]  # decoded and encoded again, as an echo eval does
         elif op == "nested":
             reply = [rid, "ok", data]
         else:
@@ -398,8 +422,46 @@ def base_output(args, codec):
     }
 
 
+def parent_bulk(args, codec):
+    """Python<->Python bulk floor: one bin payload each way per round trip."""
+    size = args.bulk_mib << 20
+    payload = os.urandom(1 << 16) * (size >> 16)
+    packb, unpackb = codec.packb, codec.unpackb
+    proc, wfd, rfd = start_child(args, codec)
+    perf = time.perf_counter_ns
+    samples = []
+    try:
+        for k in range(args.warmup + args.iters):
+            t0 = perf()
+            write_frame(wfd, packb([k, "bulk", payload]))
+            reply = unpackb(read_frame(rfd))
+            t1 = perf()
+            if reply[0] != k or reply[1] != "ok" or len(reply[2]) != size:
+                raise SystemExit("py_floor: unexpected bulk reply")
+            if k >= args.warmup:
+                samples.append(t1 - t0)
+    finally:
+        rc = stop_child(proc, wfd, rfd)
+    if rc != 0:
+        raise SystemExit(f"py_floor: child exited with {rc}")
+    ms = sorted(s / 1e6 for s in samples)
+    p50 = percentile(ms, 0.50)
+    out = base_output(args, codec)
+    out.update({
+        "iters": args.iters,
+        "warmup": args.warmup,
+        "bulk_bytes": size,
+        "p50_ms": round(p50, 3),
+        "mb_s": round(2 * size / (p50 / 1e3) / 1e6, 1),
+    })
+    print(json.dumps(out))
+    return 0
+
+
 def parent_main(args):
     codec = make_codec(args.codec) if args.variant != "raw" else None
+    if args.variant == "bulk":
+        return parent_bulk(args, codec)
     if args.variant == "msgpack_nested":
         return parent_nested(args, codec)
     if args.variant == "msgpack_pipelined":
@@ -583,7 +645,7 @@ def parent_pipelined(args, codec):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--variant", choices=("msgpack_eval", "msgpack_echo", "raw",
-                                          "msgpack_nested", "msgpack_pipelined"),
+                                          "msgpack_nested", "msgpack_pipelined", "bulk"),
                     default="msgpack_eval")
     ap.add_argument("--codec", choices=("auto", "msgpack", "mini", "msgpack-c",
                                         "msgpack-python"), default="auto",
@@ -602,6 +664,8 @@ def main(argv=None):
                     help="msgpack_pipelined: comma-separated depths (default 1,16,256)")
     ap.add_argument("--count", type=int, default=None,
                     help="msgpack_pipelined: timed replies per depth (default 100000)")
+    ap.add_argument("--bulk-mib", type=int, default=None,
+                    help="bulk: payload size in MiB (default 64; quick 16)")
     ap.add_argument("--child-arg", action="append", default=[],
                     help="extra interpreter argument for the child (repeatable), e.g. -I")
     ap.add_argument("--child", nargs=2, type=int, metavar=("RFD", "WFD"), help=argparse.SUPPRESS)
@@ -622,6 +686,12 @@ def main(argv=None):
         default_iters, default_warmup = (50, 5) if args.quick else (200, 10)
     elif args.variant == "msgpack_pipelined":
         default_iters, default_warmup = 1, args.count // 10
+    elif args.variant == "bulk":
+        default_iters, default_warmup = (3, 1) if args.quick else (8, 1)
+        if args.bulk_mib is None:
+            args.bulk_mib = 16 if args.quick else 64
+        if args.bulk_mib < 1:
+            ap.error("--bulk-mib must be >= 1")
     else:
         default_iters, default_warmup = (5000, 500) if args.quick else (20000, 2000)
     if args.iters is None:
