@@ -141,6 +141,7 @@ private:
   void write_failed_locked(int err);
   void on_writable();
   void on_readable();
+  void read_some();
   void read_frames();
   void on_log(int& fd, std::shared_ptr<fd_watcher>& w, line_splitter& split, log_source src);
   void on_exit();
