@@ -17,6 +17,8 @@
 #include <numeric>
 #include <optional>
 #include <exception>
+#include <functional>
+#include <initializer_list>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -235,6 +237,50 @@ private:
 inline constexpr const char* common_usage =
   "  common:   [--quick] [--python PATH] [--runner-dir DIR] [--eager-tasks on|off]\n"
   "            (--python default /usr/bin/python3; --eager-tasks default: the library's)\n";
+
+// One count option of a benchmark (`--iters N`): where it goes, its defaults when it is not
+// given (quick / full; -1: none, the value stays as initialized) and its least value.
+struct count_option {
+  const char* flag;
+  long long* value;
+  long long quick = -1;
+  long long full = -1;
+  long long least = 1;
+};
+
+// The main() of a benchmark: the common options, its count options, anything else through
+// `other` (true: taken), -h/--help; then the defaults and the least values (exit 2 naming the
+// option), then `run` inside guarded().
+template <class Run>
+int bench_main(const char* prog, int argc, char** argv, common_options& c,
+               std::initializer_list<count_option> counts, void (*usage)(std::FILE*), Run run,
+               const std::function<bool(cli&)>& other = {}) {
+  cli a{prog, argc, argv};
+  while (a.next()) {
+    if (a.common(c))
+      continue;
+    auto k = std::find_if(counts.begin(), counts.end(),
+                          [&](const count_option& o) { return a.is(o.flag); });
+    if (k != counts.end()) {
+      *k->value = a.count();
+      continue;
+    }
+    if (other && other(a))
+      continue;
+    if (a.is("-h") || a.is("--help"))
+      return usage(stdout), 0;
+    a.unknown(usage);
+  }
+  for (const auto& k : counts) {
+    if (*k.value < 0 && k.full >= 0)
+      *k.value = c.quick ? k.quick : k.full;
+    if (*k.value < k.least) {
+      std::fprintf(stderr, "%s: %s must be >= %lld\n", prog, k.flag, k.least);
+      return 2;
+    }
+  }
+  return guarded(prog, run);
+}
 
 // interpreter_options from the common options (field by field, so that gcc's -Wextra does not
 // warn about designated initializers that leave fields to their defaults).

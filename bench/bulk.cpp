@@ -140,30 +140,27 @@ int run(const options& o) {
 int main(int argc, char** argv) {
   options o;
   bool sizes_given = false;
-  cli a{prog, argc, argv};
-  while (a.next()) {
-    if (a.common(o.c))
-      continue;
-    if (a.is("--sizes"))
-      o.sizes = a.counts(), sizes_given = true;
-    else if (a.is("--iters"))
-      o.iters = a.count();
-    else if (a.is("--warmup"))
-      o.warmup = a.count();
-    else if (a.is("--max-frame"))
-      o.max_frame = a.count();
-    else if (a.is("-h") || a.is("--help"))
-      return usage(stdout), 0;
-    else
-      a.unknown(usage);
-  }
-  if (!sizes_given)
-    o.sizes = o.c.quick ? std::vector<long long>{1LL << 20}
-                        : std::vector<long long>{1LL << 20, 64LL << 20};
-  if (o.sizes.empty() || o.iters == 0 ||
-      std::any_of(o.sizes.begin(), o.sizes.end(), [](long long n) { return n < 1; })) {
-    std::fprintf(stderr, "%s: --sizes must be >= 1 byte each and --iters >= 1\n", prog);
-    return 2;
-  }
-  return guarded(prog, [&] { return run(o); });
+  return bench_main(
+    prog, argc, argv, o.c,
+    {{"--iters", &o.iters, -1, -1, -1}, {"--warmup", &o.warmup, -1, -1, -1},
+     {"--max-frame", &o.max_frame}},
+    usage,
+    [&] {
+      if (!sizes_given)
+        o.sizes = o.c.quick ? std::vector<long long>{1LL << 20}
+                            : std::vector<long long>{1LL << 20, 64LL << 20};
+      if (o.sizes.empty() || o.iters == 0 ||
+          std::any_of(o.sizes.begin(), o.sizes.end(), [](long long n) { return n < 1; })) {
+        std::fprintf(stderr, "%s: --sizes must be >= 1 byte each and --iters >= 1\n", prog);
+        return 2;
+      }
+      return run(o);
+    },
+    [&](cli& a) {
+      if (!a.is("--sizes"))
+        return false;
+      o.sizes = a.counts();
+      sizes_given = true;
+      return true;
+    });
 }

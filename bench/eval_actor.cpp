@@ -197,28 +197,9 @@ int run(const options& o) {
 
 int main(int argc, char** argv) {
   options o;
-  cli a{prog, argc, argv};
-  while (a.next()) {
-    if (a.common(o.c))
-      continue;
-    if (a.is("--iters"))
-      o.iters = a.count();
-    else if (a.is("--warmup"))
-      o.warmup = a.count();
-    else if (a.is("--block"))
-      o.block = a.count();
-    else if (a.is("-h") || a.is("--help"))
-      return usage(stdout), 0;
-    else
-      a.unknown(usage);
-  }
-  if (o.iters < 0)
-    o.iters = o.c.quick ? 5000 : 20000;
-  if (o.warmup < 0)
-    o.warmup = o.c.quick ? 500 : 2000;
-  if (o.iters < 1 || o.block < 1) {
-    std::fprintf(stderr, "%s: --iters and --block must be >= 1\n", prog);
-    return 2;
-  }
-  return guarded(prog, [&] { return run(o); });
+  return bench_main(prog, argc, argv, o.c,
+                    {{"--iters", &o.iters, 5000, 20000},
+                     {"--warmup", &o.warmup, 500, 2000, 0},
+                     {"--block", &o.block}},
+                    usage, [&] { return run(o); });
 }

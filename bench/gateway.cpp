@@ -178,26 +178,8 @@ int run(const options& o) {
 
 int main(int argc, char** argv) {
   options o;
-  cli a{prog, argc, argv};
-  while (a.next()) {
-    if (a.common(o.c))
-      continue;
-    if (a.is("--iters"))
-      o.iters = a.count();
-    else if (a.is("--duration-ms"))
-      o.duration_ms = a.count();
-    else if (a.is("-h") || a.is("--help"))
-      return usage(stdout), 0;
-    else
-      a.unknown(usage);
-  }
-  if (o.iters < 0)
-    o.iters = o.c.quick ? 500 : 5000;
-  if (o.duration_ms < 0)
-    o.duration_ms = o.c.quick ? 500 : 3000;
-  if (o.iters < 100 || o.duration_ms < 100) {
-    std::fprintf(stderr, "%s: --iters and --duration-ms must be >= 100\n", prog);
-    return 2;
-  }
-  return guarded(prog, [&] { return run(o); });
+  return bench_main(prog, argc, argv, o.c,
+                    {{"--iters", &o.iters, 500, 5000, 100},
+                     {"--duration-ms", &o.duration_ms, 500, 3000, 100}},
+                    usage, [&] { return run(o); });
 }

@@ -95,26 +95,7 @@ int run(const options& o) {
 
 int main(int argc, char** argv) {
   options o;
-  cli a{prog, argc, argv};
-  while (a.next()) {
-    if (a.common(o.c))
-      continue;
-    if (a.is("--iters"))
-      o.iters = a.count();
-    else if (a.is("--evals"))
-      o.evals = a.count();
-    else if (a.is("-h") || a.is("--help"))
-      return usage(stdout), 0;
-    else
-      a.unknown(usage);
-  }
-  if (o.iters < 0)
-    o.iters = o.c.quick ? 5 : 20;
-  if (o.evals < 0)
-    o.evals = o.c.quick ? 300 : 2000;
-  if (o.iters < 1 || o.evals < 1) {
-    std::fprintf(stderr, "%s: --iters and --evals must be >= 1\n", prog);
-    return 2;
-  }
-  return guarded(prog, [&] { return run(o); });
+  return bench_main(prog, argc, argv, o.c,
+                    {{"--iters", &o.iters, 5, 20}, {"--evals", &o.evals, 300, 2000}}, usage,
+                    [&] { return run(o); });
 }

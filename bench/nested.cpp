@@ -125,28 +125,9 @@ int run(const options& o) {
 
 int main(int argc, char** argv) {
   options o;
-  cli a{prog, argc, argv};
-  while (a.next()) {
-    if (a.common(o.c))
-      continue;
-    if (a.is("--items"))
-      o.items = a.count();
-    else if (a.is("--iters"))
-      o.iters = a.count();
-    else if (a.is("--warmup"))
-      o.warmup = a.count();
-    else if (a.is("-h") || a.is("--help"))
-      return usage(stdout), 0;
-    else
-      a.unknown(usage);
-  }
-  if (o.iters < 0)
-    o.iters = o.c.quick ? 50 : 200;
-  if (o.warmup < 0)
-    o.warmup = o.c.quick ? 5 : 10;
-  if (o.iters < 1 || o.items < 1) {
-    std::fprintf(stderr, "%s: --iters and --items must be >= 1\n", prog);
-    return 2;
-  }
-  return guarded(prog, [&] { return run(o); });
+  return bench_main(prog, argc, argv, o.c,
+                    {{"--items", &o.items},
+                     {"--iters", &o.iters, 50, 200},
+                     {"--warmup", &o.warmup, 5, 10, 0}},
+                    usage, [&] { return run(o); });
 }

@@ -163,29 +163,23 @@ int run(const options& o) {
 
 int main(int argc, char** argv) {
   options o;
-  cli a{prog, argc, argv};
-  while (a.next()) {
-    if (a.common(o.c))
-      continue;
-    if (a.is("--inflight"))
+  return bench_main(
+    prog, argc, argv, o.c,
+    {{"--count", &o.count, 20000, 100000}, {"--warmup", &o.warmup, -1, -1, -1}}, usage,
+    [&] {
+      if (o.warmup < 0)
+        o.warmup = o.count / 10;
+      if (o.inflight.empty() ||
+          std::any_of(o.inflight.begin(), o.inflight.end(), [](long long d) { return d < 1; })) {
+        std::fprintf(stderr, "%s: every --inflight depth must be >= 1\n", prog);
+        return 2;
+      }
+      return run(o);
+    },
+    [&](cli& a) {
+      if (!a.is("--inflight"))
+        return false;
       o.inflight = a.counts();
-    else if (a.is("--count"))
-      o.count = a.count();
-    else if (a.is("--warmup"))
-      o.warmup = a.count();
-    else if (a.is("-h") || a.is("--help"))
-      return usage(stdout), 0;
-    else
-      a.unknown(usage);
-  }
-  if (o.count < 0)
-    o.count = o.c.quick ? 20000 : 100000;
-  if (o.warmup < 0)
-    o.warmup = o.count / 10;
-  if (o.count < 1 || o.inflight.empty() ||
-      std::any_of(o.inflight.begin(), o.inflight.end(), [](long long d) { return d < 1; })) {
-    std::fprintf(stderr, "%s: --count and every --inflight depth must be >= 1\n", prog);
-    return 2;
-  }
-  return guarded(prog, [&] { return run(o); });
+      return true;
+    });
 }

@@ -290,44 +290,20 @@ int run(const options& o) {
 
 int main(int argc, char** argv) {
   options o;
-  cli a{prog, argc, argv};
-  while (a.next()) {
-    if (a.common(o.c))
-      continue;
-    if (a.is("--workers"))
-      o.workers = a.count();
-    else if (a.is("--threads"))
-      o.threads = a.count();
-    else if (a.is("--duration-ms"))
-      o.duration_ms = a.count();
-    else if (a.is("--warmup-ms"))
-      o.warmup_ms = a.count();
-    else if (a.is("--iters"))
-      o.iters = a.count();
-    else if (a.is("--warmup"))
-      o.warmup = a.count();
-    else if (a.is("--block"))
-      o.block = a.count();
-    else if (a.is("--no-direct-throughput"))
+  return bench_main(
+    prog, argc, argv, o.c,
+    {{"--workers", &o.workers},
+     {"--threads", &o.threads},
+     {"--duration-ms", &o.duration_ms, 1000, 5000},
+     {"--warmup-ms", &o.warmup_ms, 200, 1000, 0},
+     {"--iters", &o.iters, 5000, 20000},
+     {"--warmup", &o.warmup, 500, 2000, 0},
+     {"--block", &o.block}},
+    usage, [&] { return run(o); },
+    [&](cli& a) {
+      if (!a.is("--no-direct-throughput"))
+        return false;
       o.direct_throughput = false;
-    else if (a.is("-h") || a.is("--help"))
-      return usage(stdout), 0;
-    else
-      a.unknown(usage);
-  }
-  if (o.duration_ms < 0)
-    o.duration_ms = o.c.quick ? 1000 : 5000;
-  if (o.warmup_ms < 0)
-    o.warmup_ms = o.c.quick ? 200 : 1000;
-  if (o.iters < 0)
-    o.iters = o.c.quick ? 5000 : 20000;
-  if (o.warmup < 0)
-    o.warmup = o.c.quick ? 500 : 2000;
-  if (o.workers < 1 || o.threads < 1 || o.duration_ms < 1 || o.iters < 1 || o.block < 1) {
-    std::fprintf(stderr,
-                 "%s: --workers, --threads, --duration-ms, --iters and --block must be >= 1\n",
-                 prog);
-    return 2;
-  }
-  return guarded(prog, [&] { return run(o); });
+      return true;
+    });
 }

@@ -118,22 +118,6 @@ int run(const options& o) {
 
 int main(int argc, char** argv) {
   options o;
-  cli a{prog, argc, argv};
-  while (a.next()) {
-    if (a.common(o.c))
-      continue;
-    if (a.is("--iters"))
-      o.iters = a.count();
-    else if (a.is("-h") || a.is("--help"))
-      return usage(stdout), 0;
-    else
-      a.unknown(usage);
-  }
-  if (o.iters < 0)
-    o.iters = o.c.quick ? 15 : 50;
-  if (o.iters < 1) {
-    std::fprintf(stderr, "%s: --iters must be >= 1\n", prog);
-    return 2;
-  }
-  return guarded(prog, [&] { return run(o); });
+  return bench_main(prog, argc, argv, o.c, {{"--iters", &o.iters, 15, 50}}, usage,
+                    [&] { return run(o); });
 }
