@@ -21,9 +21,14 @@
 
 #include <gtest/gtest.h>
 
+#include "support/temp_files.hpp"
+
 extern char** environ;
 
 namespace pyvisor::cli_test {
+
+using pyvisor::test::read_file;
+using pyvisor::test::temp_dir;
 
 inline const std::string program = PYVISOR_CLI;
 
@@ -33,38 +38,12 @@ struct run_result {
   std::string err;
 };
 
-inline std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
 inline void write_file(const std::string& path, const std::string& text) {
   std::filesystem::create_directories(std::filesystem::path(path).parent_path());
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out << text;
 }
 
-/// A fresh directory, removed with everything in it when the object goes away.
-class temp_dir {
-public:
-  temp_dir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "pyvisor-cli-XXXXXX").string();
-    if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = tmpl;
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-
-  const std::string& path() const { return path_; }
-  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
-
-private:
-  std::string path_;
-};
 
 /// A started process whose stdout and stderr go to files (no pipe deadlock).
 struct started_process {

@@ -224,8 +224,8 @@ protected:
 
   std::string config_path() const { return dir_ / "pyvisor.toml"; }
   std::string path(const std::string& name) const { return dir_ / name; }
-  std::string stderr_text() const { return read_text(dir_ / "stderr"); }
-  std::string stdout_text() const { return read_text(dir_ / "stdout"); }
+  std::string stderr_text() const { return read_file(dir_ / "stderr"); }
+  std::string stdout_text() const { return read_file(dir_ / "stdout"); }
   int daemon_pid() const { return daemon_.pid(); }
   bool daemon_running() const { return daemon_.running(); }
 

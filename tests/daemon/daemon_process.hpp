@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "support/leak_audit.hpp"
+#include "support/temp_files.hpp"
 
 extern char** environ;
 
@@ -31,13 +32,10 @@ namespace pyvisor::daemon_test {
 
 using namespace std::chrono_literals;
 using pyvisor::test::scaled;
+using pyvisor::test::temp_dir;
+using pyvisor::test::read_file;
 
 inline const std::string pyvisor_program = PYVISOR_CLI;
-
-inline std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
 
 inline void write_text(const std::string& path, const std::string& text) {
   // Written beside and renamed: a reload never reads a half-written file.
@@ -49,27 +47,6 @@ inline void write_text(const std::string& path, const std::string& text) {
   std::filesystem::rename(tmp, path);
 }
 
-/// A fresh directory, removed with everything in it when the object goes away.
-class temp_dir {
-public:
-  temp_dir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "pyvisor-daemon-XXXXXX").string();
-    if (::mkdtemp(tmpl.data()) == nullptr)
-      throw std::runtime_error("mkdtemp failed");
-    path_ = tmpl;
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-  const std::string& path() const { return path_; }
-  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
-
-private:
-  std::string path_;
-};
 
 /// Every process below `root` (children, grandchildren, ...), from /proc.
 inline std::vector<int> descendants_of(int root) {
@@ -99,7 +76,7 @@ inline bool is_descendant(int root, int pid) {
 
 /// "pid (cmdline)" for failure messages.
 inline std::string describe_pid(int pid) {
-  std::string cmd = read_text("/proc/" + std::to_string(pid) + "/cmdline");
+  std::string cmd = read_file("/proc/" + std::to_string(pid) + "/cmdline");
   for (char& c : cmd)
     if (c == '\0')
       c = ' ';
@@ -160,8 +137,8 @@ public:
 
   int pid() const noexcept { return pid_; }
   bool running() const noexcept { return pid_ > 0; }
-  std::string out() const { return read_text(out_); }
-  std::string err() const { return read_text(err_); }
+  std::string out() const { return read_file(out_); }
+  std::string err() const { return read_file(err_); }
   void signal(int sig) const {
     if (pid_ > 0)
       ::kill(pid_, sig);
