@@ -81,6 +81,7 @@ void connection::write_locked(std::string frame) {
   if (batching == this && to_child_ >= 0) {
     out_bytes_ += frame.size();
     out_.push_back({std::move(frame), 0});
+    batched_ = true;
   } else if (out_.empty() && to_child_ >= 0) {
     auto n = ::write(to_child_, frame.data(), frame.size());
     if (n == static_cast<ssize_t>(frame.size())) {
@@ -432,6 +433,9 @@ void connection::on_readable() {
   batching = this;
   read_some();
   batching = nullptr;
+  if (!batched_)
+    return;  // nothing was written while reading: no lock taken
+  batched_ = false;
   bool drained = false;
   {
     std::lock_guard<std::mutex> g{mu_};

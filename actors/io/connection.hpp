@@ -174,6 +174,7 @@ private:
   line_splitter out_lines_, err_lines_;
   bool stopped_reading_ = false;
   bool paused_ = false;
+  bool batched_ = false;  // I/O thread only: frames were collected during on_readable
 
   std::atomic<int> pid_{0};
   std::atomic<std::uint64_t> heartbeats_{0};
