@@ -57,11 +57,14 @@ class _Execution(object):
             if (awaits or awaits is None and _iscoroutine(value)) and self._interrupted != request_id:
                 # The task copies the current context: it keeps the request (or capture).
                 # With eager tasks (3.12+) it runs right here until it first suspends.
+                coro = _outcome(value)
                 self._starting = request_id  # an eager task runs inside create_task
+                self._starting_coro = coro
                 try:
-                    task = self._loop.create_task(_outcome(value))
+                    task = self._loop.create_task(coro)
                 finally:
                     self._starting = 0
+                    self._starting_coro = None
                 self._tasks[request_id] = task
                 size = self._body_size
                 self._inflight_bytes += size

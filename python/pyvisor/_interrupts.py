@@ -95,11 +95,25 @@ class _SignalWakeup(object):
         os.close(w)
 
 
-def _current_task(loop):
-    try:
-        return asyncio.current_task(loop)
-    except RuntimeError:  # no running loop
-        return None
+def _runs_inside(frame, coro):
+    """Whether the interrupted ``frame`` runs inside ``coro`` (it is the coroutine's frame
+    or called from it).
+
+    Only there may the handler raise CancelledError for a task.  Being the task's *current
+    task* is not enough: asyncio's task step also runs Python code of its own after the
+    coroutine suspended or finished (``loop.call_soon``, scheduling the next step or the
+    done callbacks), with the task still current; an exception raised there escapes the
+    step, the loop only logs it, and the task never runs again or never calls its done
+    callbacks (its reply is lost).  There the task is about to yield anyway: the
+    ``task.cancel()`` queued beside it is enough."""
+    target = getattr(coro, "cr_frame", None)  # None once the coroutine finished
+    if target is None:
+        return False
+    while frame is not None:
+        if frame is target:
+            return True
+        frame = frame.f_back
+    return False
 
 
 class _Interrupts(object):
@@ -132,11 +146,11 @@ class _Interrupts(object):
                         self._remember_early(self._dispatching)
                 elif request_id == sync:
                     hit = True
-                elif request_id == self._starting and _current_task(self._loop) is not None:
+                elif request_id == self._starting and _runs_inside(frame, self._starting_coro):
                     spinning = request_id  # an eager task spinning in its first step
                 elif request_id in tasks:
                     cancel.append(request_id)
-                    if not sync and tasks[request_id] is _current_task(self._loop):
+                    if not sync and _runs_inside(frame, tasks[request_id].get_coro()):
                         # The task holds the loop (it does not await): task.cancel() cannot
                         # run until it yields, so the cancellation is raised right here.
                         spinning = request_id

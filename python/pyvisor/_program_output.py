@@ -3,10 +3,11 @@ becomes ``log`` notifications, one per line (long lines in chunks), or goes into
 
 import asyncio
 import os
+import sys
 from _thread import get_ident
 
 from ._framing import frame_header
-from ._interrupts import _current_task
+from ._interrupts import _runs_inside
 from ._replies import _clean_text
 from ._stdio import REQUEST, STREAM_NAMES
 from ._wire import KIND_NOTIFICATION, EncodeError
@@ -66,8 +67,11 @@ class _ProgramOutput(object):
         if spinning:
             self._cancel_pending = 0
             task = self._tasks.get(spinning)
-            current = _current_task(self._loop)
-            if current is not None and (task is current or spinning == self._starting):
+            if task is not None:
+                coro = task.get_coro()
+            else:
+                coro = self._starting_coro if spinning == self._starting else None
+            if _runs_inside(sys._getframe(), coro):
                 raise asyncio.CancelledError()
         pending = self._ki_pending
         if pending:

@@ -179,6 +179,7 @@ class Runner(_Dispatch, _FlowControl, _EagerTasks, _Replies, _ProgramOutput, _In
         self._dispatching = 0  # id of the request handled last (or now)
         self._interrupted = 0  # id of the last request an interrupt was raised in
         self._starting = 0  # the request whose task is being created (eager start)
+        self._starting_coro = None  # and its coroutine
         self._cancel_pending = 0  # a spinning task to cancel once the runner's output code is done
         self._critical = False  # runner code that must not be interrupted runs (main thread)
         self._ki_pending = 0  # interrupt deferred during it (request id)

@@ -146,6 +146,56 @@ class InterruptTest(RunnerTestCase):
         self.assertEqual(ok(runner.eval("import signal\nreturn signal.getsignal(signal.SIGINT).__name__")),
                          "_on_sigint")
 
+    # The task's step runs Python code of asyncio's own after the coroutine suspended or
+    # finished (loop.call_soon: the next step, the done callbacks), with the task still
+    # current.  A SIGINT naming the task that lands there must not raise into it: the step
+    # would fail, the loop only log it, and the task never step again or never reply.  The
+    # code below sends that SIGINT itself, from inside such a call_soon, once armed.
+    ARMED_SIGINT = (
+        "import asyncio, builtins, os, signal\n"
+        "loop = asyncio.get_running_loop()\n"
+        "me = asyncio.current_task()\n"
+        "plain = loop.call_soon\n"
+        "def call_soon(*args, **kwargs):\n"
+        "    if getattr(builtins, 'armed', False) and asyncio.current_task(loop) is me and me.done() == {done}:\n"
+        "        builtins.armed = False\n"
+        "        del loop.call_soon\n"
+        "        os.kill(os.getpid(), signal.SIGINT)\n"
+        "    return plain(*args, **kwargs)\n"
+        "loop.call_soon = call_soon\n"
+        "print('started')\n")
+
+    def arm(self, runner, rid):
+        """Write the interrupt record for ``rid`` (no signal: the code sends it) and arm."""
+        os.write(runner.interrupt_fd, rid.to_bytes(8, "big"))
+        self.assertEqual(ok(runner.eval("import builtins\nbuiltins.armed = True\nreturn 1")), 1)
+
+    def test_sigint_while_the_step_schedules_the_done_callbacks_of_a_cancelled_task(self):
+        runner, _ = self.start()
+        rid = self.start_and_wait(runner, self.ARMED_SIGINT.format(done=True) + "await asyncio.sleep(30)")
+        self.arm(runner, rid)
+        runner.notify("cancel", {"id": rid})  # the cancel frame arrives first
+        self.assertEqual(error(runner.response(rid))["code"], "cancelled")
+        self.assertEqual(ok(runner.call("stats", {}))["tasks"], 0)
+
+    def test_sigint_while_the_step_schedules_the_done_callbacks_of_a_finished_task(self):
+        runner, _ = self.start()
+        code = (self.ARMED_SIGINT.format(done=True) +
+                "while getattr(builtins, 'armed', False) is False:\n    await asyncio.sleep(0.01)\nreturn 'done'")
+        rid = self.start_and_wait(runner, code)
+        self.arm(runner, rid)
+        self.assertEqual(ok(runner.response(rid)), "done")  # finished before the interrupt
+        self.assertEqual(ok(runner.call("stats", {}))["tasks"], 0)
+
+    def test_sigint_while_the_step_schedules_the_next_step(self):
+        runner, _ = self.start()
+        code = self.ARMED_SIGINT.format(done=False) + "while True:\n    await asyncio.sleep(0)"
+        rid = self.start_and_wait(runner, code)
+        self.arm(runner, rid)
+        err = error(runner.response(rid))
+        self.assertEqual((err["code"], err["type"]), ("cancelled", "CancelledError"))
+        self.assertEqual(ok(runner.eval("return 'alive'")), "alive")
+
     def test_idle_sigint_is_harmless(self):
         runner, _ = self.start()
         for ids in ((), (12345,), (0,)):
