@@ -19,12 +19,10 @@ back into results:
 Everything except ``call_threadsafe``/``cast_threadsafe`` runs on the loop thread only.
 """
 
-import asyncio
-import concurrent.futures
 import threading
 from _thread import get_ident
 
-from . import _host
+from . import _aio, _host
 from ._codec import describe_unencodable
 from ._typemap import HostHandle
 from ._wire import EncodeError, KIND_REQUEST
@@ -200,7 +198,7 @@ class Bridge(object):
                 if self._runner._out_congested:
                     await self._runner._drain_waiter()
                 return await future
-            return await asyncio.wait_for(self._answer(future), timeout)
+            return await _aio.asyncio.wait_for(self._answer(future), timeout)
         finally:
             if self.pending.pop(rid, None) is not None:  # given up: timeout or cancellation
                 self._abandon(rid)
@@ -318,8 +316,11 @@ class Bridge(object):
         if self.closed:
             coro.close()
             raise self._stopping(what, name)
+        loop = self._runner._aio
+        if loop is None:
+            loop = self._wait_for_asyncio(coro, what, name)
         try:
-            future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+            future = _aio.load().run_coroutine_threadsafe(coro, loop)
         except RuntimeError:  # the loop is closed
             coro.close()
             raise self._stopping(what, name)
@@ -329,6 +330,32 @@ class Bridge(object):
             future.cancel()
         return future
 
+    def _wait_for_asyncio(self, coro, what, name):
+        """Have the loop thread switch from the lean loop to asyncio (_asyncio_mode); wait."""
+        runner = self._runner
+        switched = threading.Event()
+
+        def switch():
+            try:
+                runner._asyncio_loop()
+            finally:
+                switched.set()
+
+        try:
+            runner._lean.call_soon_threadsafe(switch)
+        except RuntimeError:  # the runner stopped
+            coro.close()
+            raise self._stopping(what, name)
+        while not switched.wait(THREAD_POLL_SECONDS):
+            if self.closed:
+                coro.close()
+                raise self._stopping(what, name)
+        loop = runner._aio
+        if loop is None:
+            coro.close()
+            raise self._stopping(what, name)
+        return loop
+
     def call_threadsafe(self, name, args, timeout):
         if get_ident() == self._thread:
             raise RuntimeError(
@@ -336,9 +363,11 @@ class Bridge(object):
             )
         timeout = _check_timeout(timeout)
         name = _check_name(name, "call_threadsafe")
+        from concurrent.futures import wait
+
         future = self._submit(self.call(name, args, timeout), "call_threadsafe", name)
         while not future.done():
-            concurrent.futures.wait((future,), THREAD_POLL_SECONDS)
+            wait((future,), THREAD_POLL_SECONDS)
             if self.closed and not future.done():
                 future.cancel()
         if future.cancelled():

@@ -69,6 +69,8 @@ class _Dispatch(object):
                 break
         if self._hold:
             self._update_flow()  # the backlog grew
+        if ready is None:
+            ready = self._ready  # set if handling the input switched to asyncio (before: 0)
         if ready is not None and len(ready) > before:
             self._run_ready(ready, before)
         self._out.flush()

@@ -1,9 +1,10 @@
 """``--eager-tasks``: the task factory of Python 3.12+, or before it a fallback that runs
 the ready callbacks created while handling input in the same loop iteration."""
 
-import asyncio
 import collections
 import time
+
+from . import _aio
 
 # --eager-tasks before Python 3.12: ready callbacks created while handling input run in the
 # same loop iteration, at most this many / this long, before the loop polls again.
@@ -17,7 +18,7 @@ class _EagerTasks(object):
     def _setup_eager(self, loop):
         if not self._eager:
             return
-        factory = getattr(asyncio, "eager_task_factory", None)
+        factory = getattr(_aio.asyncio, "eager_task_factory", None)
         if factory is not None:  # Python 3.12+
             loop.set_task_factory(factory)
             self._eager_factory = True

@@ -1,8 +1,9 @@
 """Running user code for a request: synchronously on the loop thread (the fast path) or as
 a task for async code, and the reply when it is done (or interrupted, or cancelled)."""
 
-import asyncio
 import functools
+
+from . import _aio
 
 from ._errors import cancelled_payload, exception_payload, interrupted_payload
 from ._interrupts import _cut_handler_frame
@@ -15,7 +16,7 @@ async def _outcome(coro):
     # runner; cancellation stays an exception so the task ends "cancelled".
     try:
         return True, await coro
-    except asyncio.CancelledError:
+    except _aio.CancelledError:
         raise
     except BaseException as e:
         return False, e
@@ -23,7 +24,7 @@ async def _outcome(coro):
 
 _REQUEST_set = REQUEST.set
 _REQUEST_reset = REQUEST.reset
-_iscoroutine = asyncio.iscoroutine
+_iscoroutine = _aio.iscoroutine
 
 
 class _Execution(object):
@@ -61,7 +62,7 @@ class _Execution(object):
                 self._starting = request_id  # an eager task runs inside create_task
                 self._starting_coro = coro
                 try:
-                    task = self._loop.create_task(coro)
+                    task = (self._aio or self._asyncio_loop()).create_task(coro)
                 finally:
                     self._starting = 0
                     self._starting_coro = None

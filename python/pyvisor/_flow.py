@@ -54,6 +54,8 @@ class _FlowControl(object):
             self._pause_reading()
             self._violation(str(e))
         self._update_flow()
+        if ready is None:
+            ready = self._ready  # set if handling the input switched to asyncio (before: 0)
         if ready is not None and len(ready) > before:
             self._run_ready(ready, before)
         self._out.flush()
@@ -81,7 +83,7 @@ class _FlowControl(object):
             self._release_drain_waiters()
 
     def _drain_waiter(self):
-        waiter = self._loop.create_future()
+        waiter = self._asyncio_loop().create_future()
         self._drain_waiters.append(waiter)
         return waiter
 

@@ -2,11 +2,11 @@
 fd raise KeyboardInterrupt in synchronous code, cancel tasks, or cancel requests not
 started yet; and cancellation of tasks by id."""
 
-import asyncio
 import os
 import signal
 import struct
 
+from . import _aio
 from ._options import UsageError
 
 # Interrupt records: u64 big-endian request ids (docs/protocol.md, "Child fd 5").
@@ -166,7 +166,7 @@ class _Interrupts(object):
             if self._critical:
                 self._cancel_pending = spinning
                 return
-            raise asyncio.CancelledError()
+            raise _aio.CancelledError()
         if not sync or not hit:
             return
         if self._critical:

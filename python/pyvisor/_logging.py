@@ -29,13 +29,13 @@ contextvar print() uses, so tasks keep their request; other threads have none: 0
   record still reaching it (another thread) is written to fd 2 as ``LEVEL:logger:message``.
 """
 
-import asyncio
 import logging
 import os
 import threading
 import time
 from _thread import get_ident
 
+from . import _aio
 from ._framing import frame_header
 from ._replies import _clean_text
 from ._stdio import REQUEST
@@ -179,7 +179,7 @@ class HostHandler(logging.Handler):
                 self._send_main(payload)
             else:
                 self._from_thread(payload)
-        except (KeyboardInterrupt, SystemExit, asyncio.CancelledError):
+        except (KeyboardInterrupt, SystemExit, _aio.CancelledError):
             raise  # an interrupt raised once the frame was queued (see _send_main)
         except Exception:
             self.handleError(record)

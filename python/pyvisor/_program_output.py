@@ -1,11 +1,11 @@
 """Program output: what user code writes to sys.stdout / sys.stderr (``_stdio.LogStream``)
 becomes ``log`` notifications, one per line (long lines in chunks), or goes into a capture."""
 
-import asyncio
 import os
 import sys
 from _thread import get_ident
 
+from . import _aio
 from ._framing import frame_header
 from ._interrupts import _runs_inside
 from ._replies import _clean_text
@@ -72,7 +72,7 @@ class _ProgramOutput(object):
             else:
                 coro = self._starting_coro if spinning == self._starting else None
             if _runs_inside(sys._getframe(), coro):
-                raise asyncio.CancelledError()
+                raise _aio.CancelledError()
         pending = self._ki_pending
         if pending:
             self._ki_pending = 0

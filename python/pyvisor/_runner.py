@@ -3,7 +3,8 @@
 Started by the host as ``python -I [-S] -c "<boot>" <runner-dir> [options]`` (docs/protocol.md,
 "Runner command line"); ``<boot>`` puts ``<runner-dir>`` on ``sys.path`` and calls ``main()``.
 
-Lifecycle (one asyncio event loop, one thread):
+Lifecycle (one event loop, one thread: the lean loop of ``_lean`` until something needs
+asyncio, then an asyncio loop; see ``_asyncio_mode``):
 
     start     SIGINT ignored at once; fds 3/4 (or dups of 0/1 with ``--transport stdio``) and
               the ``--interrupt-fd`` made non-inheritable and non-blocking
@@ -11,7 +12,8 @@ Lifecycle (one asyncio event loop, one thread):
               so a SIGINT always wakes the loop), then the ``ready``
               notification is written before anything is read; then sys.stdout/sys.stderr
               become log streams (``_stdio``) and, with ``--forward-logging on``, the root
-              logger gets the handler that sends records to the host (``_logging``)
+              logger gets the handler that sends records to the host (``_logging``) once
+              somebody imports logging
     serving   each readable event reads up to MAX_READS x 64 KiB, splits it into frames and
               handles them in order.  Sync code (no top-level await) runs right there, on
               the fast path; async code becomes a task tracked by request id (with
@@ -52,10 +54,13 @@ Where things are (one concept per module; ``Runner`` combines the method groups)
     _execution       running user code for a request, sync or as a task
     _requests        init/eval/call/stats requests, cancel/shutdown notifications
     _envs            make_env / drop_env
+    _lean            LeanLoop: the loop before asyncio is needed
+    _asyncio_mode    the switch to asyncio, lazy logging set-up
+    _imports         ImportWatch: callbacks when a module is first imported
+    _aio             asyncio's names, bound when it is imported
     _payloads        validation of request payloads
 """
 
-import asyncio
 import builtins
 import collections
 import os
@@ -63,7 +68,8 @@ import signal
 import sys
 from _thread import get_ident
 
-from . import _codec, _host, _logging
+from . import _aio, _codec, _host
+from ._asyncio_mode import _AsyncioMode
 from ._bridge import Bridge
 from ._compile import CodeCache
 from ._framing import FrameSplitter
@@ -72,7 +78,9 @@ from ._eager import EAGER_MAX_CALLBACKS, EAGER_MAX_SECONDS, _EagerTasks  # noqa:
 from ._envs import _Environments
 from ._execution import _Execution
 from ._flow import _FlowControl
+from ._imports import ImportWatch
 from ._interrupts import MAX_EARLY_INTERRUPTS, _Interrupts, _setup_interrupt_fd, _SignalWakeup  # noqa: F401
+from ._lean import LeanLoop, report
 from ._options import _NO_LIMIT, HIGH_WATER, LOW_WATER, MAX_INFLIGHT, Options, UsageError, parse_args  # noqa: F401
 from ._output import JOIN_LIMIT, _Output  # noqa: F401
 from ._program_output import LOG_CHUNK_CHARS, LOG_FRAME_OVERHEAD, _ProgramOutput
@@ -113,8 +121,26 @@ def main(argv=None):
 _PYVISOR = sys.modules[__package__]
 
 
+class _Done(object):
+    """The runner's exit code, once decided (``_finish``)."""
+
+    __slots__ = ("_code",)
+
+    def __init__(self):
+        self._code = None
+
+    def done(self):
+        return self._code is not None
+
+    def set_result(self, code):
+        self._code = code
+
+    def result(self):
+        return self._code
+
+
 class Runner(_Dispatch, _FlowControl, _EagerTasks, _Replies, _ProgramOutput, _Interrupts, _Execution, _Requests,
-             _Environments):
+             _Environments, _AsyncioMode):
     """Serves the protocol on ``in_fd``/``out_fd`` until EOF, shutdown or a violation."""
 
     def __init__(self, in_fd, out_fd, codec, max_frame_bytes=DEFAULT_MAX_FRAME_BYTES, label="",
@@ -162,7 +188,10 @@ class Runner(_Dispatch, _FlowControl, _EagerTasks, _Replies, _ProgramOutput, _In
         self._request_count = 0
         self._import_cache = {}  # call name -> length of its module prefix
         self._loop = None
-        self._done = None  # future: the exit code
+        self._done = None  # _Done: the exit code, once decided
+        self._lean = None  # the LeanLoop serving until asyncio is needed (_asyncio_mode)
+        self._aio = None  # the asyncio loop after the switch
+        self._switching = False
         self._reading = False
         self._requests = {
             "init": self._on_code,
@@ -196,21 +225,20 @@ class Runner(_Dispatch, _FlowControl, _EagerTasks, _Replies, _ProgramOutput, _In
 
     def run(self):
         """Serve until the end; return the process exit code."""
-        loop = asyncio.new_event_loop()
-        self._loop = loop
+        lean = self._lean = LeanLoop(report(self._label and " [%s]" % self._label))
+        self._loop = lean
         self._main_thread = get_ident()
-        asyncio.set_event_loop(loop)
+        self._done = _Done()
+        watch = ImportWatch(self._on_watch_error)
         bridge = None
         wakeup = None
         try:
-            self._done = loop.create_future()
-            self._out.attach(loop)
-            self._setup_eager(loop)
-            bridge = self._bridge = Bridge(self, loop, self._codec, self._max_frame_bytes)
+            self._out.attach(lean)
+            bridge = self._bridge = Bridge(self, lean, self._codec, self._max_frame_bytes)
             _host._bridge = bridge
             # Before the ready frame: an interrupt the host sends right after it must not
             # meet the start-up handler that ignores SIGINT; and it must wake the loop.
-            wakeup = self._wakeup = _SignalWakeup(loop)
+            wakeup = self._wakeup = _SignalWakeup(lean)
             self._install_sigint(self._on_sigint)
             self._send(
                 KIND_NOTIFICATION,
@@ -227,16 +255,24 @@ class Runner(_Dispatch, _FlowControl, _EagerTasks, _Replies, _ProgramOutput, _In
             )
             self._out.flush()
             self._install_streams()
+            # asyncio and logging: set up when somebody imports them (_asyncio_mode)
             if self._forward_logging:
-                self._log_handler = _logging.install(self)
+                watch.when_imported("logging", self._install_logging)
+            watch.when_imported("asyncio", self._on_asyncio_imported)
             self._update_flow()  # start reading (unless a tiny --high-water made it busy)
-            code = loop.run_until_complete(self._done)
+            lean.run(self._done.done)
+            if self._aio is not None:
+                _aio.asyncio.events._set_running_loop(None)  # the switch set it for its caller
+                if not self._done.done():
+                    self._aio.run_forever()
+            code = self._done.result()
             self._pause_reading()
             if self._backlog:
                 self._log("stopping with %d frames read but not handled" % len(self._backlog))
                 self._backlog.clear()
             bridge.fail_pending()
-            self._stop_tasks(loop, SHUTDOWN_GRACE if code == EXIT_OK else 0.0)
+            if self._aio is not None:
+                self._stop_tasks(self._aio, SHUTDOWN_GRACE if code == EXIT_OK else 0.0)
             self._release_drain_waiters()
             self._flush_all_partials()
             self._stop_logging()
@@ -246,20 +282,26 @@ class Runner(_Dispatch, _FlowControl, _EagerTasks, _Replies, _ProgramOutput, _In
                     self._log("exiting with %d bytes of replies unsent" % self._out.pending)
             return code
         finally:
+            watch.cancel()
             self._install_sigint(_ignore)
             if wakeup is not None:
                 self._wakeup = None
                 wakeup.close()
             self._stop_logging()
             self._restore_streams()
+            loop = self._aio
             try:
-                loop.run_until_complete(loop.shutdown_asyncgens())
+                if loop is not None:
+                    _aio.asyncio.events._set_running_loop(None)
+                    loop.run_until_complete(loop.shutdown_asyncgens())
             finally:
                 if bridge is not None:
                     bridge.fail_pending()
                     bridge.close()  # stays installed: later use raises HostError shutting_down
-                asyncio.set_event_loop(None)
-                loop.close()
+                if loop is not None:
+                    _aio.asyncio.set_event_loop(None)
+                    loop.close()
+                lean.close()
 
     def _install_sigint(self, handler):
         try:
@@ -288,6 +330,7 @@ class Runner(_Dispatch, _FlowControl, _EagerTasks, _Replies, _ProgramOutput, _In
 
     def _stop_tasks(self, loop, grace):
         # Every task, not only ours: user code may have spawned background tasks.
+        asyncio = _aio.asyncio
         tasks = [task for task in asyncio.all_tasks(loop) if not task.done()]
         for task in tasks:
             task.cancel()
@@ -300,6 +343,8 @@ class Runner(_Dispatch, _FlowControl, _EagerTasks, _Replies, _ProgramOutput, _In
             self._log(reason)
         if self._done is not None and not self._done.done():
             self._done.set_result(code)
+            if self._aio is not None and self._aio.is_running():
+                self._aio.stop()  # run() goes on when the current callbacks ran
 
     def _violation(self, message):
         self._finish(EXIT_PROTOCOL, "protocol error: %s" % message)

@@ -1,0 +1,40 @@
+"""asyncio, imported when first needed (``_asyncio_mode``): the names the runner's modules use.
+
+Until then ``CancelledError`` is a placeholder nothing raises, so ``except`` clauses naming it
+work (they match nothing: no task exists before asyncio is imported)."""
+
+import sys
+from types import CoroutineType
+
+asyncio = None  # the module, once imported
+
+
+class _NotYetImported(BaseException):
+    """Stands in for asyncio.CancelledError until asyncio is imported."""
+
+
+CancelledError = _NotYetImported
+
+
+def load():
+    """Import asyncio (if nobody did yet) and bind the names; return the module."""
+    global asyncio, CancelledError
+    if asyncio is None:
+        import asyncio as module
+
+        CancelledError = module.CancelledError
+        asyncio = module
+    return asyncio
+
+
+def iscoroutine(value):
+    """``asyncio.iscoroutine``, without importing asyncio for values that are none."""
+    if type(value) is CoroutineType:
+        return True
+    module = asyncio if asyncio is not None else sys.modules.get("asyncio")
+    if module is not None:
+        return module.iscoroutine(value)
+    # Without asyncio, only coroutine-likes that are not native coroutines remain.
+    from collections.abc import Coroutine
+
+    return isinstance(value, Coroutine)

@@ -1,0 +1,83 @@
+"""Serving without asyncio until something needs it, then on asyncio (docs/protocol.md,
+"Runner start-up").
+
+The runner starts on a ``LeanLoop`` (``_lean``): synchronous requests never import asyncio,
+which is most of the runner's start-up time and of an idle interpreter's memory.  It switches
+to an asyncio loop, once and for good, when:
+
+* a request's code is a coroutine (async code, or a call that returns one);
+* anybody imports asyncio (user code, a library): an ``ImportWatch`` callback switches right
+  after the import, before the importer goes on, so synchronous code that imported it finds
+  the runner's loop as the running loop, as it always did (``ensure_future``,
+  ``get_running_loop``);
+* a cast/send must wait for the output to drain (it returns a future);
+* another thread submits a host call (``call_threadsafe``/``cast_threadsafe``).
+
+The switch creates the asyncio loop (eager tasks set up), hands it the lean loop's readers,
+writers and queued callbacks, and marks it as the running loop for the code running now;
+``run()`` then runs it until the end.  ``logging`` is imported the same way, when somebody
+imports it: the root logger's handler (``_logging``) is installed then.
+"""
+
+from _thread import get_ident
+
+from . import _aio
+
+
+class _AsyncioMode(object):
+    """Runner methods: the switch from the lean loop to asyncio, and lazy logging set-up."""
+
+    def _asyncio_loop(self):
+        """The asyncio loop, switching to it first if the runner is still lean (loop thread
+        only)."""
+        loop = self._aio
+        if loop is None:
+            loop = self._switch_to_asyncio()
+        return loop
+
+    def _switch_to_asyncio(self):
+        if get_ident() != self._main_thread:
+            raise RuntimeError("the runner switches to asyncio on its own thread only")
+        self._switching = True  # importing asyncio below calls _on_asyncio_imported
+        try:
+            asyncio = _aio.load()
+            loop = asyncio.new_event_loop()
+        finally:
+            self._switching = False
+        self._aio = loop
+        asyncio.set_event_loop(loop)
+        self._setup_eager(loop)
+        self._lean.hand_over(loop)
+        self._loop = loop
+        self._out.attach(loop)
+        if self._bridge is not None:
+            self._bridge._loop = loop
+        if self._log_handler is not None:
+            self._log_handler._loop = loop
+        if self._wakeup is not None:
+            self._wakeup._loop = loop
+        # For the code running now (the lean loop's current callback): run() clears it
+        # before it runs the loop.
+        asyncio.events._set_running_loop(loop)
+        return loop
+
+    def _on_asyncio_imported(self, module):
+        if self._aio is not None or self._switching or self._done is None or self._done.done():
+            return
+        if get_ident() == self._main_thread:
+            self._switch_to_asyncio()
+            return
+        try:  # another thread imported it: the loop thread switches at its next turn
+            self._lean.call_soon_threadsafe(self._asyncio_loop)
+        except RuntimeError:  # the runner stopped meanwhile
+            pass
+
+    def _install_logging(self, module):
+        if self._log_handler is not None or self._done is None or self._done.done():
+            return
+        from . import _logging
+
+        self._log_handler = _logging.install(self)
+
+    def _on_watch_error(self, name, error):
+        self._log("setting up for %s failed: %r" % (name, error))

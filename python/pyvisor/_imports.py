@@ -1,0 +1,84 @@
+"""``ImportWatch``: run a callback right after a module is first imported, by anyone (user
+code, a library, the runner itself), before the importer goes on; at once if it is imported
+already.  The runner imports asyncio and logging this way only when something uses them
+(``_asyncio_mode``), which keeps them out of the start-up time and of an idle interpreter's
+memory."""
+
+import sys
+
+
+class _Notifying(object):
+    """The module's own loader, and the watch's callbacks once it executed the module."""
+
+    def __init__(self, loader, watch, name):
+        self._loader = loader
+        self._watch = watch
+        self._name = name
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module):
+        loader = self._loader
+        if getattr(module, "__loader__", None) is self:
+            module.__loader__ = loader
+        spec = getattr(module, "__spec__", None)
+        if spec is not None and spec.loader is self:
+            spec.loader = loader
+        loader.exec_module(module)
+        self._watch._imported(self._name, module)
+
+
+class ImportWatch(object):
+    """A finder first in ``sys.meta_path`` while callbacks wait; it finds nothing itself."""
+
+    def __init__(self, on_error):
+        self._waiting = {}  # module name -> [callback]
+        self._on_error = on_error  # (name, exception): a callback failed (the import still works)
+
+    def when_imported(self, name, callback):
+        module = sys.modules.get(name)
+        if module is not None:
+            self._call(name, callback, module)
+            return
+        self._waiting.setdefault(name, []).append(callback)
+        if self not in sys.meta_path:
+            sys.meta_path.insert(0, self)
+
+    def cancel(self):
+        """Forget every waiting callback and leave ``sys.meta_path``."""
+        self._waiting.clear()
+        try:
+            sys.meta_path.remove(self)
+        except ValueError:
+            pass
+
+    def find_spec(self, name, path=None, target=None):
+        if name not in self._waiting:
+            return None
+        for finder in sys.meta_path:
+            find = getattr(finder, "find_spec", None) if finder is not self else None
+            if find is None:
+                continue
+            spec = find(name, path, target)
+            if spec is not None:
+                break
+        else:
+            return None
+        if spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec  # a namespace package or an old-style loader: not watched
+        spec.loader = _Notifying(spec.loader, self, name)
+        return spec
+
+    def _imported(self, name, module):
+        callbacks = self._waiting.pop(name, ())
+        if not self._waiting:
+            self.cancel()
+        for callback in callbacks:
+            self._call(name, callback, module)
+
+    def _call(self, name, callback, module):
+        try:
+            callback(module)
+        except Exception as e:  # the importer must get its module all the same
+            self._on_error(name, e)
