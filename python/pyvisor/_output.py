@@ -9,6 +9,8 @@ from ._options import _NO_LIMIT, HIGH_WATER, LOW_WATER
 
 # Replies queued together are joined into one write up to this size.
 JOIN_LIMIT = 256 * 1024
+# Frames up to this size are queued as one chunk (header + body copied together).
+SMALL_FRAME = 4096
 
 
 class _Output(object):
@@ -41,9 +43,13 @@ class _Output(object):
     def send(self, header, body):
         if self._broken:
             return
-        self._chunks.append(header)
-        self._chunks.append(body)
-        pending = self.pending + len(header) + len(body)
+        size = len(body)
+        if size <= SMALL_FRAME:
+            self._chunks.append(header + body)  # one chunk: no join when it leaves alone
+        else:
+            self._chunks.append(header)
+            self._chunks.append(body)
+        pending = self.pending + len(header) + size
         self.pending = pending
         if pending > self.high and not self.congested:
             self.congested = True
@@ -86,6 +92,8 @@ class _Output(object):
     def _take(self):
         # Join small leading chunks into one write; a large chunk goes alone, uncopied.
         chunks = self._chunks
+        if len(chunks) == 1:
+            return chunks.pop()
         first = chunks[0]
         size = len(first)
         count = 1

@@ -86,6 +86,8 @@ _EXT_HEADERS = bytes((0xC7, 0xC8, 0xC9, 0xD4, 0xD5, 0xD6, 0xD7, 0xD8))
 _CONTAINER_HEADERS = bytes(range(0x80, 0xA0)) + bytes((0xDC, 0xDD, 0xDE, 0xDF)) + _EXT_HEADERS
 _NOT_CONTAINER = bytes(b for b in range(256) if b not in _CONTAINER_HEADERS)
 _FIX_CONTAINERS = bytes(range(0x80, 0xA0))
+# Everything but the headers of non-fix containers and exts.
+_NOT_BIG_CONTAINER = bytes(b for b in range(256) if b not in _CONTAINER_HEADERS or b in _FIX_CONTAINERS)
 # One-byte scalars: fixints, nil, booleans.
 _NOT_ONE_BYTE = bytes(b for b in range(256) if not (_CAT[b] == _FIXED and _SIZE[b] == 1))
 
@@ -109,7 +111,11 @@ def may_skip(data, max_depth=MAX_DEPTH, max_elements=MAX_ELEMENTS):
     """
     if max_elements < 15:  # only in tests: fix containers could exceed it
         return False
-    if len(data) > _TRANSLATE_MAX:
+    size = len(data)
+    if size <= max_depth:
+        # Fewer bytes than levels: only the kind of container headers matters.
+        return not data.translate(None, _NOT_BIG_CONTAINER)
+    if size > _TRANSLATE_MAX:
         # translate() reads every byte (and copies them): for large frames the structural
         # walk, which steps over str/bin/ext bodies without reading them, is far cheaper.
         return False
