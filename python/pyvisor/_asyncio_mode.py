@@ -38,6 +38,17 @@ class _AsyncioMode(object):
     def _switch_to_asyncio(self):
         if get_ident() != self._main_thread:
             raise RuntimeError("the runner switches to asyncio on its own thread only")
+        # An interrupt must not stop the switch halfway (it may run inside a request's
+        # code: its import of asyncio).  The SIGINT handler defers it, as during print(): it
+        # is raised at the request's next output, else the request ends as it would have.
+        critical = self._critical
+        self._critical = True
+        try:
+            return self._switch()
+        finally:
+            self._critical = critical
+
+    def _switch(self):
         self._switching = True  # importing asyncio below calls _on_asyncio_imported
         try:
             asyncio = _aio.load()

@@ -2,6 +2,7 @@
 dispatching each frame (requests, notifications, responses to host calls) to its handler."""
 
 import os
+import sys
 
 from . import _codec, _scan
 from ._errors import error_payload, exception_payload, protocol_error_payload
@@ -13,6 +14,8 @@ from ._wire import KIND_NOTIFICATION, KIND_REQUEST, KIND_RESPONSE, UINT_MAX, Inv
 # full read is followed by up to MAX_READS - 1 more in the same callback instead.
 READ_SIZE = 65536
 MAX_READS = 4
+
+_modules = sys.modules
 
 
 class _Dispatch(object):
@@ -70,6 +73,9 @@ class _Dispatch(object):
         if self._hold:
             self._update_flow()  # the backlog grew
         if ready is None:
+            if self._aio is None and "asyncio" in _modules:
+                # imported without the import watch seeing it (a finder ahead of it took it)
+                self._switch_to_asyncio()
             ready = self._ready  # set if handling the input switched to asyncio (before: 0)
         if ready is not None and len(ready) > before:
             self._run_ready(ready, before)

@@ -18,7 +18,7 @@ class _EagerTasks(object):
     def _setup_eager(self, loop):
         if not self._eager:
             return
-        factory = getattr(_aio.asyncio, "eager_task_factory", None)
+        factory = getattr(_aio.load(), "eager_task_factory", None)
         if factory is not None:  # Python 3.12+
             loop.set_task_factory(factory)
             self._eager_factory = True

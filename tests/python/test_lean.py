@@ -67,12 +67,71 @@ class LeanLoopTest(RunnerTestCase):
         runner.answer(call_id, sum(args))
         self.assertEqual(runner.notification("host_cast"), {"name": "result", "args": [42]})
 
+    def test_asyncio_imported_past_the_watch_still_switches(self):
+        runner, _ = self.start()
+        # A finder ahead of the runner's watch that takes asyncio (a custom import system).
+        code = ("import sys, importlib.machinery\n"
+                "class First:\n"
+                "    def find_spec(self, name, path=None, target=None):\n"
+                "        if name == 'asyncio':\n"
+                "            return importlib.machinery.PathFinder.find_spec(name, path, target)\n"
+                "sys.meta_path.insert(0, First())\n"
+                "import asyncio\n"
+                "return 'imported'")
+        self.assertEqual(ok(runner.eval(code)), "imported")
+        self.assertEqual(ok(runner.eval("import asyncio\nreturn asyncio.get_running_loop().is_running()")), True)
+        self.assertEqual(ok(runner.eval("import asyncio\nawait asyncio.sleep(0)\nreturn 'async'")), "async")
+
     def test_shutdown_while_lean(self):
         runner, _ = self.start()
         self.assertEqual(ok(runner.eval("return 1")), 1)
         runner.notify("shutdown", {})
         self.assertEqual(runner.wait(), 0)
         self.assertEqual(runner.stderr, b"")
+
+
+class SwitchTest(unittest.TestCase):
+    def test_an_interrupt_during_the_switch_is_deferred(self):
+        # In process: a SIGINT naming the running synchronous request, handled while the
+        # runner switches to asyncio (inside that request's import of asyncio), must not stop
+        # the switch halfway; it is kept for the request's next output.
+        import os
+        import signal
+
+        from pyvisor import _aio, _codec
+        from pyvisor._lean import LeanLoop
+        from pyvisor._runner import Runner, _Done
+
+        fds = os.pipe() + os.pipe() + os.pipe()
+        for fd in fds:
+            self.addCleanup(os.close, fd)
+        runner = Runner(fds[0], fds[3], _codec.select("auto"), interrupt_fd=fds[4])
+        runner._lean = runner._loop = LeanLoop(lambda callback, error: None)
+        runner._done = _Done()
+        runner._out.attach(runner._lean)
+        runner._lean.add_reader(fds[0], runner._on_readable)
+        os.set_blocking(fds[4], False)
+        os.write(fds[5], (7).to_bytes(8, "big"))
+        runner._sync_id = 7
+        setup = runner._setup_eager
+
+        def setup_then_sigint(loop):
+            setup(loop)
+            runner._on_sigint(signal.SIGINT, None)
+
+        runner._setup_eager = setup_then_sigint
+        try:
+            loop = runner._switch_to_asyncio()
+        finally:
+            _aio.load().events._set_running_loop(None)
+        self.addCleanup(loop.close)
+        self.addCleanup(_aio.asyncio.set_event_loop, None)
+        self.assertIs(runner._lean.target, loop)  # the switch completed
+        self.assertIs(runner._loop, loop)
+        self.assertEqual(runner._ki_pending, 7)  # raised at the request's next output
+        self.assertFalse(runner._critical)
+        with self.assertRaises(KeyboardInterrupt):
+            runner._raise_deferred()
 
 
 if __name__ == "__main__":
