@@ -4,7 +4,10 @@ Until then ``CancelledError`` is a placeholder nothing raises, so ``except`` cla
 work (they match nothing: no task exists before asyncio is imported)."""
 
 import sys
-from types import CoroutineType
+from types import CoroutineType, GeneratorType
+
+# asyncio.iscoroutine takes generators for (generator-based) coroutines before 3.12
+_GENERATORS_TOO = sys.version_info < (3, 12)
 
 asyncio = None  # the module, once imported
 
@@ -35,6 +38,8 @@ def iscoroutine(value):
     if module is not None:
         return module.iscoroutine(value)
     # Without asyncio, only coroutine-likes that are not native coroutines remain.
+    if _GENERATORS_TOO and type(value) is GeneratorType:
+        return True
     from collections.abc import Coroutine
 
     return isinstance(value, Coroutine)

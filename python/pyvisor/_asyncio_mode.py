@@ -13,6 +13,10 @@ to an asyncio loop, once and for good, when:
 * a cast/send must wait for the output to drain (it returns a future);
 * another thread submits a host call (``call_threadsafe``/``cast_threadsafe``).
 
+Only the loop thread can switch (the running loop is per thread): when another thread imports
+asyncio first, the switch waits until the loop thread's current callback (a request's code)
+returns.
+
 The switch creates the asyncio loop (eager tasks set up), hands it the lean loop's readers,
 writers and queued callbacks, and marks it as the running loop for the code running now;
 ``run()`` then runs it until the end.  ``logging`` is imported the same way, when somebody
@@ -44,9 +48,14 @@ class _AsyncioMode(object):
         critical = self._critical
         self._critical = True
         try:
-            return self._switch()
+            loop = self._switch()
         finally:
             self._critical = critical
+        if not critical:
+            # Raised now, in the code that switched: an import of asyncio then raises
+            # KeyboardInterrupt (the module is complete; importing it again is cheap).
+            self._raise_deferred()
+        return loop
 
     def _switch(self):
         self._switching = True  # importing asyncio below calls _on_asyncio_imported
@@ -55,10 +64,10 @@ class _AsyncioMode(object):
             loop = asyncio.new_event_loop()
         finally:
             self._switching = False
-        self._aio = loop
         asyncio.set_event_loop(loop)
         self._setup_eager(loop)
         self._lean.hand_over(loop)
+        self._aio = loop  # after the hand-over: other threads submit to it from now on
         self._loop = loop
         self._out.attach(loop)
         if self._bridge is not None:
@@ -67,10 +76,23 @@ class _AsyncioMode(object):
             self._log_handler._loop = loop
         if self._wakeup is not None:
             self._wakeup._loop = loop
-        # For the code running now (the lean loop's current callback): run() clears it
-        # before it runs the loop.
+        # The loop runs for the code running now (the lean loop's current callback):
+        # get_running_loop() finds it, is_running() is true.  run() clears both before it
+        # runs the loop (_unmark_running).
         asyncio.events._set_running_loop(loop)
+        if hasattr(loop, "_thread_id"):
+            loop._thread_id = get_ident()
+            self._marked_running = True
         return loop
+
+    def _unmark_running(self):
+        loop = self._aio
+        if loop is None:
+            return
+        _aio.asyncio.events._set_running_loop(None)
+        if self._marked_running:
+            self._marked_running = False
+            loop._thread_id = None
 
     def _on_asyncio_imported(self, module):
         if self._aio is not None or self._switching or self._done is None or self._done.done():

@@ -15,6 +15,9 @@ class _Notifying(object):
         self._watch = watch
         self._name = name
 
+    def __getattr__(self, name):  # the rest of the loader's API (get_code, is_package, ...)
+        return getattr(self._loader, name)
+
     def create_module(self, spec):
         return self._loader.create_module(spec)
 
@@ -43,15 +46,15 @@ class ImportWatch(object):
             return
         self._waiting.setdefault(name, []).append(callback)
         if self not in sys.meta_path:
-            sys.meta_path.insert(0, self)
+            # A new list, not an insert: another thread importing right now iterates the
+            # old one, and a list changed under its iteration skips finders.
+            sys.meta_path = [self] + sys.meta_path
 
     def cancel(self):
-        """Forget every waiting callback and leave ``sys.meta_path``."""
+        """Forget every waiting callback and leave ``sys.meta_path`` (a new list: see above)."""
         self._waiting.clear()
-        try:
-            sys.meta_path.remove(self)
-        except ValueError:
-            pass
+        if self in sys.meta_path:
+            sys.meta_path = [finder for finder in sys.meta_path if finder is not self]
 
     def find_spec(self, name, path=None, target=None):
         if name not in self._waiting:
@@ -71,11 +74,16 @@ class ImportWatch(object):
         return spec
 
     def _imported(self, name, module):
-        callbacks = self._waiting.pop(name, ())
-        if not self._waiting:
-            self.cancel()
-        for callback in callbacks:
-            self._call(name, callback, module)
+        # Callbacks first: until they ran, the watch stays in place.  A KeyboardInterrupt
+        # from one (an interrupt the runner deferred while it set up) leaves the import
+        # with it; the watch is done with the name all the same.
+        try:
+            for callback in self._waiting.get(name, ()):
+                self._call(name, callback, module)
+        finally:
+            self._waiting.pop(name, None)
+            if not self._waiting:
+                self.cancel()
 
     def _call(self, name, callback, module):
         try:

@@ -138,20 +138,22 @@ class LeanLoop(object):
     def hand_over(self, loop):
         """Move readers, writers and queued callbacks to ``loop`` (asyncio), in order; from
         now on forward everything to it."""
+        # All under the lock, the target set last: a thread's call_soon_threadsafe is
+        # either queued here (and moved in order) or waits and then goes to ``loop``
+        # after everything queued before it.
         with self._lock:
-            self.target = loop
-            queued = list(self._ready)
+            self._readers.pop(self._wake_r, None)
+            for fd, callback in self._readers.items():
+                loop.add_reader(fd, callback)
+            for fd, callback in self._writers.items():
+                loop.add_writer(fd, callback)
+            self._readers.clear()
+            self._writers.clear()
+            self._poller = None
+            for callback, args in self._ready:
+                loop.call_soon(callback, *args)
             self._ready.clear()
-        self._readers.pop(self._wake_r, None)
-        for fd, callback in self._readers.items():
-            loop.add_reader(fd, callback)
-        for fd, callback in self._writers.items():
-            loop.add_writer(fd, callback)
-        self._readers.clear()
-        self._writers.clear()
-        self._poller = None
-        for callback, args in queued:
-            loop.call_soon(callback, *args)
+            self.target = loop
         os.close(self._wake_r)
         os.close(self._wake_w)
 

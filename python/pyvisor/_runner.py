@@ -191,6 +191,7 @@ class Runner(_Dispatch, _FlowControl, _EagerTasks, _Replies, _ProgramOutput, _In
         self._done = None  # _Done: the exit code, once decided
         self._lean = None  # the LeanLoop serving until asyncio is needed (_asyncio_mode)
         self._aio = None  # the asyncio loop after the switch
+        self._marked_running = False  # the switch marked _aio running before run() runs it
         self._switching = False
         self._reading = False
         self._requests = {
@@ -262,7 +263,7 @@ class Runner(_Dispatch, _FlowControl, _EagerTasks, _Replies, _ProgramOutput, _In
             self._update_flow()  # start reading (unless a tiny --high-water made it busy)
             lean.run(self._done.done)
             if self._aio is not None:
-                _aio.asyncio.events._set_running_loop(None)  # the switch set it for its caller
+                self._unmark_running()  # the switch marked it running for its caller
                 if not self._done.done():
                     self._aio.run_forever()
             code = self._done.result()
@@ -292,7 +293,7 @@ class Runner(_Dispatch, _FlowControl, _EagerTasks, _Replies, _ProgramOutput, _In
             loop = self._aio
             try:
                 if loop is not None:
-                    _aio.asyncio.events._set_running_loop(None)
+                    self._unmark_running()
                     loop.run_until_complete(loop.shutdown_asyncgens())
             finally:
                 if bridge is not None:
@@ -343,7 +344,7 @@ class Runner(_Dispatch, _FlowControl, _EagerTasks, _Replies, _ProgramOutput, _In
             self._log(reason)
         if self._done is not None and not self._done.done():
             self._done.set_result(code)
-            if self._aio is not None and self._aio.is_running():
+            if self._aio is not None and self._aio.is_running() and not self._marked_running:
                 self._aio.stop()  # run() goes on when the current callbacks ran
 
     def _violation(self, message):

@@ -1,6 +1,10 @@
 """The runner serves on its lean loop until something needs asyncio, then switches to asyncio
 for good (pyvisor/_asyncio_mode.py); logging is set up when somebody imports it."""
 
+import os
+import sys
+import tempfile
+import threading
 import unittest
 
 from tests.python import support  # first: it puts python/ on sys.path
@@ -82,6 +86,33 @@ class LeanLoopTest(RunnerTestCase):
         self.assertEqual(ok(runner.eval("import asyncio\nreturn asyncio.get_running_loop().is_running()")), True)
         self.assertEqual(ok(runner.eval("import asyncio\nawait asyncio.sleep(0)\nreturn 'async'")), "async")
 
+    def test_the_loop_runs_for_the_code_that_switched(self):
+        runner, _ = self.start()
+        code = ("import asyncio\n"
+                "loop = asyncio.get_event_loop()\n"
+                "try:\n"
+                "    loop.run_until_complete(asyncio.sleep(0))\n"
+                "except RuntimeError as e:\n"
+                "    refused = str(e)\n"
+                "return [loop.is_running(), refused]")
+        first = ok(runner.eval(code))  # this request switched
+        self.assertEqual(first, [True, "This event loop is already running"])
+        self.assertEqual(ok(runner.eval(code)), first)  # as once the loop runs
+
+    def test_generator_based_coroutines_are_run_as_before_the_switch(self):
+        runner, _ = self.start()
+        runner.eval("import types\n"
+                    "@types.coroutine\n"
+                    "def five():\n    return 5\n    yield\n"
+                    "pyvisor.__dict__['five'] = five", op="init")
+        lean = runner.call_function("pyvisor.five")
+        self.assertEqual(ok(runner.eval("import asyncio\nreturn 1")), 1)
+        switched = runner.call_function("pyvisor.five")
+        if sys.version_info < (3, 12):  # asyncio.iscoroutine takes generators there
+            self.assertEqual((ok(lean), ok(switched)), (5, 5))
+        else:
+            self.assertEqual(error(lean)["type"], error(switched)["type"])
+
     def test_shutdown_while_lean(self):
         runner, _ = self.start()
         self.assertEqual(ok(runner.eval("return 1")), 1)
@@ -121,17 +152,98 @@ class SwitchTest(unittest.TestCase):
 
         runner._setup_eager = setup_then_sigint
         try:
-            loop = runner._switch_to_asyncio()
+            with self.assertRaises(KeyboardInterrupt):  # raised once the switch is done
+                runner._switch_to_asyncio()
         finally:
             _aio.load().events._set_running_loop(None)
+        loop = runner._aio
+        self.assertIsNotNone(loop)
         self.addCleanup(loop.close)
         self.addCleanup(_aio.asyncio.set_event_loop, None)
         self.assertIs(runner._lean.target, loop)  # the switch completed
         self.assertIs(runner._loop, loop)
-        self.assertEqual(runner._ki_pending, 7)  # raised at the request's next output
+        self.assertEqual(runner._interrupted, 7)  # the request replies cancelled
+        self.assertEqual(runner._ki_pending, 0)
         self.assertFalse(runner._critical)
-        with self.assertRaises(KeyboardInterrupt):
-            runner._raise_deferred()
+        runner._unmark_running()
+        self.assertFalse(loop.is_running())
+
+class ImportWatchTest(unittest.TestCase):
+    def test_joining_and_leaving_meta_path_never_changes_a_list_in_use(self):
+        # Another thread importing iterates the list it found: an insert or a remove in
+        # that list would make it skip a finder (a false ModuleNotFoundError).
+        from pyvisor._imports import ImportWatch
+
+        watch = ImportWatch(lambda name, error: None)
+        before = sys.meta_path
+        watch.when_imported("pyvisor_never_imported", lambda module: None)
+        self.addCleanup(watch.cancel)
+        self.assertIs(sys.meta_path[0], watch)
+        self.assertNotIn(watch, before)
+        during = sys.meta_path
+        watch.cancel()
+        self.assertNotIn(watch, sys.meta_path)
+        self.assertIs(during[0], watch)
+        self.assertEqual(sys.meta_path, before)
+
+    def test_the_watched_loader_keeps_its_api_and_callbacks_run_once(self):
+        from pyvisor._imports import ImportWatch
+
+        folder = tempfile.mkdtemp()
+        self.addCleanup(lambda: __import__("shutil").rmtree(folder))
+        with open(os.path.join(folder, "pyvisor_watched.py"), "w") as f:
+            f.write("VALUE = 42\n")
+        sys.path.insert(0, folder)
+        self.addCleanup(sys.path.remove, folder)
+        self.addCleanup(sys.modules.pop, "pyvisor_watched", None)
+        seen = []
+        watch = ImportWatch(lambda name, error: seen.append(error))
+        self.addCleanup(watch.cancel)
+        watch.when_imported("pyvisor_watched", lambda module: seen.append(module.VALUE))
+        spec = watch.find_spec("pyvisor_watched")
+        self.assertFalse(spec.loader.is_package("pyvisor_watched"))
+        self.assertIn("VALUE = 42", spec.loader.get_source("pyvisor_watched"))
+        import pyvisor_watched
+
+        self.assertEqual(pyvisor_watched.VALUE, 42)
+        self.assertEqual(seen, [42])
+        self.assertNotIn(watch, sys.meta_path)  # nothing left to watch
+
+
+class HandOverTest(unittest.TestCase):
+    def test_callbacks_from_threads_keep_their_order_across_the_hand_over(self):
+        import asyncio
+
+        from pyvisor._lean import LeanLoop
+
+        order = []
+        lean = LeanLoop(lambda callback, error: order.append(error))
+        r, w = os.pipe()
+        self.addCleanup(os.close, r)
+        self.addCleanup(os.close, w)
+        lean.add_reader(r, lambda: None)
+        first = threading.Thread(target=lean.call_soon_threadsafe, args=(order.append, 1))
+        first.start()
+        first.join()
+        late = []
+
+        class Loop(asyncio.SelectorEventLoop):
+            def add_reader(self, fd, callback, *args):
+                # another thread queues while the hand-over moves the readers
+                if not late:
+                    thread = threading.Thread(target=lean.call_soon_threadsafe, args=(order.append, 2))
+                    late.append(thread)
+                    thread.start()
+                    thread.join(0.05)  # it must wait for the hand-over (or it ran: the bug)
+                return super().add_reader(fd, callback, *args)
+
+        loop = Loop()
+        self.addCleanup(loop.close)
+        lean.hand_over(loop)
+        late[0].join(10 * support.TIME_SCALE)
+        loop.call_soon(loop.stop)
+        loop.run_forever()
+        self.assertEqual(order, [1, 2])
 
 
 if __name__ == "__main__":
