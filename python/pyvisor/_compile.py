@@ -73,6 +73,15 @@ class CodeCache(object):
     def __len__(self):
         return len(self._entries)
 
+    def hit(self, source, filename, line):
+        """The cached Compiled for the key, or None (no compiling)."""
+        key = (source, filename, line)
+        entries = self._entries
+        compiled = entries.get(key)
+        if compiled is not None:
+            entries.move_to_end(key)
+        return compiled
+
     def get(self, source, filename, line):
         """Compiled code for the key, compiling on a miss (SyntaxErrors are not cached)."""
         key = (source, filename, line)

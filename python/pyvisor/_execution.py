@@ -83,6 +83,11 @@ class _Execution(object):
                 return
         finally:
             _REQUEST_reset(token)
+        self._complete_sync(request_id, op, ok, value, user_code, failure_code, ctx)
+
+    def _complete_sync(self, request_id, op, ok, value, user_code, failure_code, ctx):
+        """Reply to a request whose code ran synchronously: ``value`` is its result (``ok``)
+        or the exception it raised; ``ctx`` the request id or its Capture."""
         if self._interrupted == request_id:
             if not ok:
                 _cut_handler_frame(value)
@@ -95,7 +100,7 @@ class _Execution(object):
             payload = exception_payload(failure_code, value, user_code)
         if self._partials:
             self._flush_partials(request_id)
-        if capture:
+        if type(ctx) is Capture:
             _add_capture(payload, ctx)
         self._reply(request_id, op, payload)
 
