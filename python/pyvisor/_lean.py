@@ -12,8 +12,8 @@ import select
 import sys
 import threading
 
-_IN = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR | select.POLLNVAL
-_OUT = select.POLLOUT | select.POLLHUP | select.POLLERR | select.POLLNVAL
+_IN = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR
+_OUT = select.POLLOUT | select.POLLHUP | select.POLLERR
 
 
 class LeanLoop(object):
@@ -114,6 +114,13 @@ class LeanLoop(object):
                 if finished():
                     return
             for fd, events in poll(0 if ready else None):
+                if events & select.POLLNVAL:
+                    # Closed behind the loop's back (user code closed it): forget it, as an
+                    # epoll-based loop does (the closed fd leaves its epoll set by itself).
+                    readers.pop(fd, None)
+                    writers.pop(fd, None)
+                    self._register(fd)
+                    continue
                 if events & _IN:
                     callback = readers.get(fd)
                     if callback is not None:
@@ -144,9 +151,9 @@ class LeanLoop(object):
         with self._lock:
             self._readers.pop(self._wake_r, None)
             for fd, callback in self._readers.items():
-                loop.add_reader(fd, callback)
+                _move(loop.add_reader, fd, callback)
             for fd, callback in self._writers.items():
-                loop.add_writer(fd, callback)
+                _move(loop.add_writer, fd, callback)
             self._readers.clear()
             self._writers.clear()
             self._poller = None
@@ -165,6 +172,13 @@ class LeanLoop(object):
             self._closed = True
         os.close(self._wake_r)
         os.close(self._wake_w)
+
+
+def _move(add, fd, callback):
+    try:
+        add(fd, callback)
+    except (OSError, ValueError):  # closed behind the loop's back: forgotten (see run)
+        pass
 
 
 def report(label):

@@ -210,6 +210,36 @@ class ImportWatchTest(unittest.TestCase):
         self.assertNotIn(watch, sys.meta_path)  # nothing left to watch
 
 
+class ClosedFdTest(unittest.TestCase):
+    def test_an_fd_closed_behind_the_loops_back_is_forgotten_as_epoll_does(self):
+        # User code may close a watched fd (os.close(3): the runner's input).  The loop must
+        # not call its reader (whose read would fail and stop the runner), and a later switch
+        # to asyncio must not fail on it.
+        import asyncio
+
+        from pyvisor._lean import LeanLoop
+
+        lean = LeanLoop(lambda callback, error: None)
+        closed_r, closed_w = os.pipe()
+        live_r, live_w = os.pipe()
+        self.addCleanup(os.close, closed_w)
+        self.addCleanup(os.close, live_r)
+        self.addCleanup(os.close, live_w)
+        calls = []
+        lean.add_reader(closed_r, lambda: calls.append("closed"))
+        lean.add_reader(live_r, lambda: calls.append(os.read(live_r, 1)))
+        os.close(closed_r)
+        os.write(live_w, b"x")
+        lean.run(lambda: bool(calls))
+        self.assertEqual(calls, [b"x"])
+        self.assertNotIn(closed_r, lean._readers)
+        lean.add_reader(closed_r, lambda: None)  # watched again, closed: the hand-over skips it
+        loop = asyncio.new_event_loop()
+        self.addCleanup(loop.close)
+        lean.hand_over(loop)
+        self.assertIs(lean.target, loop)
+
+
 class HandOverTest(unittest.TestCase):
     def test_callbacks_from_threads_keep_their_order_across_the_hand_over(self):
         import asyncio
