@@ -30,16 +30,27 @@ def load():
     return asyncio
 
 
+# Result types that are never coroutines (the usual results): no further look.
+_NEVER = frozenset((int, float, str, bytes, bool, type(None), list, dict, tuple, set, bytearray))
+_Coroutine = None  # collections.abc.Coroutine, once needed
+
+
 def iscoroutine(value):
     """``asyncio.iscoroutine``, without importing asyncio for values that are none."""
-    if type(value) is CoroutineType:
+    t = type(value)
+    if t is CoroutineType:
         return True
+    if t in _NEVER:
+        return False
     module = asyncio if asyncio is not None else sys.modules.get("asyncio")
     if module is not None:
         return module.iscoroutine(value)
     # Without asyncio, only coroutine-likes that are not native coroutines remain.
-    if _GENERATORS_TOO and type(value) is GeneratorType:
+    if _GENERATORS_TOO and t is GeneratorType:
         return True
-    from collections.abc import Coroutine
+    global _Coroutine
+    if _Coroutine is None:
+        from collections.abc import Coroutine
 
-    return isinstance(value, Coroutine)
+        _Coroutine = Coroutine
+    return isinstance(value, _Coroutine)

@@ -56,34 +56,38 @@ class _Execution(object):
         else:
             ok = True
             if (awaits or awaits is None and _iscoroutine(value)) and self._interrupted != request_id:
-                # The task copies the current context: it keeps the request (or capture).
-                # With eager tasks (3.12+) it runs right here until it first suspends.
-                coro = _outcome(value)
-                self._starting = request_id  # an eager task runs inside create_task
-                self._starting_coro = coro
-                try:
-                    task = (self._aio or self._asyncio_loop()).create_task(coro)
-                finally:
-                    self._starting = 0
-                    self._starting_coro = None
-                self._tasks[request_id] = task
-                size = self._body_size
-                self._inflight_bytes += size
-                if len(self._tasks) >= self._max_inflight or self._inflight_bytes > self._high:
-                    self._limit_input()
-                done = functools.partial(self._on_task_done, request_id, op, failure_code, user_code, ctx, size)
-                if self._eager_factory and task.done():  # finished eagerly: reply now
-                    self._early.discard(request_id)
-                    done(task)
-                    return
-                task.add_done_callback(done)
-                if self._early and request_id in self._early:
-                    self._early.discard(request_id)
-                    self._cancel_ids((request_id,))
+                self._start_task(request_id, op, value, failure_code, user_code, ctx)
                 return
         finally:
             _REQUEST_reset(token)
         self._complete_sync(request_id, op, ok, value, user_code, failure_code, ctx)
+
+    def _start_task(self, request_id, op, coro, failure_code, user_code, ctx):
+        """Run the coroutine a request's code returned as a task; it replies when done.
+        Called with the request's context set: the task copies it (the request or capture).
+        With eager tasks (3.12+) it runs right here until it first suspends."""
+        coro = _outcome(coro)
+        self._starting = request_id  # an eager task runs inside create_task
+        self._starting_coro = coro
+        try:
+            task = (self._aio or self._asyncio_loop()).create_task(coro)
+        finally:
+            self._starting = 0
+            self._starting_coro = None
+        self._tasks[request_id] = task
+        size = self._body_size
+        self._inflight_bytes += size
+        if len(self._tasks) >= self._max_inflight or self._inflight_bytes > self._high:
+            self._limit_input()
+        done = functools.partial(self._on_task_done, request_id, op, failure_code, user_code, ctx, size)
+        if self._eager_factory and task.done():  # finished eagerly: reply now
+            self._early.discard(request_id)
+            done(task)
+            return
+        task.add_done_callback(done)
+        if self._early and request_id in self._early:
+            self._early.discard(request_id)
+            self._cancel_ids((request_id,))
 
     def _complete_sync(self, request_id, op, ok, value, user_code, failure_code, ctx):
         """Reply to a request whose code ran synchronously: ``value`` is its result (``ok``)

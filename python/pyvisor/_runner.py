@@ -52,7 +52,7 @@ Where things are (one concept per module; ``Runner`` combines the method groups)
     _logging         the root logger's handler: records as ``logging`` notifications
     _interrupts      SIGINT + interrupt fd, cancellation by id
     _execution       running user code for a request, sync or as a task
-    _fast_eval       the usual eval (code, vars; compiled before) in one method
+    _fast_path       the usual eval and call, each in one method
     _requests        init/eval/call/stats requests, cancel/shutdown notifications
     _envs            make_env / drop_env
     _lean            LeanLoop: the loop before asyncio is needed
@@ -78,7 +78,7 @@ from ._dispatch import MAX_READS, READ_SIZE, _Dispatch  # noqa: F401 (constants 
 from ._eager import EAGER_MAX_CALLBACKS, EAGER_MAX_SECONDS, _EagerTasks  # noqa: F401
 from ._envs import _Environments
 from ._execution import _Execution
-from ._fast_eval import _FastEval
+from ._fast_path import _FastPath
 from ._flow import _FlowControl
 from ._imports import ImportWatch
 from ._interrupts import MAX_EARLY_INTERRUPTS, _Interrupts, _setup_interrupt_fd, _SignalWakeup  # noqa: F401
@@ -141,7 +141,7 @@ class _Done(object):
         return self._code
 
 
-class Runner(_FastEval, _Dispatch, _FlowControl, _EagerTasks, _Replies, _ProgramOutput, _Interrupts, _Execution, _Requests,
+class Runner(_FastPath, _Dispatch, _FlowControl, _EagerTasks, _Replies, _ProgramOutput, _Interrupts, _Execution, _Requests,
              _Environments, _AsyncioMode):
     """Serves the protocol on ``in_fd``/``out_fd`` until EOF, shutdown or a violation."""
 
@@ -198,8 +198,8 @@ class Runner(_FastEval, _Dispatch, _FlowControl, _EagerTasks, _Replies, _Program
         self._reading = False
         self._requests = {
             "init": self._on_code,
-            "eval": self._on_eval,
-            "call": self._on_call,
+            "eval": self._fused_eval,
+            "call": self._fused_call,
             "make_env": self._on_make_env,
             "stats": self._on_stats,
         }

@@ -1,6 +1,7 @@
-"""The fused eval path (pyvisor/_fast_eval.py): an eval of code compiled before answers
-exactly as the general path does.  Each case runs twice: the first eval compiles the code (the
-general path), the second finds it in the cache (the fused path)."""
+"""The fused eval and call paths (pyvisor/_fast_path.py) answer exactly as the general path.
+Evals run twice: the first compiles the code (the general path), the second finds it in the
+cache (the fused path).  Calls run with and without an option that only the general path
+takes."""
 
 import os
 import unittest
@@ -68,6 +69,50 @@ class FastEvalTest(RunnerTestCase):
         self.assertEqual(ok(runner.eval("return 'alive'")), "alive")
 
 
+ASYNC_INIT = ("import asyncio\n"
+              "async def later(x):\n    await asyncio.sleep(0)\n    return x * 2\n"
+              "def boom():\n    raise KeyError('k')\n"
+              "def chatty(x):\n    print('said', x)\n    return x\n")
+
+
+class FusedCallTest(RunnerTestCase):
+    def both(self, runner, name, *args, **kwargs):
+        fused = runner.call("call", {"name": name, "args": list(args), "kwargs": kwargs})
+        general = runner.call("call", {"name": name, "args": list(args), "kwargs": kwargs, "capture": False})
+        self.assertEqual(fused, general, name)
+        return fused
+
+    def test_calls_answer_as_the_general_path(self):
+        runner, _ = self.start()
+        self.assertEqual(ok(runner.eval(ASYNC_INIT, op="init")), None)
+        self.assertEqual(ok(self.both(runner, "divmod", 7, 2)), (3, 1))
+        self.assertEqual(ok(self.both(runner, "os.path.join", "a", "b")), "a/b")
+        self.assertEqual(ok(self.both(runner, "dict", a=1)), {"a": 1})
+        self.assertEqual(ok(self.both(runner, "later", 21)), 42)  # a coroutine: awaited
+        err = error(self.both(runner, "boom"))
+        self.assertEqual((err["type"], err["message"]), ("KeyError", "'k'"))
+        self.assertNotIn("pyvisor/", "".join(err["traceback"]))
+        self.assertEqual(error(self.both(runner, "no_such_name"))["type"], "ModuleNotFoundError")
+        self.assertEqual(error(self.both(runner, "object"))["code"], "unserializable")
+        self.assertEqual(ok(self.both(runner, "chatty", 5)), 5)
+        said = [entry for entry in runner.logs() if entry[2] == "said 5"]
+        self.assertEqual(len(said), 2)  # each attributed to its own request
+        self.assertEqual(len(set(entry[1] for entry in said)), 2)
+
+    def test_a_call_in_an_env_and_an_interrupted_call(self):
+        runner, _ = self.start()
+        self.assertEqual(runner.call("make_env", {"env": 3, "from": [], "vars": {"k": 7}}), {"ok": None})
+        self.assertEqual(ok(runner.call("call", {"name": "k.bit_length", "args": [], "kwargs": {}, "env": 3})), 3)
+        self.assertEqual(error(runner.call("call", {"name": "k", "args": [], "kwargs": {}, "env": 4}))["code"],
+                         "env_not_found")
+        runner.eval("import time\ndef slow():\n    print('started')\n    time.sleep(30)", op="init")
+        rid = runner.request("call", {"name": "slow", "args": [], "kwargs": {}})
+        runner.wait_log("started", rid)
+        runner.interrupt(rid)
+        err = error(runner.response(rid))
+        self.assertEqual((err["code"], err["type"]), ("cancelled", "KeyboardInterrupt"))
+
+
 class FusedPathTakenTest(unittest.TestCase):
     def test_only_compiled_host_shaped_evals_take_it(self):
         # In process: count what reaches the general handler.
@@ -99,6 +144,20 @@ class FusedPathTakenTest(unittest.TestCase):
         for request_id, payload in requests:
             runner._handle_body(runner._codec.packb([0, request_id, "eval", payload]))
         self.assertEqual(general, [1, 4, 5, 6, 7, 8])
+        calls = []
+        on_call = runner._on_call
+        runner._on_call = lambda *args: (calls.append(args[0]), on_call(*args))
+        call = {"name": "abs", "args": [-1], "kwargs": {}}
+        requests = [
+            (11, call),  # fused
+            (12, dict(call, env=None)),  # fused
+            (13, dict(call, capture=True)),  # an option: general
+            (14, dict(call, kwargs={1: 2})),  # a protocol error: general
+            (15, {"name": "abs", "args": [-1]}),  # not the host's shape: general
+        ]
+        for request_id, payload in requests:
+            runner._handle_body(runner._codec.packb([0, request_id, "call", payload]))
+        self.assertEqual(calls, [13, 14, 15])
 
 
 if __name__ == "__main__":

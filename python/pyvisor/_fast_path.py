@@ -1,0 +1,143 @@
+"""The usual eval and call, each in one method: no intermediate tuples, calls or dicts.
+
+Most evals have the host's shape ``{"code", "vars", "file", "line"}`` (and ``"env"`` for an
+env's eval): no options (capture, bytes_as), code that was compiled before (a cache hit),
+synchronous, without import-star.  Most calls have the shape ``{"name", "args", "kwargs"}``.
+``_fused_eval`` and ``_fused_call`` run exactly those themselves, doing what the general path
+(``_on_code``/``_on_call`` → ``_execute`` → ``_reply``) would do with the same namespace,
+context, interrupt and reply rules, and hand everything else to it.  Outcomes other than a
+plain result (an exception, an interrupt, pending program output, a coroutine to await, a
+result that does not encode) go to the general completion (``_complete_sync``,
+``_start_task``) or the reply fallbacks."""
+
+from types import FunctionType
+
+from ._execution import _REQUEST_reset, _REQUEST_set, _iscoroutine
+from ._framing import frame_header
+from ._wire import KIND_RESPONSE, EncodeError
+
+
+class _FastPath(object):
+    """Runner methods: the ``eval`` and ``call`` request handlers."""
+
+    def _fused_eval(self, request_id, op, payload):
+        namespace = None
+        if type(payload) is dict and not self._early:
+            # The host's shape: code, vars, file, line, and env for an env's eval.
+            get = payload.get
+            source = get("code")
+            variables = get("vars")
+            filename = get("file")
+            line = get("line")
+            size = len(payload)
+            if size == 4:
+                namespace = self.root
+            elif size == 5 and "env" in payload:
+                env_id = get("env")
+                if env_id is None:
+                    namespace = self.root
+                elif type(env_id) is int:
+                    namespace = self._envs.get(env_id)  # None: not found (the general path says so)
+            if (
+                namespace is not None
+                and type(source) is str
+                and type(variables) is dict
+                and type(filename) is str
+                and type(line) is int
+                and line >= 1
+            ):
+                for name in variables:
+                    if type(name) is not str:
+                        namespace = None  # a protocol error: the general path says so
+                        break
+            else:
+                namespace = None
+        compiled = None if namespace is None else self._cache.hit(source, filename, line)
+        if compiled is None or compiled.is_async or compiled.star:
+            self._on_code(request_id, op, payload)
+            return
+        if namespace is self.root:
+            namespace = dict(namespace)
+        if variables:
+            namespace.update(variables)
+        function = FunctionType(compiled.code, namespace)
+        token = _REQUEST_set(request_id)
+        ok = False
+        try:
+            try:
+                self._sync_id = request_id
+                value = function()
+            finally:
+                self._sync_id = 0
+        except BaseException as e:  # SystemExit/KeyboardInterrupt from user code included
+            value = e
+        else:
+            ok = True
+        finally:
+            _REQUEST_reset(token)
+        if ok and self._interrupted != request_id and not self._partials:
+            self._reply_ok(request_id, op, value)
+            return
+        self._complete_sync(request_id, op, ok, value, compiled.code, "python_exception", request_id)
+
+    def _fused_call(self, request_id, op, payload):
+        if type(payload) is dict and not self._early:
+            # The host's shape: name, args, kwargs, and env for a call in an env.
+            get = payload.get
+            size = len(payload)
+            namespace = None
+            if size == 3:
+                namespace = self.root
+            elif size == 4 and "env" in payload:
+                env_id = get("env")
+                if env_id is None:
+                    namespace = self.root
+                elif type(env_id) is int:
+                    namespace = self._envs.get(env_id)  # None: not found (the general path says so)
+            name = get("name")
+            args = get("args")
+            kwargs = get("kwargs")
+            if namespace is not None and type(name) is str and name and type(args) is list and type(kwargs) is dict:
+                for key in kwargs:
+                    if type(key) is not str:
+                        break  # a protocol error: the general path says so
+                else:
+                    self._run_call(request_id, op, namespace, name, args, kwargs)
+                    return
+        self._on_call(request_id, op, payload)
+
+    def _run_call(self, request_id, op, namespace, name, args, kwargs):
+        token = _REQUEST_set(request_id)
+        ok = False
+        try:
+            try:
+                self._sync_id = request_id
+                # Resolution is part of the request: imports are interruptible and print
+                # on its behalf.
+                value = self._resolve(name, namespace)(*args, **kwargs)
+            finally:
+                self._sync_id = 0
+        except BaseException as e:  # SystemExit/KeyboardInterrupt from user code included
+            value = e
+        else:
+            ok = True
+            if _iscoroutine(value) and self._interrupted != request_id:
+                self._start_task(request_id, op, value, "python_exception", None, request_id)
+                return
+        finally:
+            _REQUEST_reset(token)
+        if ok and self._interrupted != request_id and not self._partials:
+            self._reply_ok(request_id, op, value)
+            return
+        self._complete_sync(request_id, op, ok, value, None, "python_exception", request_id)
+
+    def _reply_ok(self, request_id, op, value):
+        payload = {"ok": value}
+        try:
+            body = self._codec.packb([KIND_RESPONSE, request_id, op, payload])
+        except EncodeError:
+            body = None
+        if body is not None and len(body) <= self._max_frame_bytes:
+            self._out.send(frame_header(len(body)), body)
+            return
+        self._reply(request_id, op, payload)  # the fallbacks
