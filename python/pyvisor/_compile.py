@@ -84,14 +84,12 @@ class CodeCache(object):
 
     def get(self, source, filename, line):
         """Compiled code for the key, compiling on a miss (SyntaxErrors are not cached)."""
-        key = (source, filename, line)
-        entries = self._entries
-        compiled = entries.get(key)
+        compiled = self.hit(source, filename, line)
         if compiled is not None:
-            entries.move_to_end(key)
             return compiled
         compiled = compile_code(source, filename, line)
-        entries[key] = compiled
+        entries = self._entries
+        entries[(source, filename, line)] = compiled
         if len(entries) > self.capacity:
             entries.popitem(last=False)
         return compiled

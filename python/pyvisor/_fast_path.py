@@ -29,15 +29,7 @@ class _FastPath(object):
             variables = get("vars")
             filename = get("file")
             line = get("line")
-            size = len(payload)
-            if size == 4:
-                namespace = self.root
-            elif size == 5 and "env" in payload:
-                env_id = get("env")
-                if env_id is None:
-                    namespace = self.root
-                elif type(env_id) is int:
-                    namespace = self._envs.get(env_id)  # None: not found (the general path says so)
+            namespace = self._fused_namespace(payload, 4)
             if (
                 namespace is not None
                 and type(source) is str
@@ -84,16 +76,7 @@ class _FastPath(object):
         if type(payload) is dict and not self._early:
             # The host's shape: name, args, kwargs, and env for a call in an env.
             get = payload.get
-            size = len(payload)
-            namespace = None
-            if size == 3:
-                namespace = self.root
-            elif size == 4 and "env" in payload:
-                env_id = get("env")
-                if env_id is None:
-                    namespace = self.root
-                elif type(env_id) is int:
-                    namespace = self._envs.get(env_id)  # None: not found (the general path says so)
+            namespace = self._fused_namespace(payload, 3)
             name = get("name")
             args = get("args")
             kwargs = get("kwargs")
@@ -130,6 +113,20 @@ class _FastPath(object):
             self._reply_ok(request_id, op, value)
             return
         self._complete_sync(request_id, op, ok, value, None, "python_exception", request_id)
+
+    def _fused_namespace(self, payload, keys):
+        """The namespace of a request with exactly the host's ``keys`` standard keys, or those
+        and ``env``; None for anything else (options, an unknown env: the general path)."""
+        size = len(payload)
+        if size == keys:
+            return self.root
+        if size == keys + 1 and "env" in payload:
+            env_id = payload["env"]
+            if env_id is None:
+                return self.root
+            if type(env_id) is int:
+                return self._envs.get(env_id)
+        return None
 
     def _reply_ok(self, request_id, op, value):
         payload = {"ok": value}
