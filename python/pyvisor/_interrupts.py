@@ -3,7 +3,7 @@ fd raise KeyboardInterrupt in synchronous code, cancel tasks, or cancel requests
 started yet; and cancellation of tasks by id."""
 
 import os
-import signal
+import _signal as signal  # the C module: signal.py imports enum (start-up time)
 import struct
 
 from . import _aio

@@ -60,12 +60,13 @@ Where things are (one concept per module; ``Runner`` combines the method groups)
     _imports         ImportWatch: callbacks when a module is first imported
     _aio             asyncio's names, bound when it is imported
     _payloads        validation of request payloads
+    _compile         the code cache; _rewrite: the AST rewrite (imported at the first compile)
 """
 
 import builtins
 import collections
 import os
-import signal
+import _signal as signal  # the C module: signal.py imports enum (start-up time)
 import sys
 from _thread import get_ident
 

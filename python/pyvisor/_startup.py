@@ -2,7 +2,7 @@
 (``--transport``), line-buffered stdout/stderr, and ``_log`` (one line on fd 2)."""
 
 import os
-import signal
+import _signal as signal  # the C module: signal.py imports enum (start-up time)
 import sys
 
 from ._options import UsageError

@@ -3,7 +3,7 @@
 
 import faulthandler
 import os
-import signal
+import _signal as signal  # the C module: signal.py imports enum (start-up time)
 import threading
 import time
 

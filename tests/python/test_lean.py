@@ -23,6 +23,14 @@ class LeanLoopTest(RunnerTestCase):
         self.assertEqual(error(runner.eval("raise KeyError('k')"))["type"], "KeyError")
         self.assertEqual(ok(runner.eval(LOADED)), [])
 
+    def test_ast_and_enum_wait_for_the_first_compile(self):
+        # An interpreter that only runs calls never needs the AST rewrite (_rewrite).
+        runner, _ = self.start()
+        loaded = lambda name: ok(runner.call_function("sys.modules.__contains__", name))  # noqa: E731
+        self.assertEqual((loaded("ast"), loaded("enum"), loaded("signal")), (False, False, False))
+        self.assertEqual(ok(runner.eval("return 1")), 1)
+        self.assertEqual(loaded("ast"), True)
+
     def test_async_code_switches_to_asyncio_and_it_stays(self):
         runner, _ = self.start()
         self.assertEqual(ok(runner.eval("import asyncio\nawait asyncio.sleep(0)\nreturn 'async'")), "async")
