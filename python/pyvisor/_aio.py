@@ -36,7 +36,8 @@ _Coroutine = None  # collections.abc.Coroutine, once needed
 
 
 def iscoroutine(value):
-    """``asyncio.iscoroutine``, without importing asyncio for values that are none."""
+    """``asyncio.iscoroutine``, without importing asyncio for values that are none (unlike
+    it, never true for the plain types above, even if registered as ``Coroutine``)."""
     t = type(value)
     if t is CoroutineType:
         return True

@@ -44,10 +44,8 @@ class _Execution(object):
         try:
             try:
                 self._sync_id = request_id
-                if self._early and request_id in self._early:
-                    self._early.discard(request_id)
-                    self._interrupted = request_id
-                    raise KeyboardInterrupt
+                if self._early:
+                    self._interrupt_if_early(request_id)
                 value = fn() if args is None else fn(*args)
             finally:
                 self._sync_id = 0
@@ -61,6 +59,14 @@ class _Execution(object):
         finally:
             _REQUEST_reset(token)
         self._complete_sync(request_id, op, ok, value, user_code, failure_code, ctx)
+
+    def _interrupt_if_early(self, request_id):
+        """KeyboardInterrupt if an interrupt named the request before its code started
+        (called with ``_sync_id`` set: the request replies ``cancelled``)."""
+        if request_id in self._early:
+            self._early.discard(request_id)
+            self._interrupted = request_id
+            raise KeyboardInterrupt
 
     def _start_task(self, request_id, op, coro, failure_code, user_code, ctx):
         """Run the coroutine a request's code returned as a task; it replies when done.

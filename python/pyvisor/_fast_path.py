@@ -8,13 +8,12 @@ synchronous, without import-star.  Most calls have the shape ``{"name", "args", 
 context, interrupt and reply rules, and hand everything else to it.  Outcomes other than a
 plain result (an exception, an interrupt, pending program output, a coroutine to await, a
 result that does not encode) go to the general completion (``_complete_sync``,
-``_start_task``) or the reply fallbacks."""
+``_start_task``) or the reply fallbacks.  One difference remains by design: the user's code
+runs two frames less deep than on the general path (``sys._getframe``, recursion headroom)."""
 
 from types import FunctionType
 
 from ._execution import _REQUEST_reset, _REQUEST_set, _iscoroutine
-from ._framing import frame_header
-from ._wire import KIND_RESPONSE, EncodeError
 
 
 class _FastPath(object):
@@ -22,7 +21,7 @@ class _FastPath(object):
 
     def _fused_eval(self, request_id, op, payload):
         namespace = None
-        if type(payload) is dict and not self._early:
+        if type(payload) is dict:
             # The host's shape: code, vars, file, line, and env for an env's eval.
             get = payload.get
             source = get("code")
@@ -58,6 +57,8 @@ class _FastPath(object):
         try:
             try:
                 self._sync_id = request_id
+                if self._early:
+                    self._interrupt_if_early(request_id)
                 value = function()
             finally:
                 self._sync_id = 0
@@ -68,12 +69,12 @@ class _FastPath(object):
         finally:
             _REQUEST_reset(token)
         if ok and self._interrupted != request_id and not self._partials:
-            self._reply_ok(request_id, op, value)
+            self._reply(request_id, op, {"ok": value})
             return
         self._complete_sync(request_id, op, ok, value, compiled.code, "python_exception", request_id)
 
     def _fused_call(self, request_id, op, payload):
-        if type(payload) is dict and not self._early:
+        if type(payload) is dict:
             # The host's shape: name, args, kwargs, and env for a call in an env.
             get = payload.get
             namespace = self._fused_namespace(payload, 3)
@@ -95,6 +96,8 @@ class _FastPath(object):
         try:
             try:
                 self._sync_id = request_id
+                if self._early:
+                    self._interrupt_if_early(request_id)
                 # Resolution is part of the request: imports are interruptible and print
                 # on its behalf.
                 value = self._resolve(name, namespace)(*args, **kwargs)
@@ -110,7 +113,7 @@ class _FastPath(object):
         finally:
             _REQUEST_reset(token)
         if ok and self._interrupted != request_id and not self._partials:
-            self._reply_ok(request_id, op, value)
+            self._reply(request_id, op, {"ok": value})
             return
         self._complete_sync(request_id, op, ok, value, None, "python_exception", request_id)
 
@@ -127,14 +130,3 @@ class _FastPath(object):
             if type(env_id) is int:
                 return self._envs.get(env_id)
         return None
-
-    def _reply_ok(self, request_id, op, value):
-        payload = {"ok": value}
-        try:
-            body = self._codec.packb([KIND_RESPONSE, request_id, op, payload])
-        except EncodeError:
-            body = None
-        if body is not None and len(body) <= self._max_frame_bytes:
-            self._out.send(frame_header(len(body)), body)
-            return
-        self._reply(request_id, op, payload)  # the fallbacks

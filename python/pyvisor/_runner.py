@@ -65,6 +65,7 @@ Where things are (one concept per module; ``Runner`` combines the method groups)
 
 import builtins
 import collections
+import contextvars
 import os
 import _signal as signal  # the C module: signal.py imports enum (start-up time)
 import sys
@@ -196,6 +197,7 @@ class Runner(_FastPath, _Dispatch, _FlowControl, _EagerTasks, _Replies, _Program
         self._aio = None  # the asyncio loop after the switch
         self._marked_running = False  # the switch marked _aio running before run() runs it
         self._switching = False
+        self._base_context = None  # the context the loop's own callbacks run in (run())
         self._reading = False
         self._requests = {
             "init": self._on_code,
@@ -232,6 +234,7 @@ class Runner(_FastPath, _Dispatch, _FlowControl, _EagerTasks, _Replies, _Program
         lean = self._lean = LeanLoop(report(self._label and " [%s]" % self._label))
         self._loop = lean
         self._main_thread = get_ident()
+        self._base_context = contextvars.copy_context()  # the loop's own callbacks run in it
         self._done = _Done()
         watch = ImportWatch(self._on_watch_error)
         bridge = None

@@ -114,8 +114,7 @@ class FusedCallTest(RunnerTestCase):
 
 
 class FusedPathTakenTest(unittest.TestCase):
-    def test_only_compiled_host_shaped_evals_take_it(self):
-        # In process: count what reaches the general handler.
+    def in_process_runner(self):
         from pyvisor import _codec
         from pyvisor._lean import LeanLoop
         from pyvisor._runner import Runner, _Done
@@ -127,6 +126,63 @@ class FusedPathTakenTest(unittest.TestCase):
         runner._lean = runner._loop = LeanLoop(lambda callback, error: None)
         runner._done = _Done()
         runner._out.attach(runner._lean)
+        os.set_blocking(fds[3], False)
+        return runner
+
+    def handle(self, runner, request_id, op, payload):
+        runner._handle_body(runner._codec.packb([0, request_id, op, payload]))
+
+    def test_an_interrupt_between_dispatch_and_start_still_cancels(self):
+        # The SIGINT handler notes an id it finds neither running nor started in _early: the
+        # request replies cancelled when its code starts (here it lands just after dispatch).
+        runner = self.in_process_runner()
+        replies = {}
+        runner._reply = lambda request_id, op, payload: replies.setdefault(request_id, payload)
+        namespace_for = runner._fused_namespace
+        late = []
+
+        def interrupted_meanwhile(payload, keys):
+            if late:
+                runner._early.add(late.pop())
+            return namespace_for(payload, keys)
+
+        runner._fused_namespace = interrupted_meanwhile
+        shape = {"code": "return 'ran'", "vars": {}, "file": "<pyvisor>", "line": 1}
+        self.handle(runner, 1, "eval", shape)  # compiles
+        for request_id, op, payload in [(2, "eval", shape), (3, "call", {"name": "abs", "args": [-1], "kwargs": {}})]:
+            late.append(request_id)
+            self.handle(runner, request_id, op, payload)
+            err = error(replies[request_id])
+            self.assertEqual((err["code"], err["type"]), ("cancelled", "KeyboardInterrupt"), op)
+        self.assertEqual(runner._early, set())
+
+    def test_a_stale_interrupt_of_a_finished_request_keeps_the_fused_path(self):
+        runner = self.in_process_runner()
+        general = []
+        on_code = runner._on_code
+        runner._on_code = lambda *args: (general.append(args[0]), on_code(*args))
+        shape = {"code": "return 1", "vars": {}, "file": "<pyvisor>", "line": 1}
+        self.handle(runner, 1, "eval", shape)
+        runner._early.add(1)  # the host interrupted request 1 just as it finished
+        self.handle(runner, 2, "eval", shape)
+        self.assertEqual(general, [1])
+
+    def test_a_result_that_does_not_encode_is_encoded_as_often_as_on_the_general_path(self):
+        # (a pyvisor.set_encoder function sees each attempt)
+        runner = self.in_process_runner()
+        codec = runner._codec
+        packb = codec.packb
+        attempts = []
+        codec.packb = lambda obj: (attempts.append(obj[1]), packb(obj))[1]
+        shape = {"code": "return object()", "vars": {}, "file": "<pyvisor>", "line": 1}
+        for request_id, payload in [(1, shape), (2, shape), (3, dict(shape, capture=False))]:
+            self.handle(runner, request_id, "eval", payload)
+        self.assertEqual(attempts.count(2), attempts.count(3))
+        self.assertEqual(attempts.count(1), attempts.count(3))
+
+    def test_only_compiled_host_shaped_evals_take_it(self):
+        # In process: count what reaches the general handler.
+        runner = self.in_process_runner()
         general = []
         on_code = runner._on_code
         runner._on_code = lambda *args: (general.append(args[0]), on_code(*args))
@@ -142,7 +198,7 @@ class FusedPathTakenTest(unittest.TestCase):
             (8, dict(shape, code="from os.path import *\nreturn 1")),  # still: general
         ]
         for request_id, payload in requests:
-            runner._handle_body(runner._codec.packb([0, request_id, "eval", payload]))
+            self.handle(runner, request_id, "eval", payload)
         self.assertEqual(general, [1, 4, 5, 6, 7, 8])
         calls = []
         on_call = runner._on_call
@@ -156,7 +212,7 @@ class FusedPathTakenTest(unittest.TestCase):
             (15, {"name": "abs", "args": [-1]}),  # not the host's shape: general
         ]
         for request_id, payload in requests:
-            runner._handle_body(runner._codec.packb([0, request_id, "call", payload]))
+            self.handle(runner, request_id, "call", payload)
         self.assertEqual(calls, [13, 14, 15])
 
 

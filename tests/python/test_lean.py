@@ -50,6 +50,18 @@ class LeanLoopTest(RunnerTestCase):
         self.assertEqual(runner.wait_log("later")[0], "stdout")  # the task ran on that loop
         self.assertEqual(ok(runner.eval("import asyncio\nreturn pyvisor._task.done()")), True)
 
+    def test_output_outside_requests_after_a_switch_inside_one_is_nobodys(self):
+        # asyncio copies the current context into the callbacks it is handed: the switch ran
+        # inside request 1, but the runner's own reader must not write as request 1 for ever.
+        runner, _ = self.start()
+        first = runner.request("eval", {"code": "import asyncio\nreturn 1"})
+        self.assertEqual(ok(runner.response(first)), 1)
+        # a coroutine nobody awaits: freed, with a warning, after its request replied
+        rid = runner.request("eval", {"code": "async def f():\n    pass\nreturn f()"})
+        self.assertEqual(error(runner.response(rid))["code"], "unserializable")
+        frame = runner.take(lambda f: f[0] == 2 and f[2] == "log" and "never awaited" in f[3]["line"])
+        self.assertEqual(frame[3]["id"], 0)
+
     def test_a_library_importing_asyncio_in_a_call_switches_too(self):
         runner, _ = self.start()
         self.assertEqual(ok(runner.call_function("asyncio.iscoroutine", 1)), False)
