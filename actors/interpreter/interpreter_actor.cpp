@@ -296,8 +296,10 @@ void interpreter_actor::became_ready() {
     std::lock_guard<std::mutex> g{a_.st->mu};
     a_.st->ready_since = std::chrono::steady_clock::now();
   }
-  a_.st->set(interpreter_state::ready);
+  // Admission first: a caller that sees "ready" (spawn() returning, say) writes its
+  // requests straight to the runner instead of finding them queued for a moment.
   a_.table->open();
+  a_.st->set(interpreter_state::ready);
   for (auto& w : waiters_)
     w.deliver(true);
   waiters_.clear();
