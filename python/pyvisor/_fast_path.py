@@ -9,7 +9,10 @@ context, interrupt and reply rules, and hand everything else to it.  Outcomes ot
 plain result (an exception, an interrupt, pending program output, a coroutine to await, a
 result that does not encode) go to the general completion (``_complete_sync``,
 ``_start_task``) or the reply fallbacks.  One difference remains by design: the user's code
-runs two frames less deep than on the general path (``sys._getframe``, recursion headroom)."""
+runs two frames less deep than on the general path (``sys._getframe``, recursion headroom).
+
+The try/except around the code repeats ``_execute``'s on purpose: calling a shared helper
+there (or ``_execute`` itself) costs 0.1-0.3 µs per request, most of what this module saves."""
 
 from types import FunctionType
 
