@@ -69,11 +69,7 @@ class _AsyncioMode(object):
         # asyncio copies the current context into every callback it is handed; the switch
         # may run inside a request's code, whose context must not stick to the loop's own
         # readers and callbacks (their output would be the request's).
-        base = self._base_context
-        if base is not None:
-            base.run(self._lean.hand_over, loop)
-        else:
-            self._lean.hand_over(loop)
+        self._base_context.run(self._lean.hand_over, loop)
         self._aio = loop  # after the hand-over: other threads submit to it from now on
         self._loop = loop
         self._out.attach(loop)

@@ -197,7 +197,9 @@ class Runner(_FastPath, _Dispatch, _FlowControl, _EagerTasks, _Replies, _Program
         self._aio = None  # the asyncio loop after the switch
         self._marked_running = False  # the switch marked _aio running before run() runs it
         self._switching = False
-        self._base_context = None  # the context the loop's own callbacks run in (run())
+        # The context the loop's own callbacks run in (asyncio copies the current one into
+        # each callback it is handed: see _asyncio_mode._switch).
+        self._base_context = contextvars.copy_context()
         self._reading = False
         self._requests = {
             "init": self._on_code,
@@ -234,7 +236,6 @@ class Runner(_FastPath, _Dispatch, _FlowControl, _EagerTasks, _Replies, _Program
         lean = self._lean = LeanLoop(report(self._label and " [%s]" % self._label))
         self._loop = lean
         self._main_thread = get_ident()
-        self._base_context = contextvars.copy_context()  # the loop's own callbacks run in it
         self._done = _Done()
         watch = ImportWatch(self._on_watch_error)
         bridge = None
