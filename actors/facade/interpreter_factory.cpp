@@ -133,6 +133,8 @@ std::string default_runner_dir() {
 // The runner's entry: put its directory first on sys.path (isolated mode adds none), then run.
 constexpr const char* boot_code =
   "import sys;sys.path.insert(0,sys.argv[1]);from pyvisor._runner import main;main()";
+constexpr const char* fork_server_boot_code =
+  "import sys;sys.path.insert(0,sys.argv[1]);from pyvisor._fork_server import serve;serve()";
 
 } // namespace
 
@@ -165,6 +167,16 @@ std::optional<error> check_interpreter_options(const interpreter_options& opts) 
       return make_error(errc::config_error, "invalid environment variable name '" + k + "'");
   if (auto iso = process::check_isolation(opts.isolation); !iso)
     return iso.error();
+  if (opts.spawn == spawn_mode::fork_server) {
+    if (opts.transport != transport::fds)
+      return make_error(errc::config_error, "spawn = fork_server needs the fds transport");
+    if (opts.isolation.sandbox.kind == sandbox_kind::bwrap)
+      return make_error(errc::config_error,
+                        "spawn = fork_server does not work in a bwrap sandbox (use cold)");
+  }
+  for (auto& m : opts.preload)
+    if (m.empty() || m.find(',') != std::string::npos || m.find('\0') != std::string::npos)
+      return make_error(errc::config_error, "invalid preload module name '" + m + "'");
   return std::nullopt;
 }
 
@@ -208,28 +220,34 @@ expected<std::shared_ptr<detail::interpreter_shared>> runtime::impl::make_interp
     req.argv.emplace_back("-I");
   if (opts.no_site)
     req.argv.emplace_back("-S");
-  req.argv.insert(req.argv.end(), {"-c", boot_code, runner_dir, "--transport",
-                                   opts.transport == transport::stdio ? "stdio" : "fds",
-                                   "--max-frame-bytes", std::to_string(opts.max_frame_bytes)});
+  // Everything before `-c` is the interpreter's command (shared with a fork server's
+  // template); what follows the runner directory is this interpreter's.
+  auto python_command = req.argv;
+  std::vector<std::string> runner_args{"--transport",
+                                       opts.transport == transport::stdio ? "stdio" : "fds",
+                                       "--max-frame-bytes", std::to_string(opts.max_frame_bytes)};
+  auto add = [&](std::initializer_list<std::string> more) {
+    runner_args.insert(runner_args.end(), more);
+  };
   if (!opts.label.empty())
-    req.argv.insert(req.argv.end(), {"--label", opts.label});
+    add({"--label", opts.label});
   if (opts.transport == transport::fds)
-    req.argv.insert(req.argv.end(), {"--interrupt-fd", "5", "--dump-fd", "6"});
+    add({"--interrupt-fd", "5", "--dump-fd", "6"});
   if (opts.transport == transport::fds && opts.heartbeat.interval != forever)
-    req.argv.insert(req.argv.end(),
-                    {"--heartbeat-ms", std::to_string(std::max<std::int64_t>(
-                                         opts.heartbeat.interval.count() / 2, 1))});
+    add({"--heartbeat-ms",
+         std::to_string(std::max<std::int64_t>(opts.heartbeat.interval.count() / 2, 1))});
   // The runner applies the same busy limits to its side (docs/protocol.md, flow control).
   if (opts.busy_limits.disabled) {
-    req.argv.insert(req.argv.end(), {"--high-water", "0"});
+    add({"--high-water", "0"});
   } else {
-    req.argv.insert(req.argv.end(),
-                    {"--high-water", std::to_string(opts.busy_limits.high_water), "--low-water",
-                     std::to_string(std::min(opts.busy_limits.low_water, opts.busy_limits.high_water)),
-                     "--max-inflight", std::to_string(std::max<std::size_t>(opts.busy_limits.max_inflight, 1))});
+    add({"--high-water", std::to_string(opts.busy_limits.high_water), "--low-water",
+         std::to_string(std::min(opts.busy_limits.low_water, opts.busy_limits.high_water)),
+         "--max-inflight", std::to_string(std::max<std::size_t>(opts.busy_limits.max_inflight, 1))});
   }
-  req.argv.insert(req.argv.end(), {"--eager-tasks", opts.eager_tasks ? "on" : "off"});
-  req.argv.insert(req.argv.end(), {"--forward-logging", opts.forward_logging ? "on" : "off"});
+  add({"--eager-tasks", opts.eager_tasks ? "on" : "off"});
+  add({"--forward-logging", opts.forward_logging ? "on" : "off"});
+  req.argv.insert(req.argv.end(), {"-c", boot_code, runner_dir});
+  req.argv.insert(req.argv.end(), runner_args.begin(), runner_args.end());
   req.stdio_transport = opts.transport == transport::stdio;
   req.cwd = opts.cwd;
   // Isolation (checked above): applied by spawn between fork and exec; with bwrap the command
@@ -258,6 +276,18 @@ expected<std::shared_ptr<detail::interpreter_shared>> runtime::impl::make_interp
   for (auto& [k, v] : opts.environment)
     req.env.push_back(k + "=" + v);
 
+  std::shared_ptr<process::fork_server> fork;
+  if (opts.spawn == spawn_mode::fork_server) {
+    process::spawn_request tmpl = req;
+    tmpl.argv = std::move(python_command);
+    std::string preload;
+    for (auto& m : opts.preload)
+      preload += (preload.empty() ? "" : ",") + m;
+    tmpl.argv.insert(tmpl.argv.end(), {"-c", fork_server_boot_code, runner_dir, "--control-fd",
+                                       "7", "--preload", preload});
+    fork = forks.get(tmpl);
+  }
+
   auto shared = std::make_shared<detail::interpreter_shared>();
   shared->rt = shared_from_this();
   std::weak_ptr<impl> weak_rt = shared_from_this();
@@ -280,6 +310,8 @@ expected<std::shared_ptr<detail::interpreter_shared>> runtime::impl::make_interp
   args.log = sink;
   args.timers = timers;
   args.spawn = std::move(req);
+  args.fork = std::move(fork);
+  args.fork_args = std::move(runner_args);
   args.opts = std::move(opts);
   args.supervisor = supervisor.address();
   args.supervised = static_cast<bool>(supervisor);

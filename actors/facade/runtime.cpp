@@ -88,6 +88,9 @@ void runtime::impl::shutdown() {
     st->wait([](interpreter_state s) { return s == interpreter_state::stopped; },
              forever);
   statuses.clear();
+  // Every interpreter is stopped: the fork servers' templates go (and no thread of theirs
+  // posts to the I/O loop any more).
+  forks.shutdown();
   caf::anon_send_exit(timers, caf::exit_reason::user_shutdown);
   timers = nullptr;
   sys->await_all_actors_done();

@@ -14,6 +14,7 @@
 #include "interpreter/host_registry.hpp"
 #include "interpreter/status.hpp"
 #include "io/io_loop.hpp"
+#include "facade/fork_server_registry.hpp"
 #include "process/python_resolver.hpp"
 #include "pyvisor/runtime.hpp"
 #include "pyvisor/supervisor.hpp"
@@ -34,6 +35,7 @@ struct runtime::impl : std::enable_shared_from_this<runtime::impl> {
   runtime_options opts;
   std::mutex log_mu;
   process::python_resolver resolver;
+  detail::fork_server_registry forks;  ///< templates of spawn_mode::fork_server interpreters
   std::shared_ptr<interp::host_registry> hosts = std::make_shared<interp::host_registry>();
   std::unique_ptr<io::io_loop> loop;
   std::unique_ptr<caf::actor_system_config> cfg;

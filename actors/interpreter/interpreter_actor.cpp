@@ -233,8 +233,8 @@ void interpreter_actor::start() {
   };
   session_ = session::make(*a_.loop, a_.table, host_, std::move(cfg), std::move(ev));
   *cell_ = session_;
-  a_.loop->post([s = session_, req = a_.spawn, self = address(), inc = inc_]() mutable {
-    auto p = process::spawn(req);
+  // On the I/O thread: attach the process, or report why there is none.
+  auto started = [s = session_, self = address(), inc = inc_](expected<process::spawned_process> p) {
     if (!p) {
       // Not attached: no exit event will come, so report the end ourselves.
       s->spawn_failed();
@@ -248,7 +248,22 @@ void interpreter_actor::start() {
     s->attach(std::move(*p));
     if (auto a = caf::actor_cast<caf::actor>(self))
       caf::anon_send(a, spawned_atom::value, inc, pid, s->label());
-  });
+  };
+  if (a_.fork) {
+    // Forked by the fork server's thread; back to the I/O thread to attach. A process that is
+    // never attached (the loop stopped) has its fds closed, and so ends on EOF.
+    process::exit_context ctx;
+    ctx.memory = a_.opts.isolation.limits.memory;
+    ctx.cpu_seconds = a_.opts.isolation.limits.cpu_seconds;
+    ctx.file_size = a_.opts.isolation.limits.file_size;
+    a_.fork->spawn(a_.fork_args, ctx,
+                   [loop = a_.loop, started = std::move(started)](expected<process::spawned_process> p) {
+                     auto owned = std::make_shared<process::owned_process>(std::move(p));
+                     loop->post([owned, started] { started(owned->take()); });
+                   });
+    return;
+  }
+  a_.loop->post([req = a_.spawn, started = std::move(started)] { started(process::spawn(req)); });
 }
 
 void interpreter_actor::on_ready(const ready_info& info) {

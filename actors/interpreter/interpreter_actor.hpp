@@ -8,6 +8,7 @@
 #include "interpreter/status.hpp"
 #include "interpreter/timer_relay.hpp"
 #include "io/io_loop.hpp"
+#include "process/fork_server.hpp"
 #include "process/spawn.hpp"
 #include "pyvisor/interpreter_options.hpp"
 
@@ -25,6 +26,10 @@ struct actor_args {
   log_sink log;  ///< runtime events of this interpreter
   caf::actor timers;  ///< the runtime's timer relay (see timer_relay.hpp)
   process::spawn_request spawn;
+  /// Set (spawn_mode::fork_server): processes are forked by this fork server, with
+  /// `fork_args` as the runner's arguments; `spawn` is then unused.
+  std::shared_ptr<process::fork_server> fork;
+  std::vector<std::string> fork_args;
   interpreter_options opts;
   /// Set: supervised (core/child_protocol.hpp). The actor waits for child_start, reports each
   /// process's end to the supervisor and starts the next one when told, under the same handle;

@@ -250,7 +250,8 @@ bool connection::exiting() const {
 bool connection::signal_group_locked(int sig) {
   if (reaped_ || proc_.pid <= 0)
     return false;
-  if (proc_.python() != proc_.pid) {
+  if (proc_.python() != proc_.pid || proc_.status_pipe) {
+    // A fork-server worker: its template reaps it only after the status is readable.
     // With a guard: Python is the guard's child. Once the guard exited everything below it
     // is dead (and Python's pid may be reused); until then the group id is Python's, held by
     // Python or by its zombie, which the guard reaps only after killing the group.
@@ -398,6 +399,12 @@ void connection::attach(process::spawned_process p) {
   // Python is our grandchild (below the guard) and alive: the guard reaps it only after it
   // exited, so this pidfd names the runner (and stays valid after its pid is reused).
   python_pidfd_ = pidfd_open(p.python());
+  if (p.status_pipe && python_pidfd_ >= 0 && readable_now(p.pidfd)) {
+    // A fork-server worker that exited already: its template may have reaped it, so the pid
+    // may name another process by now. Opened before the check, the pidfd is safe otherwise.
+    ::close(python_pidfd_);
+    python_pidfd_ = -1;
+  }
   if (!out_.empty())
     arm_writer_locked();
   else if (close_after_flush_)
@@ -526,16 +533,26 @@ void connection::on_log(int& fd, std::shared_ptr<fd_watcher>& w, line_splitter& 
 }
 
 void connection::on_exit() {
-  siginfo_t info{};
-  // The child stays a zombie (WNOWAIT): its pid, and so its process group id, cannot be
-  // reused until the reap below.
-  if (::waitid(p_pidfd, static_cast<id_t>(proc_.pidfd), &info, WEXITED | WNOHANG | WNOWAIT) != 0 ||
-      info.si_pid == 0)
-    return;  // spurious, or EINTR: the watcher fires again
-  // With the guard every descendant is gone already. Without one, the group goes too: no
-  // orphans.
-  if (proc_.python() == proc_.pid)
-    ::kill(-proc_.pid, SIGKILL);
+  int status = 0;
+  if (proc_.status_pipe) {
+    // A fork-server worker: its template killed the group and wrote the wait status.
+    auto got = ::read(proc_.pidfd, &status, sizeof status);
+    if (got < 0 && (errno == EAGAIN || errno == EINTR))
+      return;  // spurious: the watcher fires again
+    if (got != static_cast<ssize_t>(sizeof status))
+      status = SIGKILL;  // the template died first: the worker died with it (PDEATHSIG)
+  } else {
+    siginfo_t info{};
+    // The child stays a zombie (WNOWAIT): its pid, and so its process group id, cannot be
+    // reused until the reap below.
+    if (::waitid(p_pidfd, static_cast<id_t>(proc_.pidfd), &info, WEXITED | WNOHANG | WNOWAIT) != 0 ||
+        info.si_pid == 0)
+      return;  // spurious, or EINTR: the watcher fires again
+    // With the guard every descendant is gone already. Without one, the group goes too: no
+    // orphans.
+    if (proc_.python() == proc_.pid)
+      ::kill(-proc_.pid, SIGKILL);
+  }
   // Replies written before the exit are still in the pipe: deliver them first.
   if (proc_.from_child >= 0 && !stopped_reading_) {
     paused_ = false;
@@ -570,10 +587,10 @@ void connection::on_exit() {
   for (auto* w : {&w_read_, &w_write_, &w_out_, &w_err_, &w_exit_, &w_dump_})
     if (*w)
       (*w)->close();
-  int status = 0;
   {
     std::lock_guard<std::mutex> g{mu_};
-    ::waitpid(proc_.pid, &status, 0);  // exited (WNOWAIT above): does not block
+    if (!proc_.status_pipe)
+      ::waitpid(proc_.pid, &status, 0);  // exited (WNOWAIT above): does not block
     reaped_ = true;
     to_child_ = interrupt_fd_ = -1;
     out_.clear();

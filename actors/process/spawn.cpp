@@ -44,6 +44,7 @@ struct child_setup : bp::extend::handler {
   int intr_src = -1;        // -> 5 (fds transport only)
   int dump_src = -1;        // -> 6 (fds transport only)
   int pid_w = -1;           // the guard writes P's pid here (not passed to P)
+  int control_src = -1;     // -> 7 (a fork-server template's control socket)
   bool stdio = false;
   pid_t parent = 0;
   char** envp = nullptr;
@@ -122,8 +123,9 @@ struct child_setup : bp::extend::handler {
     int dump = stdio ? -1 : ::fcntl(dump_src, F_DUPFD_CLOEXEC, 10);
     int filter_src = iso != nullptr ? iso->seccomp_fd_src : -1;
     int filter = filter_src >= 0 ? ::fcntl(filter_src, F_DUPFD_CLOEXEC, 10) : -1;
+    int control = control_src >= 0 ? ::fcntl(control_src, F_DUPFD_CLOEXEC, 10) : -1;
     if (in < 0 || out_proto < 0 || err < 0 || (!stdio && (out < 0 || intr < 0 || dump < 0)) ||
-        (filter_src >= 0 && filter < 0))
+        (filter_src >= 0 && filter < 0) || (control_src >= 0 && control < 0))
       fail(e, "fcntl(F_DUPFD_CLOEXEC)");
     if (stdio) {
       if (::dup2(in, 0) < 0 || ::dup2(out_proto, 1) < 0 || ::dup2(err, 2) < 0)
@@ -146,6 +148,12 @@ struct child_setup : bp::extend::handler {
         fail(e, "dup2");
       mark_cloexec(first_other, sandbox_seccomp_fd - 1);
       first_other = sandbox_seccomp_fd + 1;
+    } else if (control >= 0) {
+      // A fork-server template's control socket (the same number: bwrap is excluded).
+      if (::dup2(control, 7) < 0)
+        fail(e, "dup2");
+      mark_cloexec(first_other, 6);
+      first_other = 8;
     }
     mark_cloexec(first_other, ~0U);
     // 5. Isolation: rlimits (NOFILE now that the fds are in place), identity, no_new_privs,
@@ -298,6 +306,7 @@ expected<spawned_process> spawn(const spawn_request& req) {
   setup.intr_src = intr[0];
   setup.dump_src = dump[1];
   setup.pid_w = pid_pipe[1];
+  setup.control_src = sandboxed ? -1 : req.control_fd;
   setup.stdio = req.stdio_transport;
   setup.parent = ::getpid();
   setup.envp = envp.data();

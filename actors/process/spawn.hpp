@@ -22,6 +22,9 @@ struct spawn_request {
   /// must already be the bwrap command (bwrap_command): the filter then goes to bwrap on
   /// child fd 7, and python_pid is the sandboxed process (find_sandboxed_python).
   pyvisor::isolation isolation;
+  /// >= 0: a host fd the child gets as its fd 7 (a fork-server template's control socket,
+  /// process/fork_server.hpp). Not with sandbox_kind::bwrap, whose filter takes fd 7.
+  int control_fd = -1;
 };
 
 /// What the exit reason of a process needs to know about how it ran (session.cpp).
@@ -40,6 +43,7 @@ struct spawned_process {
   pid_t python_pid = -1;  ///< the Python process (os_pid(), signal target; its pid is also its
                           ///< process group id); -1: the same as pid
   int pidfd = -1;       ///< readable once the child exited; reap with waitpid(pid)
+                        ///< (with status_pipe: the read end of the worker's status pipe)
   int to_child = -1;    ///< frames host -> python (child fd 3, or 0 with stdio transport)
   int from_child = -1;  ///< frames python -> host (child fd 4, or 1 with stdio transport)
   int out = -1;         ///< child stdout (-1 with stdio transport)
@@ -47,6 +51,12 @@ struct spawned_process {
   int interrupt = -1;   ///< interrupt records host -> python (child fd 5; -1 with stdio transport)
   int dump = -1;        ///< stack dumps python -> host (child fd 6; -1 when not set up)
   exit_context context;  ///< limits and sandbox, for the exit reason
+  /// A fork-server worker (process/fork_server.hpp): `pid` is the template's child, not the
+  /// host's. `pidfd` is then a pipe on which the template writes the worker's wait status
+  /// (4 bytes, native int) once the worker exited and its process group was killed, before it
+  /// reaps the worker; EOF without a status means the template died (the worker dies with
+  /// it: PR_SET_PDEATHSIG). The host never reaps `pid`.
+  bool status_pipe = false;
 
   /// The Python process (and its process group).
   pid_t python() const noexcept { return python_pid > 0 ? python_pid : pid; }

@@ -30,6 +30,18 @@ enum class transport : std::uint8_t {
 
 /// Code run once in the root namespace when the interpreter starts. Every eval and every
 /// environment starts from the globals it leaves (including `vars`).
+/// How an interpreter's process starts.
+enum class spawn_mode : std::uint8_t {
+  cold,         ///< a new Python process each time (start ~15-20 ms)
+  /// A fork of a warm template process shared by every interpreter with the same Python,
+  /// arguments, environment, working directory and isolation (docs/architecture.md "Fork
+  /// server"): start and restart ~1-3 ms. Needs the `fds` transport and no bwrap sandbox.
+  /// Caveats: the template has no threads and imports only the runner and `preload`; workers
+  /// share its hash seed; state is copied on write; descendants that leave a worker's process
+  /// group are killed with the template, not with the worker.
+  fork_server,
+};
+
 struct init_script {
   std::string code;
   pyvisor::vars vars;
@@ -96,6 +108,12 @@ struct interpreter_options {
   std::vector<std::string> launcher;
   /// Frame transport; `stdio` for launchers that only forward stdin/stdout.
   pyvisor::transport transport = transport::fds;
+  /// Cold process or fork of a warm template (see spawn_mode).
+  pyvisor::spawn_mode spawn = spawn_mode::cold;
+  /// Modules the fork server's template imports before it forks (spawn_mode::fork_server; an
+  /// import that fails there is reported by each worker's init script instead, if it imports
+  /// them too). Ignored by cold starts: put imports in the init script.
+  std::vector<std::string> preload;
   /// Working directory of the child; empty = the host's.
   std::string cwd;
   /// Variables set in the child's environment (after inheritance).

@@ -29,6 +29,7 @@ struct resource_limits {
   bool any() const {
     return memory || cpu_seconds || open_files || file_size || processes || core;
   }
+  friend bool operator==(const resource_limits&, const resource_limits&) = default;
 };
 
 /// Who the Python process runs as: a user and group name or number. Needs the host to run as
@@ -40,6 +41,7 @@ struct identity {
   std::string group;
 
   bool empty() const { return user.empty() && group.empty(); }
+  friend bool operator==(const identity&, const identity&) = default;
 };
 
 /// Which sandbox wraps the Python process.
@@ -66,6 +68,7 @@ struct sandbox_policy {
   bool seccomp = false;
   /// Syscall names denied by the filter; empty: default_seccomp_deny().
   std::vector<std::string> deny;
+  friend bool operator==(const sandbox_policy&, const sandbox_policy&) = default;
 };
 
 /// The documented default deny list: ptrace, process_vm_readv/writev, mount, umount2,
@@ -79,6 +82,7 @@ struct isolation {
   resource_limits limits;
   pyvisor::identity identity;
   sandbox_policy sandbox;
+  friend bool operator==(const isolation&, const isolation&) = default;
 };
 
 } // namespace pyvisor

@@ -1,7 +1,9 @@
 // Test helper for descendants_test (host death): a host with one interpreter that started
 // `sleep 30` (subprocess.Popen, in the runner's process group) and a setsid'd sleeper. Prints
 // "<sleep pid> <setsid pid> <runner pid>\n" on stdout, then waits to be SIGKILLed.
-// Usage: descendants_host_helper PYTHON
+// Usage: descendants_host_helper PYTHON [fork_server]
+// With fork_server the interpreter is a fork-server worker and the template's pid is printed
+// fourth.
 #include <unistd.h>
 
 #include <cstdio>
@@ -15,6 +17,9 @@ int main(int argc, char** argv) {
   pyvisor::runtime rt;
   pyvisor::interpreter_options o;
   o.python = argv[1];
+  bool forked = argc > 2 && std::string{argv[2]} == "fork_server";
+  if (forked)
+    o.spawn = pyvisor::spawn_mode::fork_server;
   auto py = rt.spawn_interpreter(o);
   if (!py) {
     std::fprintf(stderr, "spawn: %s\n", py.error().to_string().c_str());
@@ -30,14 +35,17 @@ if pid == 0:
         time.sleep(30)
     finally:
         os._exit(0)
-return [popen_child.pid, pid, os.getpid()]
+return [popen_child.pid, pid, os.getpid(), os.getppid()]
 )PY");
   if (!r) {
     std::fprintf(stderr, "eval: %s\n", r.error().to_string().c_str());
     return 1;
   }
   auto pids = r->as<std::vector<int>>();
-  std::printf("%d %d %d\n", pids.at(0), pids.at(1), pids.at(2));
+  if (forked)
+    std::printf("%d %d %d %d\n", pids.at(0), pids.at(1), pids.at(2), pids.at(3));
+  else
+    std::printf("%d %d %d\n", pids.at(0), pids.at(1), pids.at(2));
   std::fflush(stdout);
   for (;;)
     ::pause();

@@ -1,0 +1,268 @@
+#include "process/fork_server.hpp"
+
+#include <array>
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace pyvisor::process {
+
+namespace {
+
+constexpr std::size_t tail_limit = 4096;
+constexpr int fds_per_worker = 7;
+/// The first reply may wait for the template's start and preload imports.
+constexpr int first_reply_ms = 120000;
+constexpr int reply_ms = 10000;
+
+void close_fd(int& fd) {
+  if (fd >= 0) {
+    ::close(fd);
+    fd = -1;
+  }
+}
+
+bool readable(int fd, int timeout_ms) {
+  pollfd p{fd, POLLIN, 0};
+  int r;
+  while ((r = ::poll(&p, 1, timeout_ms)) < 0 && errno == EINTR) {
+  }
+  return r > 0;
+}
+
+error failed(const std::string& what) {
+  return make_error(errc::spawn_failed, "fork server: " + what);
+}
+
+void append_tail(std::string& tail, int fd) {
+  if (fd < 0)
+    return;
+  char buf[4096];
+  for (;;) {
+    auto n = ::read(fd, buf, sizeof buf);
+    if (n <= 0)
+      break;
+    tail.append(buf, static_cast<std::size_t>(n));
+  }
+  if (tail.size() > tail_limit)
+    tail.erase(0, tail.size() - tail_limit);
+}
+
+} // namespace
+
+fork_server::fork_server(spawn_request tmpl) : tmpl_(std::move(tmpl)) {
+  thread_ = std::thread([this] { run(); });
+}
+
+fork_server::~fork_server() {
+  shutdown();
+}
+
+void fork_server::shutdown() {
+  {
+    std::lock_guard<std::mutex> g{mu_};
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  std::lock_guard<std::mutex> g{join_mu_};
+  if (thread_.joinable())
+    thread_.join();
+}
+
+void fork_server::spawn(std::vector<std::string> runner_args, exit_context context,
+                        done_fn done) {
+  {
+    std::lock_guard<std::mutex> g{mu_};
+    if (!stopping_) {
+      jobs_.push_back(job{std::move(runner_args), context, std::move(done)});
+      cv_.notify_all();
+      return;
+    }
+  }
+  done(make_error(errc::shutting_down, "fork server: stopping"));
+}
+
+pid_t fork_server::template_pid() const {
+  std::lock_guard<std::mutex> g{mu_};
+  return template_pid_;
+}
+
+std::uint64_t fork_server::template_starts() const {
+  std::lock_guard<std::mutex> g{mu_};
+  return starts_;
+}
+
+void fork_server::run() {
+  for (;;) {
+    job j;
+    {
+      std::unique_lock<std::mutex> g{mu_};
+      cv_.wait(g, [this] { return stopping_ || !jobs_.empty(); });
+      if (jobs_.empty())
+        break;  // stopping, nothing left
+      j = std::move(jobs_.front());
+      jobs_.pop_front();
+    }
+    if (j.done)
+      j.done(fork_one(j));
+  }
+  stop_template(true);
+}
+
+bool fork_server::template_alive() const {
+  return proc_.pid > 0 && !readable(proc_.pidfd, 0);
+}
+
+std::string fork_server::template_output() {
+  append_tail(tail_, proc_.err);
+  append_tail(tail_, proc_.out);
+  std::string t = tail_;
+  while (!t.empty() && (t.back() == '\n' || t.back() == '\r'))
+    t.pop_back();
+  return t.empty() ? "" : ": " + t;
+}
+
+expected<void> fork_server::ensure_template() {
+  if (template_alive())
+    return {};
+  if (proc_.pid > 0)
+    stop_template(false);  // dead: reap its guard, drop its fds
+  int sv[2] = {-1, -1};
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
+    return failed(std::string{"socketpair: "} + std::strerror(errno));
+  spawn_request req = tmpl_;
+  req.control_fd = sv[1];
+  auto p = process::spawn(req);
+  ::close(sv[1]);
+  if (!p) {
+    ::close(sv[0]);
+    return failed("cannot start the template: " + p.error().message);
+  }
+  proc_ = std::move(*p);
+  sock_ = sv[0];
+  tail_.clear();
+  // The template does not speak the interpreter protocol: its own pipes 3..6 are unused.
+  for (int* fd : {&proc_.to_child, &proc_.from_child, &proc_.interrupt, &proc_.dump})
+    close_fd(*fd);
+  std::lock_guard<std::mutex> g{mu_};
+  template_pid_ = proc_.python();
+  ++starts_;
+  return {};
+}
+
+void fork_server::stop_template(bool gracefully) {
+  if (proc_.pid <= 0)
+    return;
+  close_fd(sock_);  // EOF: the template kills its workers' groups and exits
+  if (!gracefully || !readable(proc_.pidfd, 2000))
+    ::kill(proc_.pid, SIGKILL);  // the guard; the template follows it (PDEATHSIG)
+  int status = 0;
+  while (::waitpid(proc_.pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  append_tail(tail_, proc_.err);
+  close_fds(proc_);
+  proc_ = spawned_process{};
+  std::lock_guard<std::mutex> g{mu_};
+  template_pid_ = -1;
+}
+
+expected<spawned_process> fork_server::fork_one(const job& j) {
+  bool fresh = !template_alive();
+  if (auto ok = ensure_template(); !ok)
+    return std::move(ok).error();
+  // The worker's ends first, in the order of the request (1, 2, 3, 4, 5, 6, status), and
+  // the host's ends.
+  int out[2] = {-1, -1}, err[2] = {-1, -1}, in[2] = {-1, -1}, proto[2] = {-1, -1},
+      intr[2] = {-1, -1}, dump[2] = {-1, -1}, status[2] = {-1, -1};
+  auto close_all = [&] {
+    for (int* p : {out, err, in, proto, intr, dump, status}) {
+      close_fd(p[0]);
+      close_fd(p[1]);
+    }
+  };
+  for (int* p : {out, err, in, proto, intr, dump, status})
+    if (::pipe2(p, O_CLOEXEC) != 0) {
+      int e = errno;
+      close_all();
+      return failed(std::string{"pipe2: "} + std::strerror(e));
+    }
+  std::array<int, fds_per_worker> theirs{out[1], err[1], in[0], proto[1], intr[0], dump[1],
+                                         status[1]};
+  std::string payload;
+  for (std::size_t i = 0; i < j.args.size(); ++i) {
+    if (i)
+      payload.push_back('\0');
+    payload += j.args[i];
+  }
+  char cbuf[CMSG_SPACE(sizeof(int) * fds_per_worker)];
+  std::memset(cbuf, 0, sizeof cbuf);
+  iovec iov{payload.data(), payload.size()};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = cbuf;
+  msg.msg_controllen = sizeof cbuf;
+  cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int) * fds_per_worker);
+  std::memcpy(CMSG_DATA(c), theirs.data(), sizeof(int) * fds_per_worker);
+  ssize_t sent;
+  while ((sent = ::sendmsg(sock_, &msg, MSG_NOSIGNAL)) < 0 && errno == EINTR) {
+  }
+  int send_errno = errno;
+  // The template has its copies now (or never will): ours of the worker's ends go.
+  close_fd(out[1]);
+  close_fd(err[1]);
+  close_fd(in[0]);
+  close_fd(proto[1]);
+  close_fd(intr[0]);
+  close_fd(dump[1]);
+  close_fd(status[1]);
+  auto lost = [&](const std::string& why) {
+    close_all();
+    stop_template(false);
+    return failed(why + template_output());
+  };
+  if (sent < 0)
+    return lost(std::string{"the template is gone ("} + std::strerror(send_errno) + ")");
+  // The reply: the worker's pid. The template's death ends the wait too (its socket end
+  // closes: EOF).
+  if (!readable(sock_, fresh ? first_reply_ms : reply_ms))
+    return lost("the template did not answer");
+  int pid = 0;
+  ssize_t got;
+  while ((got = ::recv(sock_, &pid, sizeof pid, 0)) < 0 && errno == EINTR) {
+  }
+  if (got != static_cast<ssize_t>(sizeof pid))
+    return lost("the template exited");
+  if (pid <= 0) {
+    close_all();
+    return failed(std::string{"fork: "} + std::strerror(-pid));
+  }
+  spawned_process p;
+  p.pid = pid;
+  p.status_pipe = true;
+  p.pidfd = status[0];
+  p.to_child = in[1];
+  p.from_child = proto[0];
+  p.out = out[0];
+  p.err = err[0];
+  p.interrupt = intr[1];
+  p.dump = dump[0];
+  p.context = j.context;
+  for (int fd : {p.pidfd, p.to_child, p.from_child, p.out, p.err, p.interrupt, p.dump}) {
+    int fl = ::fcntl(fd, F_GETFL);
+    if (fl >= 0)
+      ::fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+  }
+  return p;
+}
+
+} // namespace pyvisor::process

@@ -1,0 +1,105 @@
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "process/spawn.hpp"
+#include "pyvisor/expected.hpp"
+
+namespace pyvisor::process {
+
+/// A spawn result on its way to its owner: the process's fds are closed unless it is taken
+/// (a worker that is never attached then ends on EOF).
+struct owned_process {
+  expected<spawned_process> result;
+  bool taken = false;
+
+  explicit owned_process(expected<spawned_process> r) : result(std::move(r)) {}
+  ~owned_process() {
+    if (!taken && result)
+      close_fds(*result);
+  }
+  owned_process(const owned_process&) = delete;
+  owned_process& operator=(const owned_process&) = delete;
+  expected<spawned_process> take() {
+    taken = true;
+    return std::move(result);
+  }
+};
+
+/// A fork server (`spawn = "fork_server"`, docs/architecture.md "Fork server"): a warm template
+/// process, started like a cold interpreter of the same configuration (guard, limits, identity,
+/// environment, working directory) but running `pyvisor._fork_server`, which imports the
+/// runner and the preload modules once and then forks workers on request. A worker costs a
+/// fork of a warm interpreter instead of a Python start.
+///
+/// Requests go over a SOCK_SEQPACKET socket (the template's fd 7) carrying the worker's fds
+/// (SCM_RIGHTS); the protocol is in python/pyvisor/_fork_server.py. A worker is the template's
+/// child: its exit comes as a wait status on a pipe (spawned_process::status_pipe).
+///
+/// One thread per fork server starts the template (so the template's guard dies with it:
+/// PR_SET_PDEATHSIG) and serves requests in order; a request blocks only that thread. A
+/// template that died (killed, crashed) is started again for the next request; the workers
+/// it had die with it and are restarted by their supervisors.
+class fork_server {
+public:
+  using done_fn = std::function<void(expected<spawned_process>)>;
+
+  /// `tmpl`: the template's command (its runner arguments end with `--control-fd 7`); its
+  /// control_fd is set here. Nothing starts before the first spawn.
+  explicit fork_server(spawn_request tmpl);
+  ~fork_server();  ///< shutdown()
+  /// Serves the requests made so far, then ends the template (EOF on its socket; SIGKILL
+  /// after 2 s) and joins the thread. Workers still running die with the template. Later
+  /// requests fail at once (errc::shutting_down). Idempotent; not from a `done` callback.
+  void shutdown();
+  fork_server(const fork_server&) = delete;
+  fork_server& operator=(const fork_server&) = delete;
+
+  /// Asks for a worker running the runner with `runner_args` (what follows the runner
+  /// directory on a cold interpreter's command line). `done` runs on the fork server's
+  /// thread, once, with the worker or the reason there is none (errc::spawn_failed).
+  void spawn(std::vector<std::string> runner_args, exit_context context, done_fn done);
+
+  /// The template's pid (the Python process), or -1 while none runs.
+  pid_t template_pid() const;
+  /// How often a template was started.
+  std::uint64_t template_starts() const;
+
+private:
+  struct job {
+    std::vector<std::string> args;
+    exit_context context;
+    done_fn done;
+  };
+
+  void run();
+  expected<spawned_process> fork_one(const job& j);
+  expected<void> ensure_template();
+  void stop_template(bool gracefully);
+  bool template_alive() const;
+  std::string template_output();
+
+  spawn_request tmpl_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<job> jobs_;
+  bool stopping_ = false;
+  // Owned by the thread (template_pid_ and starts_ are also read under mu_).
+  spawned_process proc_;
+  int sock_ = -1;
+  std::string tail_;  ///< the last bytes the template wrote on stdout/stderr
+  pid_t template_pid_ = -1;
+  std::uint64_t starts_ = 0;
+  std::mutex join_mu_;  ///< shutdown() from two threads joins once
+  std::thread thread_;
+};
+
+} // namespace pyvisor::process

@@ -1,0 +1,307 @@
+"""The fork server: a warm template process that forks interpreters on the host's request.
+
+Started by the host (``spawn = "fork_server"``, docs/architecture.md "Fork server") as
+``python -I [-S] -c "<boot>" <runner-dir> --control-fd 7 [--preload a,b]`` under the same
+guard, limits, identity and environment as a cold interpreter of that configuration.  It
+imports the runner (and the preload modules) once, then serves requests on fd 7, a
+``SOCK_SEQPACKET`` unix socket, one at a time:
+
+    request   one message: the worker's runner arguments, NUL-separated (UTF-8), with seven
+              fds attached (SCM_RIGHTS): what becomes the worker's fds 1 (stdout), 2
+              (stderr), 3 (requests), 4 (replies), 5 (interrupts), 6 (stack dumps), and the
+              write end of its *status pipe*
+    reply     4 bytes, native int: the worker's pid, or -errno when the fork failed
+
+The worker (``_become_worker``) gets its own process group, ``PR_SET_PDEATHSIG(SIGKILL)``
+(it dies with the template), exactly fds 0..6 and the template's default signal
+dispositions, then runs ``_runner.main`` as a cold interpreter would and exits with its code.
+
+When a worker exits the template kills its process group, writes the worker's wait status
+(4 bytes, native int, as ``waitpid`` reports it) to the worker's status pipe, closes it and
+only then reaps the worker: until the host sees the status, the pid and group id cannot be
+reused.  EOF on fd 7 (the host closed it) ends the template; its workers die with it.
+
+The template never starts a thread: a fork copies only the forking thread.
+"""
+
+import os
+import _signal as signal
+import socket
+import struct
+import sys
+
+_INT = struct.Struct("i")
+_FDS_PER_WORKER = 7
+_WORKER_FDS = (1, 2, 3, 4, 5, 6)  # where the first six received fds go in the worker
+_PR_SET_PDEATHSIG = 1
+
+
+def _log(message):
+    try:
+        os.write(2, ("pyvisor fork server: %s\n" % message).encode("utf-8", "backslashreplace"))
+    except OSError:
+        pass
+
+
+def _parse(argv):
+    control_fd, preload = None, []
+    i = 0
+    while i < len(argv):
+        name = argv[i]
+        if i + 1 >= len(argv) or name not in ("--control-fd", "--preload"):
+            raise ValueError("bad argument %r" % name)
+        value = argv[i + 1]
+        i += 2
+        if name == "--control-fd":
+            control_fd = int(value)
+        elif value:
+            preload = value.split(",")
+    if control_fd is None:
+        raise ValueError("--control-fd is required")
+    return control_fd, preload
+
+
+def _prctl():
+    import ctypes  # in the template only: workers share its pages
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    fn = libc.prctl
+    fn.restype = ctypes.c_int
+    return fn
+
+
+def serve(argv=None):
+    """Entry point of the template; ``argv`` defaults to the arguments after the runner dir."""
+    if argv is None:
+        argv = sys.argv[2:]
+    try:
+        control_fd, preload = _parse(argv)
+        prctl = _prctl()
+    except Exception as e:  # noqa: BLE001 - any start-up failure is reported the same way
+        _log("cannot start: %s" % e)
+        os._exit(2)
+    # fds 3..6 were the template's own protocol pipes (unused): /dev/null keeps the numbers
+    # taken, so fds received later never land on a worker's target numbers.
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (3, 4, 5, 6):
+        if fd != control_fd:
+            os.dup2(null, fd, inheritable=False)
+    os.close(null)
+    # Warm: the runner and everything its start imports, then the pool's preload modules.
+    from . import _codec, _runner  # noqa: F401
+    from . import _rewrite  # noqa: F401 - the first compile of every worker
+    try:
+        _codec.select(None)
+    except Exception:  # noqa: BLE001 - the worker reports a bad codec itself
+        pass
+    for name in preload:
+        try:
+            __import__(name)
+        except BaseException as e:  # noqa: BLE001 - the worker's init script imports it again
+            _log("preload %s failed (each worker will report it): %s: %s"
+                 % (name, type(e).__name__, e))
+    _Template(control_fd, prctl).run()
+
+
+class _Template(object):
+    def __init__(self, control_fd, prctl):
+        self._sock = socket.socket(fileno=control_fd)
+        self._sock.setblocking(True)
+        self._prctl = prctl
+        self._status = {}  # worker pid -> write end of its status pipe
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+        os.set_blocking(self._wake_r, False)
+        signal.set_wakeup_fd(self._wake_w)
+        signal.signal(signal.SIGCHLD, _ignore)
+        signal.signal(signal.SIGINT, _ignore)  # the host signals workers, never the template
+
+    def run(self):
+        import select
+
+        poller = select.poll()
+        poller.register(self._sock.fileno(), select.POLLIN)
+        poller.register(self._wake_r, select.POLLIN)
+        while True:
+            try:
+                events = poller.poll()
+            except InterruptedError:
+                continue
+            for fd, _ in events:
+                if fd == self._wake_r:
+                    self._drain_wakeup()
+                    self._reap()
+                elif not self._serve_one():
+                    self._stop()
+
+    def _drain_wakeup(self):
+        try:
+            while os.read(self._wake_r, 512):
+                pass
+        except OSError:
+            pass
+
+    def _serve_one(self):
+        try:
+            data, ancdata, _, _ = self._sock.recvmsg(
+                65536, socket.CMSG_SPACE(_FDS_PER_WORKER * _INT.size))
+        except InterruptedError:
+            return True
+        except OSError as e:
+            _log("control socket: %s" % e)
+            return False
+        fds = []
+        for level, kind, payload in ancdata:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                usable = len(payload) - len(payload) % _INT.size
+                fds.extend(struct.unpack("%di" % (usable // _INT.size), payload[:usable]))
+        if not data and not fds:
+            return False  # EOF: the host is done with us
+        if len(fds) != _FDS_PER_WORKER:
+            for fd in fds:
+                os.close(fd)
+            _log("ignored a request with %d fds" % len(fds))
+            self._sock.sendall(_INT.pack(-22))  # EINVAL
+            return True
+        args = data.decode("utf-8").split("\0") if data else []
+        try:
+            pid = os.fork()
+        except OSError as e:
+            for fd in fds:
+                os.close(fd)
+            self._sock.sendall(_INT.pack(-(e.errno or 11)))
+            return True
+        if pid == 0:
+            self._become_worker(fds, args)  # never returns
+        for fd in fds[:-1]:
+            os.close(fd)
+        self._status[pid] = fds[-1]
+        self._sock.sendall(_INT.pack(pid))
+        return True
+
+    def _reap(self):
+        while True:
+            try:
+                info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:
+                return
+            except InterruptedError:
+                continue
+            if info is None or info.si_pid == 0:
+                return
+            pid = info.si_pid
+            # The worker is a zombie until the reap below: its group id is still its own.
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except OSError:
+                pass
+            if info.si_code == os.CLD_EXITED:
+                status = (info.si_status & 0xFF) << 8
+            else:
+                status = info.si_status & 0x7F
+                if info.si_code == os.CLD_DUMPED:
+                    status |= 0x80
+            fd = self._status.pop(pid, None)
+            if fd is not None:
+                try:
+                    os.write(fd, _INT.pack(status))
+                except OSError:
+                    pass  # the host gave up on this worker
+                os.close(fd)
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+
+    def _stop(self):
+        # Workers die with us (their PDEATHSIG); their groups go first, so that nothing they
+        # started outlives them.
+        for pid in list(self._status):
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        os._exit(0)
+
+    def _become_worker(self, fds, args):
+        code = 1
+        try:
+            parent = os.getppid()
+            os.setpgid(0, 0)
+            if self._prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) != 0:
+                os._exit(127)
+            if os.getppid() != parent:
+                os._exit(127)  # the template died between the fork and the prctl
+            signal.set_wakeup_fd(-1)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            for fd, target in zip(fds, _WORKER_FDS):
+                os.dup2(fd, target, inheritable=True)
+            self._sock.detach()
+            # Everything else goes: the control socket, other workers' status pipes, the
+            # received fds (now copied onto 1..6), the wakeup pipe.
+            _close_from(7)
+            sys.argv = sys.argv[:2] + list(args)
+            from ._runner import main
+
+            try:
+                main(list(args))
+                code = 0
+            except SystemExit as e:
+                code = _exit_code(e.code)
+            _finalize()
+        except BaseException:  # noqa: BLE001 - a worker never returns into the template
+            try:
+                import traceback
+
+                traceback.print_exc()
+            except BaseException:  # noqa: BLE001
+                pass
+        finally:
+            os._exit(code)
+
+
+def _ignore(signum, frame):
+    pass
+
+
+def _close_from(lowest):
+    # The open fds, not a range up to RLIMIT_NOFILE: that can be a million (os.closerange
+    # loops over every number before Python 3.10).
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd >= lowest:
+            try:
+                os.close(fd)
+            except OSError:
+                pass  # the directory's own fd, closed by now
+
+
+def _exit_code(code):
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    try:
+        sys.stderr.write("%s\n" % (code,))
+    except BaseException:  # noqa: BLE001
+        pass
+    return 1
+
+
+def _finalize():
+    # What interpreter finalization does before a cold runner exits: wait for non-daemon
+    # threads, run atexit handlers, flush the standard streams.
+    threading = sys.modules.get("threading")
+    if threading is not None:
+        try:
+            threading._shutdown()
+        except BaseException:  # noqa: BLE001
+            pass
+    import atexit
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BaseException:  # noqa: BLE001
+            pass

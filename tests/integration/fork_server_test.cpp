@@ -1,0 +1,280 @@
+// spawn_mode::fork_server: interpreters forked from a warm template get what a cold one gets
+// (fds, signals, process group, PDEATHSIG, limits, exit reasons, interrupts), and the template's
+// own failures cost only a restart (issue 12).
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "support/fixture.hpp"
+
+using namespace pyvisor;
+using namespace pyvisor::test;
+
+extern char** environ;
+
+namespace {
+
+class fork_server_test : public runtime_test {
+protected:
+  interpreter_options forked() {
+    auto o = options();
+    o.spawn = spawn_mode::fork_server;
+    return o;
+  }
+
+  static int eval_int(interpreter& py, const std::string& code) {
+    auto r = py.eval(code);
+    if (!r) {
+      ADD_FAILURE() << r.error().to_string();
+      return -1;
+    }
+    return r->as<int>();
+  }
+
+  // What a process sees of its own set-up: open fds, blocked and ignored signals, the handlers
+  // of SIGCHLD and SIGINT, its group, PDEATHSIG, fd 0, inheritability of 3 and 4.
+  static std::string probe(interpreter& py) {
+    auto r = py.eval(R"PY(
+import ctypes, os, signal
+libc = ctypes.CDLL(None, use_errno=True)
+sig = ctypes.c_int(0)
+libc.prctl(2, ctypes.byref(sig), 0, 0, 0)  # PR_GET_PDEATHSIG
+with open('/proc/self/status') as f:
+    st = dict(l.split(':', 1) for l in f if ':' in l)
+fds = sorted(int(f) for f in os.listdir('/proc/self/fd'))
+return repr([fds, st['SigBlk'].strip(), st['SigIgn'].strip(),
+             signal.getsignal(signal.SIGCHLD) == signal.SIG_DFL,
+             callable(signal.getsignal(signal.SIGINT)),
+             os.getpgrp() == os.getpid(), sig.value, os.readlink('/proc/self/fd/0'),
+             os.get_inheritable(3), os.get_inheritable(4)])
+)PY");
+    if (!r) {
+      ADD_FAILURE() << r.error().to_string();
+      return "";
+    }
+    return r->as<std::string>();
+  }
+};
+
+} // namespace
+
+TEST_F(fork_server_test, workers_answer_and_share_one_template) {
+  auto a = must_spawn(forked());
+  auto b = must_spawn(forked());
+  EXPECT_EQ(a.eval("return 6 * 7")->as<int>(), 42);
+  int parent_a = eval_int(a, "import os\nreturn os.getppid()");
+  int parent_b = eval_int(b, "import os\nreturn os.getppid()");
+  EXPECT_EQ(parent_a, parent_b) << "one template for one configuration";
+  EXPECT_NE(parent_a, ::getpid());
+  EXPECT_EQ(eval_int(a, "import os\nreturn os.getpid()"), a.os_pid());
+  // A different configuration gets its own template.
+  auto o = forked();
+  o.environment = {{"PYVISOR_OTHER_TEMPLATE", "1"}};
+  auto c = must_spawn(o);
+  EXPECT_NE(eval_int(c, "import os\nreturn os.getppid()"), parent_a);
+  EXPECT_EQ(c.eval("import os\nreturn os.environ['PYVISOR_OTHER_TEMPLATE']")->as<std::string>(),
+            "1");
+}
+
+TEST_F(fork_server_test, a_worker_is_set_up_like_a_cold_interpreter) {
+  auto cold = must_spawn(options());
+  auto warm = must_spawn(forked());
+  auto c = probe(cold);
+  auto w = probe(warm);
+  EXPECT_FALSE(c.empty());
+  EXPECT_EQ(w, c);
+  EXPECT_NE(w.find("True, 9, '/dev/null', False, False]"), std::string::npos) << w;
+}
+
+TEST_F(fork_server_test, limits_reach_the_worker) {
+  auto o = forked();
+  o.isolation.limits.open_files = 200;
+  o.isolation.limits.file_size = 1 << 20;
+  auto py = must_spawn(o);
+  auto r = py.eval("import resource\n"
+                   "return [resource.getrlimit(resource.RLIMIT_NOFILE)[0],\n"
+                   "        resource.getrlimit(resource.RLIMIT_FSIZE)[0],\n"
+                   "        resource.getrlimit(resource.RLIMIT_CORE)[0]]");
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_EQ(r->as<std::vector<long>>(), (std::vector<long>{200, 1 << 20, 0}));
+}
+
+TEST_F(fork_server_test, exit_codes_and_signals_are_reported) {
+  auto a = must_spawn(forked());
+  auto r = a.eval("import os\nos._exit(7)");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::interpreter_exited);
+  EXPECT_NE(r.error().message.find("exited with code 7"), std::string::npos) << r.error().message;
+  auto b = must_spawn(forked());
+  ::kill(b.os_pid(), SIGKILL);
+  ASSERT_TRUE(eventually([&] { return b.state() == interpreter_state::stopped; }));
+  auto rb = b.eval("return 1");
+  ASSERT_FALSE(rb);
+  EXPECT_NE(rb.error().message.find("killed by signal 9 (SIGKILL)"), std::string::npos)
+    << rb.error().message;
+}
+
+TEST_F(fork_server_test, the_workers_process_group_dies_with_it) {
+  auto py = must_spawn(forked());
+  int sleeper = eval_int(py, "import subprocess\nreturn subprocess.Popen(['sleep', '60']).pid");
+  ASSERT_GT(sleeper, 0);
+  EXPECT_FALSE(process_gone(sleeper));
+  auto r = py.eval("import os\nos._exit(0)");
+  ASSERT_FALSE(r);
+  EXPECT_TRUE(eventually([&] { return process_gone(sleeper); }, scaled(10s)));
+}
+
+TEST_F(fork_server_test, an_interrupt_stops_code_that_overran_its_deadline) {
+  auto py = must_spawn(forked());
+  eval_options eo;
+  eo.timeout = 300ms;
+  auto r = py.eval("import time\nwhile True:\n    time.sleep(0.01)", {}, eo);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::timeout) << r.error().to_string();
+  EXPECT_EQ(py.eval("return 'alive'")->as<std::string>(), "alive");
+  EXPECT_EQ(py.state(), interpreter_state::ready);
+}
+
+TEST_F(fork_server_test, workers_do_not_share_random_state) {
+  auto a = must_spawn(forked());
+  auto b = must_spawn(forked());
+  auto code = "import random\nreturn random.getrandbits(64)";
+  auto ra = a.eval(code);
+  auto rb = b.eval(code);
+  ASSERT_TRUE(ra && rb);
+  EXPECT_NE(ra->as<std::uint64_t>(), rb->as<std::uint64_t>());
+}
+
+TEST_F(fork_server_test, preload_is_imported_by_the_template) {
+  auto o = forked();
+  o.preload = {"colorsys", "no_such_module_for_pyvisor"};
+  auto py = must_spawn(o);
+  EXPECT_TRUE(py.eval("import sys\nreturn 'colorsys' in sys.modules")->as<bool>());
+  auto cold = must_spawn(options());
+  EXPECT_FALSE(cold.eval("import sys\nreturn 'colorsys' in sys.modules")->as<bool>());
+}
+
+TEST_F(fork_server_test, a_killed_template_takes_its_workers_and_the_next_spawn_starts_another) {
+  auto py = must_spawn(forked());
+  int tmpl = eval_int(py, "import os\nreturn os.getppid()");
+  ASSERT_GT(tmpl, 0);
+  ::kill(tmpl, SIGKILL);
+  ASSERT_TRUE(eventually([&] { return py.state() == interpreter_state::stopped; }));
+  auto next = must_spawn(forked());
+  EXPECT_EQ(next.eval("return 1")->as<int>(), 1);
+  EXPECT_NE(eval_int(next, "import os\nreturn os.getppid()"), tmpl);
+}
+
+TEST_F(fork_server_test, supervised_restarts_fork_again) {
+  child_spec c;
+  c.id = "py";
+  c.interpreter = forked();
+  supervisor_spec s;
+  s.name = "fork-sup";
+  s.intensity = 100;
+  s.period = 5s;
+  s.backoff = {10ms, 100ms, 0.2, 60s};
+  s.children.push_back(std::move(c));
+  auto sup = rt_->supervise(std::move(s));
+  ASSERT_TRUE(sup) << sup.error();
+  auto py = sup->child("py");
+  ASSERT_TRUE(py) << py.error();
+  int first = py->os_pid();
+  track_pid(first);
+  int tmpl = eval_int(*py, "import os\nreturn os.getppid()");
+  ::kill(first, SIGKILL);
+  int next = 0;
+  ASSERT_TRUE(eventually(
+    [&] {
+      next = py->os_pid();
+      return next > 0 && next != first && py->state() == interpreter_state::ready;
+    },
+    scaled(30s)));
+  track_pid(next);
+  EXPECT_EQ(py->eval("return 'back'")->as<std::string>(), "back");
+  EXPECT_EQ(eval_int(*py, "import os\nreturn os.getppid()"), tmpl) << "the same template";
+}
+
+TEST_F(fork_server_test, options_it_cannot_honour_are_refused) {
+  auto o = forked();
+  o.transport = transport::stdio;
+  auto a = rt_->spawn_interpreter(o);
+  ASSERT_FALSE(a);
+  EXPECT_EQ(a.error().code, errc::config_error);
+  auto s = forked();
+  s.isolation.sandbox.kind = sandbox_kind::bwrap;
+  auto b = rt_->spawn_interpreter(s);
+  ASSERT_FALSE(b);
+  EXPECT_EQ(b.error().code, errc::config_error);
+  EXPECT_NE(b.error().message.find("fork_server"), std::string::npos) << b.error().message;
+}
+
+TEST_F(fork_server_test, the_runtime_ends_the_template) {
+  int tmpl = -1;
+  {
+    auto py = must_spawn(forked());
+    tmpl = eval_int(py, "import os\nreturn os.getppid()");
+  }
+  ASSERT_GT(tmpl, 0);
+  EXPECT_FALSE(process_gone(tmpl));
+  rt_.reset();
+  EXPECT_TRUE(eventually([&] { return process_gone(tmpl); }));
+}
+
+// The host dies by SIGKILL: the helper's interpreter is a fork-server worker; the worker, the
+// descendants it started and the template all go (the template's guard kills the subtree).
+TEST_F(fork_server_test, host_sigkill_kills_template_workers_and_descendants) {
+  int out[2];
+  ASSERT_EQ(::pipe2(out, O_CLOEXEC), 0);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+  std::string helper = PYVISOR_DESCENDANTS_HELPER;
+  std::string python = test_python();
+  std::string mode = "fork_server";
+  char* argv[] = {helper.data(), python.data(), mode.data(), nullptr};
+  pid_t host = -1;
+  int rc = ::posix_spawn(&host, helper.c_str(), &fa, nullptr, argv, environ);
+  posix_spawn_file_actions_destroy(&fa);
+  ::close(out[1]);
+  ASSERT_EQ(rc, 0) << "cannot start " << helper;
+  std::string line;
+  auto deadline = std::chrono::steady_clock::now() + scaled(30s);
+  while (line.find('\n') == std::string::npos && std::chrono::steady_clock::now() < deadline) {
+    pollfd p{out[0], POLLIN, 0};
+    if (::poll(&p, 1, 100) <= 0)
+      continue;
+    char buf[256];
+    auto n = ::read(out[0], buf, sizeof buf);
+    if (n <= 0)
+      break;
+    line.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(out[0]);
+  std::vector<int> pids;
+  std::istringstream in(line);
+  for (int p; in >> p;)
+    pids.push_back(p);
+  ::kill(host, SIGKILL);
+  int status = 0;
+  ASSERT_EQ(::waitpid(host, &status, 0), host);
+  ASSERT_EQ(pids.size(), 4u) << "helper printed: '" << line << "'";
+  // The Popen'd sleep, the setsid'd sleeper, the worker, the template.
+  auto gone = [&] {
+    for (int p : pids)
+      if (!process_gone(p))
+        return false;
+    return true;
+  };
+  EXPECT_TRUE(eventually(gone, 5s));
+  if (!gone())
+    for (int p : pids)
+      ::kill(p, SIGKILL);
+}
