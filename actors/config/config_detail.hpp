@@ -73,6 +73,7 @@ bool valid_name(std::string_view name);
 const std::vector<std::string>& strategy_names();
 const std::vector<std::string>& restart_names();
 const std::vector<std::string>& dispatch_names();
+const std::vector<std::string>& spawn_names();
 const std::vector<std::string>& sandbox_names();
 const std::vector<std::string>& log_level_names();
 const std::vector<std::string>& log_format_names();
@@ -80,6 +81,7 @@ const std::vector<std::string>& log_format_names();
 std::string_view name_of(restart_strategy s);
 std::string_view name_of(restart_type r);
 std::string_view name_of(dispatch_policy d);
+std::string_view name_of(spawn_mode m);
 std::string_view name_of(sandbox_kind k);
 
 /// The index of `value` in `names`, if there.

@@ -147,6 +147,7 @@ void read_pool(table_reader& r, pool_spec& p) {
   r.string("init_script", w.init_script.code);
   r.path("init_file", p.init_file);
   r.strings("preload", p.preload);
+  r.choice("spawn", w.spawn, spawn_names());
   r.strings("python_args", w.args);
   r.boolean("python_logging", w.forward_logging);
   r.duration("default_timeout", w.default_timeout);

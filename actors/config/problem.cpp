@@ -153,6 +153,10 @@ const std::vector<std::string>& dispatch_names() {
   static const std::vector<std::string> v{"least_loaded", "round_robin", "key_affinity"};
   return v;
 }
+const std::vector<std::string>& spawn_names() {
+  static const std::vector<std::string> v{"cold", "fork_server"};
+  return v;
+}
 const std::vector<std::string>& sandbox_names() {
   static const std::vector<std::string> v{"none", "bwrap"};
   return v;
@@ -169,6 +173,7 @@ const std::vector<std::string>& log_format_names() {
 std::string_view name_of(restart_strategy s) { return strategy_names().at(static_cast<std::size_t>(s)); }
 std::string_view name_of(restart_type r) { return restart_names().at(static_cast<std::size_t>(r)); }
 std::string_view name_of(dispatch_policy d) { return dispatch_names().at(static_cast<std::size_t>(d)); }
+std::string_view name_of(spawn_mode m) { return spawn_names().at(static_cast<std::size_t>(m)); }
 std::string_view name_of(sandbox_kind k) { return sandbox_names().at(static_cast<std::size_t>(k)); }
 
 std::optional<std::size_t> choice_index(std::string_view value,

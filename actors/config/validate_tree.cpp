@@ -116,6 +116,11 @@ void check_tree(rule_checker& c, const runtime_spec& spec) {
     if (!p.tenant.empty() && !seen.count(p.tenant))
       c.out.add(join(path, "tenant"),
                 "unknown tenant '" + p.tenant + "'" + did_you_mean(p.tenant, tenant_names));
+    if (p.options.worker.spawn == spawn_mode::fork_server)
+      for (const auto& t : spec.tenants)
+        if (t.name == p.tenant && t.sandbox.kind == sandbox_kind::bwrap)
+          c.out.add(join(path, "spawn"), "spawn = \"fork_server\" does not work in tenant '" + t.name +
+                                           "' (sandbox = \"bwrap\"): use \"cold\"");
   }
   std::set<std::string> supervisors;
   for (const auto& s : spec.supervisors) {

@@ -196,6 +196,8 @@ void write_pool_keys(section& s, const pool_spec& p, const pool_spec& def, bool 
   s.str("init_script", w.init_script.code, def.options.worker.init_script.code);
   s.str("init_file", p.init_file, def.init_file);
   s.strings("preload", p.preload, def.preload);
+  if (s.differs(w.spawn, def.options.worker.spawn))
+    s.raw("spawn", toml_string(name_of(w.spawn)));
   s.strings("python_args", w.args, def.options.worker.args);
   s.boolean("python_logging", w.forward_logging, def.options.worker.forward_logging);
   s.duration("default_timeout", w.default_timeout, def.options.worker.default_timeout);

@@ -67,6 +67,7 @@ pool_options resolve_pool(const pool_spec& spec, const tenant_spec* tenant,
     w.init_script.code = std::move(code);
     w.init_script.file = spec.init_file;
   }
+  w.preload = spec.preload;  // the fork server's template imports them (spawn = fork_server)
   if (!spec.preload.empty()) {
     // After the init script, so its line numbers stay those of the file.
     std::string line = "\nimport ";

@@ -17,6 +17,7 @@ min_ready = 1
 dispatch = "key_affinity"
 init_script = "x = 1"
 preload = ["json", "os.path"]
+spawn = "fork_server"
 python_args = ["-X", "dev"]
 default_timeout = "10s"
 init_timeout = "2m"
@@ -81,6 +82,7 @@ name = "b"
   EXPECT_EQ(o.dispatch, dispatch_policy::key_affinity);
   EXPECT_EQ(w.init_script.code, "x = 1");
   EXPECT_EQ(p.preload, (strings{"json", "os.path"}));
+  EXPECT_EQ(w.spawn, spawn_mode::fork_server);
   EXPECT_EQ(w.args, (strings{"-X", "dev"}));
   EXPECT_EQ(w.default_timeout, 10s);
   EXPECT_EQ(w.init_script_timeout, 2min);

@@ -125,6 +125,9 @@ TEST(LoaderTypes, BadEnumValuesListTheValidOnes) {
   EXPECT_EQ(problems("[pools.web]\ndispatch = \"random\"\n"),
             strings{"t.toml:2:12: pools.web.dispatch: invalid value \"random\" (expected one "
                     "of: least_loaded, round_robin, key_affinity)"});
+  EXPECT_EQ(problems("[pools.web]\nspawn = \"warm\"\n"),
+            strings{"t.toml:2:9: pools.web.spawn: invalid value \"warm\" (expected one of: "
+                    "cold, fork_server)"});
   EXPECT_EQ(problems("[pools.web]\nrestart = \"never\"\n"),
             strings{"t.toml:2:11: pools.web.restart: invalid value \"never\" (expected one of: "
                     "permanent, transient, temporary)"});

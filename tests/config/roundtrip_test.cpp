@@ -71,6 +71,7 @@ runtime_spec full_spec() {
   batch.options.name = "batch";
   batch.init_file = data_dir + "/init.py";
   batch.options.worker.init_script.code = "";
+  batch.options.worker.spawn = spawn_mode::fork_server;  // no tenant: no bwrap
   s.pools.push_back(batch);
   pool_spec solo;
   solo.options.name = "solo";

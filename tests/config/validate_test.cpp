@@ -104,6 +104,28 @@ TEST(Validate, PathsMustBeAbsoluteAndFilesMustExist) {
                      "exist"}));
 }
 
+TEST(Validate, AForkServerPoolCannotUseABwrapTenant) {
+  runtime_spec s;
+  auto boxed = tenant("boxed");
+  boxed.sandbox.kind = sandbox_kind::bwrap;
+  s.tenants.push_back(boxed);
+  s.tenants.push_back(tenant("plain"));
+  auto p = pool("p");
+  p.tenant = "boxed";
+  p.options.worker.spawn = spawn_mode::fork_server;
+  s.pools.push_back(p);
+  auto q = pool("q");
+  q.tenant = "plain";
+  q.options.worker.spawn = spawn_mode::fork_server;
+  s.pools.push_back(q);
+  auto r = pool("r");
+  r.tenant = "boxed";  // cold: fine
+  s.pools.push_back(r);
+  EXPECT_EQ(lines(validate(s)),
+            (strings{"pools.p.spawn: spawn = \"fork_server\" does not work in tenant 'boxed' "
+                     "(sandbox = \"bwrap\"): use \"cold\""}));
+}
+
 TEST(Validate, InitScriptAndInitFileExcludeEachOther) {
   runtime_spec s;
   auto p = pool("p");
