@@ -11,6 +11,8 @@
 //   /proc/self/fd entries of this process, before and after M idle interpreters, / M.
 // - start_200_s / start_200_sequential_s: wall time until N interpreters are all ready, spawned
 //   with blocking spawn_interpreter from 8 threads / from one thread.
+// - *_fork_*: start to ready, Pss and 200 at once with spawn_mode::fork_server (forks of a warm
+//   template; fork_template_pss_mib: the template's own Pss, shared by its workers).
 // Prints one JSON object; errors go to stderr with exit code 1, and no process is left behind.
 #include <fcntl.h>
 #include <malloc.h>
@@ -331,6 +333,57 @@ int run(const options& o) {
   const double sequential_s = start_many(rt, io, start_count, 1);
   if (sequential_s < 0)
     return 1;
+
+  // The same with the fork server: start to ready, Pss of idle workers (and of the template
+  // they share), 200 at once. The template is started first and not counted.
+  auto fio = io;
+  fio.spawn = pyvisor::spawn_mode::fork_server;
+  {
+    auto warm = spawn(prog, rt, fio);
+    if (!warm)
+      return 1;
+    if (!stop(prog, *warm))
+      return 1;
+  }
+  std::vector<double> fork_ready_ms;
+  for (long long i = 0; i < o.iters; ++i) {
+    const auto t0 = clock_type::now();
+    auto py = spawn(prog, rt, fio);
+    const auto t1 = clock_type::now();
+    if (!py)
+      return 1;
+    fork_ready_ms.push_back(us_since(t0, t1) / 1e3);
+    if (!stop(prog, *py))
+      return 1;
+  }
+  {
+    std::vector<handles> idle(1);
+    std::vector<double> py_mib;
+    if (!spawn_n(rt, fio, pss_count, idle[0]))
+      return 1;
+    double template_mib = 0;
+    for (auto& py : idle[0]) {
+      const int pid = py.os_pid();
+      const double p = pss_kib(pid);
+      if (p <= 0)
+        return std::fprintf(stderr, "%s: no Pss for forked python %d\n", prog, pid), 1;
+      py_mib.push_back(p / 1024);
+      template_mib = pss_kib(parent_of(pid)) / 1024;
+    }
+    if (!stop_all(idle))
+      return 1;
+    j.num("python_pss_per_idle_fork_mib", median(py_mib)).num("fork_template_pss_mib", template_mib);
+  }
+  const double fork_parallel_s = start_many(rt, fio, start_count, start_threads);
+  if (fork_parallel_s < 0)
+    return 1;
+  const double fork_sequential_s = start_many(rt, fio, start_count, 1);
+  if (fork_sequential_s < 0)
+    return 1;
+  j.num("start_to_ready_fork_ms", median(fork_ready_ms))
+    .num("start_200_fork_s", fork_parallel_s)
+    .num("start_200_fork_sequential_s", fork_sequential_s);
+
   j.num("start_200_s", parallel_s)
     .num("start_200_sequential_s", sequential_s)
     .integer("pss_count", pss_count)

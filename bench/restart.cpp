@@ -3,7 +3,8 @@
 // is the restart latency callers see (cold spawn of a new Python process, runner start-up,
 // init script, admission). Reported beside the spawn-to-ready time of a fresh interpreter
 // measured in the same run (the floor a restart cannot beat). Backoff is off (0 ms) so the
-// figure is the mechanism, not the policy. Prints one JSON object.
+// figure is the mechanism, not the policy. The same again with spawn_mode::fork_server (fork_*:
+// a fork of the warm template instead of a new Python). Prints one JSON object.
 
 #include <algorithm>
 #include <chrono>
@@ -35,21 +36,25 @@ void usage(std::FILE* f) {
                common_usage);
 }
 
-int run(const options& o) {
-  pyvisor::runtime rt{pyvisor::runtime_options{.log = {}}};
-  auto io = interpreter_opts(o.c);
+struct figures {
+  std::vector<double> spawn_us, restart_us;
+  long long failed_calls = 0;
+  long long restarts = 0;
+};
 
+// The spawn floor and the restart latency for one way of starting processes.
+bool measure(const options& o, pyvisor::runtime& rt, const pyvisor::interpreter_options& io,
+             figures& f) {
   // The floor: spawn_interpreter() to ready, fresh each time.
-  std::vector<double> spawn_us;
   for (long long i = 0; i < o.iters; ++i) {
     const auto t0 = clock_type::now();
     auto py = spawn(prog, rt, io);
     const auto t1 = clock_type::now();
     if (!py)
-      return 1;
-    spawn_us.push_back(us_since(t0, t1));
+      return false;
+    f.spawn_us.push_back(us_since(t0, t1));
     if (!stop(prog, *py))
-      return 1;
+      return false;
   }
 
   pyvisor::supervisor_spec spec;
@@ -65,19 +70,17 @@ int run(const options& o) {
   auto sup = rt.supervise(spec);
   if (!sup) {
     std::fprintf(stderr, "%s: supervise failed: %s\n", prog, sup.error().to_string().c_str());
-    return 1;
+    return false;
   }
   auto py = sup->child("py");
   if (!py)
-    return 1;
-  std::vector<double> restart_us;
-  long long failed_calls = 0;
+    return false;
   for (long long i = 0; i < o.iters; ++i) {
     auto ok = py->eval("return 1");
     if (!ok) {
       std::fprintf(stderr, "%s: eval before the kill failed: %s\n", prog,
                    ok.error().to_string().c_str());
-      return 1;
+      return false;
     }
     const int pid = py->os_pid();
     const auto t0 = clock_type::now();
@@ -86,30 +89,49 @@ int run(const options& o) {
       auto r = py->eval("return 1");
       if (r && py->os_pid() != pid)
         break;
-      ++failed_calls;  // in flight at the kill: interpreter_exited, once
+      ++f.failed_calls;  // in flight at the kill: interpreter_exited, once
       if (!r && r.error().code != pyvisor::errc::interpreter_exited) {
         std::fprintf(stderr, "%s: unexpected error: %s\n", prog, r.error().to_string().c_str());
-        return 1;
+        return false;
       }
     }
-    restart_us.push_back(us_since(t0, clock_type::now()));
+    f.restart_us.push_back(us_since(t0, clock_type::now()));
   }
-  const auto restarts = py->stats().restarts;
-  if (!sup->stop())
+  f.restarts = static_cast<long long>(py->stats().restarts);
+  return static_cast<bool>(sup->stop());
+}
+
+int run(const options& o) {
+  pyvisor::runtime rt{pyvisor::runtime_options{.log = {}}};
+  auto io = interpreter_opts(o.c);
+  figures cold, forked;
+  if (!measure(o, rt, io, cold))
     return 1;
-  auto s = summarize(spawn_us);
-  auto r = summarize(restart_us);
+  // The fork server: a warm template forks each process (its own start is not counted: the
+  // first spawn below starts it, and the floor's median ignores one slow sample).
+  auto fio = io;
+  fio.spawn = pyvisor::spawn_mode::fork_server;
+  if (!measure(o, rt, fio, forked))
+    return 1;
+  auto s = summarize(cold.spawn_us);
+  auto r = summarize(cold.restart_us);
+  auto fs = summarize(forked.spawn_us);
+  auto fr = summarize(forked.restart_us);
   json_object j;
   j.str("bench", "restart")
     .str("python", o.c.python)
     .integer("iters", o.iters)
-    .integer("restarts", static_cast<long long>(restarts))
-    .integer("calls_failed_at_kill", failed_calls)
+    .integer("restarts", cold.restarts + forked.restarts)
+    .integer("calls_failed_at_kill", cold.failed_calls + forked.failed_calls)
     .num("spawn_p50_ms", s.p50 / 1e3)
     .num("spawn_p99_ms", s.p99 / 1e3)
     .num("restart_p50_ms", r.p50 / 1e3)
     .num("restart_p99_ms", r.p99 / 1e3)
     .num("restart_to_spawn_p50", r.p50 / s.p50)
+    .num("fork_spawn_p50_ms", fs.p50 / 1e3)
+    .num("fork_spawn_p99_ms", fs.p99 / 1e3)
+    .num("fork_restart_p50_ms", fr.p50 / 1e3)
+    .num("fork_restart_p99_ms", fr.p99 / 1e3)
     .print();
   return 0;
 }
