@@ -61,6 +61,7 @@ Where things are (one concept per module; ``Runner`` combines the method groups)
     _aio             asyncio's names, bound when it is imported
     _payloads        validation of request payloads
     _compile         the code cache; _rewrite: the AST rewrite (imported at the first compile)
+    _fork_server     the fork server's template (spawn = "fork_server"): forks runners
 """
 
 import builtins
