@@ -8,10 +8,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <random>
+#include <set>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "pyvisor/pool.hpp"
 #include "support/fixture.hpp"
 
 using namespace pyvisor;
@@ -277,4 +282,82 @@ TEST_F(fork_server_test, host_sigkill_kills_template_workers_and_descendants) {
   if (!gone())
     for (int p : pids)
       ::kill(p, SIGKILL);
+}
+
+// A pool of forked workers under kills and recycling: every call is answered (a value, or
+// interpreter_exited for the calls on a killed worker), every restart and replacement is a fork
+// of the same template.
+TEST_F(fork_server_test, a_pool_of_forked_workers_survives_kills_and_recycles) {
+  pool_options o;
+  o.name = "forked";
+  o.workers = 3;
+  o.worker = forked();
+  o.worker.init_script.code = "import os, time";
+  o.backoff.base = 1ms;
+  o.backoff.cap = 5ms;
+  o.recycle.max_requests = 40;
+  auto made = rt_->spawn_pool(o);
+  ASSERT_TRUE(made) << made.error();
+  auto& p = *made;
+  auto ready_pids = [&] {
+    std::set<int> out;
+    for (auto& w : p.stats().per_worker)
+      if (w.state == worker_stats::ready && w.pid != 0)
+        out.insert(w.pid);
+    return out;
+  };
+  std::atomic<int> answers{0}, values{0}, exited{0};
+  std::mutex mu;
+  std::set<long long> parents, pids;
+  std::vector<std::string> odd;
+  std::vector<std::thread> callers;
+  for (int t = 0; t < 8; ++t)
+    callers.emplace_back([&] {
+      for (int i = 0; i < 60; ++i) {
+        auto v = p.eval("time.sleep(0.002)\nreturn [os.getpid(), os.getppid()]");
+        ++answers;
+        std::lock_guard<std::mutex> g{mu};
+        if (v) {
+          ++values;
+          auto pp = v->as<std::vector<long long>>();
+          pids.insert(pp.at(0));
+          parents.insert(pp.at(1));
+        } else if (v.error().code == errc::interpreter_exited) {
+          ++exited;
+        } else {
+          odd.push_back(v.error().to_string());
+        }
+      }
+    });
+  std::mt19937 rng{7};
+  int kills = 0;
+  for (int k = 0; k < 10; ++k) {
+    auto live = ready_pids();
+    if (live.empty()) {
+      std::this_thread::sleep_for(20ms);  // the pacing of the chaos, not a wait for a condition
+      continue;
+    }
+    auto it = live.begin();
+    std::advance(it, static_cast<long>(rng() % live.size()));
+    track_pid(*it);
+    if (::kill(*it, SIGKILL) == 0)
+      ++kills;
+    int victim = *it;
+    ASSERT_TRUE(eventually([&] { return ready_pids().count(victim) == 0; }));
+    std::this_thread::sleep_for(50ms);  // the pacing of the chaos, not a wait for a condition
+  }
+  for (auto& t : callers)
+    t.join();
+  EXPECT_EQ(answers.load(), 480);
+  EXPECT_EQ(values + exited, 480) << "unexpected errors, e.g. " << (odd.empty() ? "" : odd[0]);
+  EXPECT_GE(kills, 5);
+  ASSERT_TRUE(p.wait_ready(3, scaled(20s)));
+  auto st = p.stats();
+  EXPECT_EQ(st.restarts, static_cast<std::uint64_t>(kills));
+  EXPECT_GE(st.recycled, 3u) << "40 requests per worker, 480 requests";
+  EXPECT_GT(pids.size(), 6u);
+  EXPECT_EQ(parents.size(), 1u) << "every worker is a fork of the one template";
+  for (auto& w : st.per_worker)
+    track_pid(w.pid);
+  EXPECT_EQ(p.eval("return 'fine'")->as<std::string>(), "fine");
 }
