@@ -13,7 +13,7 @@ bool same_template(const process::spawn_request& a, const process::spawn_request
 } // namespace
 
 std::shared_ptr<process::fork_server> fork_server_registry::get(
-  const process::spawn_request& tmpl) {
+  const process::spawn_request& tmpl, process::fork_server::line_fn on_line) {
   std::vector<std::shared_ptr<process::fork_server>> unused;  // shut down outside the lock
   std::shared_ptr<process::fork_server> found;
   {
@@ -28,7 +28,7 @@ std::shared_ptr<process::fork_server> fork_server_registry::get(
       unused.push_back(std::move(it->server));
     entries_.erase(unused_end, entries_.end());
     if (!found) {
-      found = std::make_shared<process::fork_server>(tmpl);
+      found = std::make_shared<process::fork_server>(tmpl, std::move(on_line));
       if (shut_down_)
         found->shutdown();  // requests fail at once: the runtime is shutting down
       else

@@ -17,7 +17,8 @@ class fork_server_registry {
 public:
   /// The fork server for `tmpl` (its argv is the template's command), made on first use. Fork
   /// servers no interpreter holds any more are dropped here (their templates end).
-  std::shared_ptr<process::fork_server> get(const process::spawn_request& tmpl);
+  std::shared_ptr<process::fork_server> get(const process::spawn_request& tmpl,
+                                            process::fork_server::line_fn on_line = {});
   /// Ends every template (the runtime's shutdown, after every interpreter stopped).
   void shutdown();
 

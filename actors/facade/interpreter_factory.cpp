@@ -285,7 +285,13 @@ expected<std::shared_ptr<detail::interpreter_shared>> runtime::impl::make_interp
       preload += (preload.empty() ? "" : ",") + m;
     tmpl.argv.insert(tmpl.argv.end(), {"-c", fork_server_boot_code, runner_dir, "--control-fd",
                                        "7", "--preload", preload});
-    fork = forks.get(tmpl);
+    // The template's own output (a failed preload import, say) goes to the runtime's log as
+    // the stderr of "fork-server".
+    std::weak_ptr<impl> weak = shared_from_this();
+    fork = forks.get(tmpl, [weak](int pid, std::string_view line) {
+      if (auto rt = weak.lock())
+        rt->log(log_record{"fork-server", pid, log_source::python_stderr, line, 0});
+    });
   }
 
   auto shared = std::make_shared<detail::interpreter_shared>();

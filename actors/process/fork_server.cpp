@@ -40,7 +40,8 @@ error failed(const std::string& what) {
   return make_error(errc::spawn_failed, "fork server: " + what);
 }
 
-void append_tail(std::string& tail, int fd) {
+/// Appends what `fd` holds now to `got` (non-blocking).
+void read_available(std::string& got, int fd) {
   if (fd < 0)
     return;
   char buf[4096];
@@ -48,15 +49,14 @@ void append_tail(std::string& tail, int fd) {
     auto n = ::read(fd, buf, sizeof buf);
     if (n <= 0)
       break;
-    tail.append(buf, static_cast<std::size_t>(n));
+    got.append(buf, static_cast<std::size_t>(n));
   }
-  if (tail.size() > tail_limit)
-    tail.erase(0, tail.size() - tail_limit);
 }
 
 } // namespace
 
-fork_server::fork_server(spawn_request tmpl) : tmpl_(std::move(tmpl)) {
+fork_server::fork_server(spawn_request tmpl, line_fn on_line)
+    : tmpl_(std::move(tmpl)), on_line_(std::move(on_line)) {
   thread_ = std::thread([this] { run(); });
 }
 
@@ -119,9 +119,32 @@ bool fork_server::template_alive() const {
   return proc_.pid > 0 && !readable(proc_.pidfd, 0);
 }
 
+void fork_server::read_output() {
+  std::string got;
+  read_available(got, proc_.err);
+  read_available(got, proc_.out);
+  if (got.empty())
+    return;
+  tail_ += got;
+  if (tail_.size() > tail_limit)
+    tail_.erase(0, tail_.size() - tail_limit);
+  partial_ += got;
+  std::size_t start = 0;
+  for (auto nl = partial_.find('\n'); nl != std::string::npos; nl = partial_.find('\n', start)) {
+    if (on_line_)
+      on_line_(template_pid_, std::string_view{partial_}.substr(start, nl - start));
+    start = nl + 1;
+  }
+  partial_.erase(0, start);
+  if (partial_.size() > tail_limit) {  // no newline in sight: pass it on as it is
+    if (on_line_)
+      on_line_(template_pid_, partial_);
+    partial_.clear();
+  }
+}
+
 std::string fork_server::template_output() {
-  append_tail(tail_, proc_.err);
-  append_tail(tail_, proc_.out);
+  read_output();
   std::string t = tail_;
   while (!t.empty() && (t.back() == '\n' || t.back() == '\r'))
     t.pop_back();
@@ -147,6 +170,7 @@ expected<void> fork_server::ensure_template() {
   proc_ = std::move(*p);
   sock_ = sv[0];
   tail_.clear();
+  partial_.clear();
   // The template does not speak the interpreter protocol: its own pipes 3..6 are unused.
   for (int* fd : {&proc_.to_child, &proc_.from_child, &proc_.interrupt, &proc_.dump})
     close_fd(*fd);
@@ -165,7 +189,10 @@ void fork_server::stop_template(bool gracefully) {
   int status = 0;
   while (::waitpid(proc_.pid, &status, 0) < 0 && errno == EINTR) {
   }
-  append_tail(tail_, proc_.err);
+  read_output();
+  if (!partial_.empty() && on_line_)
+    on_line_(template_pid_, partial_);
+  partial_.clear();
   close_fds(proc_);
   proc_ = spawned_process{};
   std::lock_guard<std::mutex> g{mu_};
@@ -242,6 +269,7 @@ expected<spawned_process> fork_server::fork_one(const job& j) {
   }
   if (got != static_cast<ssize_t>(sizeof pid))
     return lost("the template exited");
+  read_output();
   if (pid <= 0) {
     close_all();
     return failed(std::string{"fork: "} + std::strerror(-pid));

@@ -51,10 +51,14 @@ struct owned_process {
 class fork_server {
 public:
   using done_fn = std::function<void(expected<spawned_process>)>;
+  /// A line the template wrote on its stdout or stderr (e.g. a failed preload import), and its
+  /// pid. Called on the fork server's thread.
+  using line_fn = std::function<void(int pid, std::string_view line)>;
 
   /// `tmpl`: the template's command (its runner arguments end with `--control-fd 7`); its
-  /// control_fd is set here. Nothing starts before the first spawn.
-  explicit fork_server(spawn_request tmpl);
+  /// control_fd is set here. Nothing starts before the first spawn. The template's output is
+  /// read after each fork and at its end.
+  explicit fork_server(spawn_request tmpl, line_fn on_line = {});
   ~fork_server();  ///< shutdown()
   /// Serves the requests made so far, then ends the template (EOF on its socket; SIGKILL
   /// after 2 s) and joins the thread. Workers still running die with the template. Later
@@ -86,6 +90,7 @@ private:
   void stop_template(bool gracefully);
   bool template_alive() const;
   std::string template_output();
+  void read_output();
 
   spawn_request tmpl_;
   mutable std::mutex mu_;
@@ -95,7 +100,9 @@ private:
   // Owned by the thread (template_pid_ and starts_ are also read under mu_).
   spawned_process proc_;
   int sock_ = -1;
+  line_fn on_line_;
   std::string tail_;  ///< the last bytes the template wrote on stdout/stderr
+  std::string partial_;  ///< a line not complete yet
   pid_t template_pid_ = -1;
   std::uint64_t starts_ = 0;
   std::mutex join_mu_;  ///< shutdown() from two threads joins once

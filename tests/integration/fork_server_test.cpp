@@ -164,6 +164,11 @@ TEST_F(fork_server_test, preload_is_imported_by_the_template) {
   EXPECT_TRUE(py.eval("import sys\nreturn 'colorsys' in sys.modules")->as<bool>());
   auto cold = must_spawn(options());
   EXPECT_FALSE(cold.eval("import sys\nreturn 'colorsys' in sys.modules")->as<bool>());
+  // The failed import is in the log, from the template.
+  EXPECT_TRUE(wait_log([](auto& l) {
+    return l.label == "fork-server" && l.source == log_source::python_stderr &&
+           l.line.find("preload no_such_module_for_pyvisor failed") != std::string::npos;
+  }));
 }
 
 TEST_F(fork_server_test, a_killed_template_takes_its_workers_and_the_next_spawn_starts_another) {
