@@ -358,7 +358,10 @@ TEST_F(fork_server_test, a_pool_of_forked_workers_survives_kills_and_recycles) {
   EXPECT_GE(kills, 5);
   ASSERT_TRUE(p.wait_ready(3, scaled(20s)));
   auto st = p.stats();
-  EXPECT_EQ(st.restarts, static_cast<std::uint64_t>(kills));
+  // A kill of a worker that is being recycled (its replacement already started) is no
+  // restart: each kill is one or the other.
+  EXPECT_LE(st.restarts, static_cast<std::uint64_t>(kills));
+  EXPECT_GE(st.restarts + st.recycled, static_cast<std::uint64_t>(kills));
   EXPECT_GE(st.recycled, 3u) << "40 requests per worker, 480 requests";
   EXPECT_GT(pids.size(), 6u);
   EXPECT_EQ(parents.size(), 1u) << "every worker is a fork of the one template";
