@@ -173,6 +173,12 @@ class _Template(object):
             return True
         if pid == 0:
             self._become_worker(fds, args)  # never returns
+        try:
+            # The worker does it too; whichever runs first, the group exists before the host
+            # learns the pid (it may signal the group at once).
+            os.setpgid(pid, pid)
+        except OSError:
+            pass
         for fd in fds[:-1]:
             os.close(fd)
         self._status[pid] = fds[-1]

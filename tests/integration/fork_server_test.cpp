@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <random>
 #include <set>
 #include <sstream>
@@ -18,6 +19,7 @@
 
 #include "pyvisor/pool.hpp"
 #include "support/fixture.hpp"
+#include "support/temp_files.hpp"
 
 using namespace pyvisor;
 using namespace pyvisor::test;
@@ -32,6 +34,34 @@ protected:
     auto o = options();
     o.spawn = spawn_mode::fork_server;
     return o;
+  }
+
+  // Processes whose parent is a fork server's template of this test process (any runtime).
+  static std::vector<int> forked_workers() {
+    auto cmdline = [](const std::string& pid) { return read_file("/proc/" + pid + "/cmdline"); };
+    auto parent = [](const std::string& pid) {
+      auto st = read_file("/proc/" + pid + "/stat");
+      auto close = st.rfind(')');
+      int ppid = -1;
+      if (close != std::string::npos)
+        std::sscanf(st.c_str() + close + 1, " %*c %d", &ppid);
+      return ppid;
+    };
+    std::vector<int> out;
+    for (auto& e : std::filesystem::directory_iterator("/proc")) {
+      auto name = e.path().filename().string();
+      if (name.find_first_not_of("0123456789") != std::string::npos)
+        continue;
+      int pp = parent(name);
+      if (pp <= 0)
+        continue;
+      auto tmpl = std::to_string(pp);
+      // The template's parent is its guard, whose parent is this process.
+      if (cmdline(tmpl).find("pyvisor._fork_server") != std::string::npos &&
+          parent(std::to_string(parent(tmpl))) == ::getpid())
+        out.push_back(std::stoi(name));
+    }
+    return out;
   }
 
   static int eval_int(interpreter& py, const std::string& code) {
@@ -77,6 +107,7 @@ TEST_F(fork_server_test, workers_answer_and_share_one_template) {
   int parent_a = eval_int(a, "import os\nreturn os.getppid()");
   int parent_b = eval_int(b, "import os\nreturn os.getppid()");
   EXPECT_EQ(parent_a, parent_b) << "one template for one configuration";
+  EXPECT_EQ(forked_workers().size(), 2u);
   EXPECT_NE(parent_a, ::getpid());
   EXPECT_EQ(eval_int(a, "import os\nreturn os.getpid()"), a.os_pid());
   // A different configuration gets its own template.
@@ -368,4 +399,29 @@ TEST_F(fork_server_test, a_pool_of_forked_workers_survives_kills_and_recycles) {
   for (auto& w : st.per_worker)
     track_pid(w.pid);
   EXPECT_EQ(p.eval("return 'fine'")->as<std::string>(), "fine");
+}
+
+// A stop while the fork is in flight (the template is still importing a slow preload module):
+// the SIGKILL of the stop sequence waits for the process instead of being lost, so the stop
+// ends and nothing is left behind.
+TEST_F(fork_server_test, a_stop_during_the_fork_is_not_lost) {
+  auto cold = must_spawn(options());
+  auto dir = cold.eval("import os, pyvisor\nreturn os.path.dirname(os.path.dirname(pyvisor.__file__))");
+  ASSERT_TRUE(dir) << dir.error();
+  temp_dir runner{"pyvisor-fork-runner"};
+  std::filesystem::copy(dir->as<std::string>() + "/pyvisor", runner / "pyvisor",
+                        std::filesystem::copy_options::recursive);
+  std::ofstream(runner / "pyvisor_slow_preload.py") << "import time\ntime.sleep(0.5)\n";
+  auto o = forked();
+  o.runner_dir = runner.path();
+  o.preload = {"pyvisor_slow_preload"};
+  o.sync_start = false;
+  auto py = rt_->spawn_interpreter(o);
+  ASSERT_TRUE(py) << py.error();
+  EXPECT_EQ(py->state(), interpreter_state::spawning);
+  auto stopped = py->stop();
+  EXPECT_TRUE(stopped) << stopped.error();
+  EXPECT_EQ(py->state(), interpreter_state::stopped);
+  EXPECT_TRUE(eventually([] { return forked_workers().empty(); }))
+    << forked_workers().size() << " forked worker(s) left";
 }
