@@ -285,6 +285,12 @@ expected<std::shared_ptr<detail::interpreter_shared>> runtime::impl::make_interp
       preload += (preload.empty() ? "" : ",") + m;
     tmpl.argv.insert(tmpl.argv.end(), {"-c", fork_server_boot_code, runner_dir, "--control-fd",
                                        "7", "--preload", preload});
+    // RLIMIT_CPU is per process and the template lives long: each worker sets it for itself
+    // (its CPU time starts from zero at the fork), the template runs without it.
+    if (auto cpu = tmpl.isolation.limits.cpu_seconds) {
+      tmpl.argv.insert(tmpl.argv.end(), {"--worker-cpu-seconds", std::to_string(*cpu)});
+      tmpl.isolation.limits.cpu_seconds.reset();
+    }
     // The template's own output (a failed preload import, say) goes to the runtime's log as
     // the stderr of "fork-server".
     std::weak_ptr<impl> weak = shared_from_this();

@@ -1,6 +1,8 @@
 #include "process/fork_server.hpp"
 
+#include <algorithm>
 #include <array>
+#include <chrono>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
@@ -20,6 +22,8 @@ constexpr int fds_per_worker = 7;
 /// The first reply may wait for the template's start and preload imports.
 constexpr int first_reply_ms = 120000;
 constexpr int reply_ms = 10000;
+/// The template's limit on one request (python/pyvisor/_fork_server.py, _MAX_REQUEST).
+constexpr std::size_t max_request = std::size_t{1} << 20;
 
 void close_fd(int& fd) {
   if (fd >= 0) {
@@ -143,6 +147,31 @@ void fork_server::read_output() {
   }
 }
 
+bool fork_server::wait_reply(int timeout_ms) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds{timeout_ms};
+  for (;;) {
+    pollfd p[3] = {{sock_, POLLIN, 0}, {proc_.err, POLLIN, 0}, {proc_.out, POLLIN, 0}};
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                  deadline - std::chrono::steady_clock::now())
+                  .count();
+    if (left <= 0)
+      return false;
+    int r = ::poll(p, 3, static_cast<int>(std::min<long long>(left, 1000)));
+    if (r < 0 && errno != EINTR)
+      return false;
+    if (r <= 0)
+      continue;
+    if (p[0].revents != 0)
+      return true;
+    read_output();
+    // A closed output pipe (the template is exiting) must not spin: stop watching it.
+    if ((p[1].revents & (POLLHUP | POLLERR)) && !(p[1].revents & POLLIN))
+      close_fd(proc_.err);
+    if ((p[2].revents & (POLLHUP | POLLERR)) && !(p[2].revents & POLLIN))
+      close_fd(proc_.out);
+  }
+}
+
 std::string fork_server::template_output() {
   read_output();
   std::string t = tail_;
@@ -227,6 +256,11 @@ expected<spawned_process> fork_server::fork_one(const job& j) {
       payload.push_back('\0');
     payload += j.args[i];
   }
+  if (payload.size() > max_request) {
+    close_all();
+    return failed("the runner's arguments take " + std::to_string(payload.size()) +
+                  " bytes (at most " + std::to_string(max_request) + ")");
+  }
   char cbuf[CMSG_SPACE(sizeof(int) * fds_per_worker)];
   std::memset(cbuf, 0, sizeof cbuf);
   iovec iov{payload.data(), payload.size()};
@@ -260,8 +294,9 @@ expected<spawned_process> fork_server::fork_one(const job& j) {
   if (sent < 0)
     return lost(std::string{"the template is gone ("} + std::strerror(send_errno) + ")");
   // The reply: the worker's pid. The template's death ends the wait too (its socket end
-  // closes: EOF).
-  if (!readable(sock_, fresh ? first_reply_ms : reply_ms))
+  // closes: EOF). Its output is read meanwhile: a preload import that writes more than a pipe
+  // holds must not block it.
+  if (!wait_reply(fresh ? first_reply_ms : reply_ms))
     return lost("the template did not answer");
   int pid = 0;
   ssize_t got;

@@ -91,6 +91,7 @@ private:
   bool template_alive() const;
   std::string template_output();
   void read_output();
+  bool wait_reply(int timeout_ms);
 
   spawn_request tmpl_;
   mutable std::mutex mu_;

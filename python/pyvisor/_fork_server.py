@@ -12,9 +12,11 @@ imports the runner (and the preload modules) once, then serves requests on fd 7,
               write end of its *status pipe*
     reply     4 bytes, native int: the worker's pid, or -errno when the fork failed
 
-The worker (``_become_worker``) gets its own process group, ``PR_SET_PDEATHSIG(SIGKILL)``
-(it dies with the template), exactly fds 0..6 and the template's default signal
-dispositions, then runs ``_runner.main`` as a cold interpreter would and exits with its code.
+The worker (``_become_worker``) gets its own process group (the template makes it too, before
+it answers), ``PR_SET_PDEATHSIG(SIGKILL)`` (it dies with the template), exactly fds 0..6, the
+template's default signal dispositions and ``--worker-cpu-seconds`` as its RLIMIT_CPU, then
+leaves the template's loop and runs ``_runner.main`` as a cold interpreter would; it ends
+through interpreter finalization (``SystemExit`` out of ``serve()``), as a cold runner does.
 
 When a worker exits the template kills its process group, writes the worker's wait status
 (4 bytes, native int, as ``waitpid`` reports it) to the worker's status pipe, closes it and
@@ -34,6 +36,7 @@ _INT = struct.Struct("i")
 _FDS_PER_WORKER = 7
 _WORKER_FDS = (1, 2, 3, 4, 5, 6)  # where the first six received fds go in the worker
 _PR_SET_PDEATHSIG = 1
+_MAX_REQUEST = 1 << 20  # bytes of runner arguments in one request
 
 
 def _log(message):
@@ -44,21 +47,23 @@ def _log(message):
 
 
 def _parse(argv):
-    control_fd, preload = None, []
+    control_fd, preload, cpu_seconds = None, [], 0
     i = 0
     while i < len(argv):
         name = argv[i]
-        if i + 1 >= len(argv) or name not in ("--control-fd", "--preload"):
+        if i + 1 >= len(argv) or name not in ("--control-fd", "--preload", "--worker-cpu-seconds"):
             raise ValueError("bad argument %r" % name)
         value = argv[i + 1]
         i += 2
         if name == "--control-fd":
             control_fd = int(value)
+        elif name == "--worker-cpu-seconds":
+            cpu_seconds = int(value)
         elif value:
             preload = value.split(",")
     if control_fd is None:
         raise ValueError("--control-fd is required")
-    return control_fd, preload
+    return control_fd, preload, cpu_seconds
 
 
 def _prctl():
@@ -75,7 +80,7 @@ def serve(argv=None):
     if argv is None:
         argv = sys.argv[2:]
     try:
-        control_fd, preload = _parse(argv)
+        control_fd, preload, cpu_seconds = _parse(argv)
         prctl = _prctl()
     except Exception as e:  # noqa: BLE001 - any start-up failure is reported the same way
         _log("cannot start: %s" % e)
@@ -100,7 +105,9 @@ def serve(argv=None):
         except BaseException as e:  # noqa: BLE001 - the worker's init script imports it again
             _log("preload %s failed (each worker will report it): %s: %s"
                  % (name, type(e).__name__, e))
-    _Template(control_fd, prctl).run()
+    fds, args = _Template(control_fd, prctl).run()
+    # Only a forked worker gets here.
+    _become_worker(fds, args, prctl, cpu_seconds)
 
 
 class _Template(object):
@@ -131,8 +138,20 @@ class _Template(object):
                 if fd == self._wake_r:
                     self._drain_wakeup()
                     self._reap()
-                elif not self._serve_one():
+                    continue
+                try:
+                    served = self._serve_one()
+                except Exception as e:  # noqa: BLE001 - one bad request must not end the template
+                    _log("request failed: %s: %s" % (type(e).__name__, e))
+                    continue
+                if served is False:
                     self._stop()
+                if isinstance(served, tuple):
+                    # The forked worker: out of the template's loop for good.
+                    signal.set_wakeup_fd(-1)
+                    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                    self._sock.detach()
+                    return served
 
     def _drain_wakeup(self):
         try:
@@ -142,9 +161,10 @@ class _Template(object):
             pass
 
     def _serve_one(self):
+        """True: served; False: EOF; (fds, args) in the forked worker."""
         try:
-            data, ancdata, _, _ = self._sock.recvmsg(
-                65536, socket.CMSG_SPACE(_FDS_PER_WORKER * _INT.size))
+            data, ancdata, flags, _ = self._sock.recvmsg(
+                _MAX_REQUEST, socket.CMSG_SPACE(_FDS_PER_WORKER * _INT.size))
         except InterruptedError:
             return True
         except OSError as e:
@@ -157,13 +177,14 @@ class _Template(object):
                 fds.extend(struct.unpack("%di" % (usable // _INT.size), payload[:usable]))
         if not data and not fds:
             return False  # EOF: the host is done with us
-        if len(fds) != _FDS_PER_WORKER:
+        if len(fds) != _FDS_PER_WORKER or flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
             for fd in fds:
                 os.close(fd)
-            _log("ignored a request with %d fds" % len(fds))
-            self._sock.sendall(_INT.pack(-22))  # EINVAL
+            _log("refused a request of %d bytes with %d fds" % (len(data), len(fds)))
+            self._sock.sendall(_INT.pack(-7 if flags & socket.MSG_TRUNC else -22))  # E2BIG, EINVAL
             return True
-        args = data.decode("utf-8").split("\0") if data else []
+        # As a cold start decodes its command line (any bytes survive).
+        args = os.fsdecode(data).split("\0") if data else []
         try:
             pid = os.fork()
         except OSError as e:
@@ -172,7 +193,7 @@ class _Template(object):
             self._sock.sendall(_INT.pack(-(e.errno or 11)))
             return True
         if pid == 0:
-            self._become_worker(fds, args)  # never returns
+            return fds, args
         try:
             # The worker does it too; whichever runs first, the group exists before the host
             # learns the pid (it may signal the group at once).
@@ -229,41 +250,40 @@ class _Template(object):
                 pass
         os._exit(0)
 
-    def _become_worker(self, fds, args):
-        code = 1
+def _become_worker(fds, args, prctl, cpu_seconds):
+    """The forked worker's set-up, then the runner; ends the process like a cold runner does:
+    SystemExit out of serve(), so interpreter finalization runs (thread joins, atexit, open
+    files flushed)."""
+    try:
+        parent = os.getppid()
+        os.setpgid(0, 0)
+        if prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) != 0:
+            os._exit(127)
+        if os.getppid() != parent:
+            os._exit(127)  # the template died between the fork and the prctl
+        if cpu_seconds > 0:
+            # The worker's own CPU time, from zero at the fork (the template has no limit: its
+            # forks would add up); SIGXCPU at the soft limit, SIGKILL a second later.
+            import resource
+
+            resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 1))
+        for fd, target in zip(fds, _WORKER_FDS):
+            os.dup2(fd, target, inheritable=True)
+        # Everything else goes: the control socket, other workers' status pipes, the received
+        # fds (now copied onto 1..6), the wakeup pipe.
+        _close_from(7)
+        sys.argv = sys.argv[:2] + list(args)
+    except BaseException:  # noqa: BLE001 - a half-made worker never runs user code
         try:
-            parent = os.getppid()
-            os.setpgid(0, 0)
-            if self._prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) != 0:
-                os._exit(127)
-            if os.getppid() != parent:
-                os._exit(127)  # the template died between the fork and the prctl
-            signal.set_wakeup_fd(-1)
-            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            for fd, target in zip(fds, _WORKER_FDS):
-                os.dup2(fd, target, inheritable=True)
-            self._sock.detach()
-            # Everything else goes: the control socket, other workers' status pipes, the
-            # received fds (now copied onto 1..6), the wakeup pipe.
-            _close_from(7)
-            sys.argv = sys.argv[:2] + list(args)
-            from ._runner import main
+            import traceback
 
-            try:
-                main(list(args))
-                code = 0
-            except SystemExit as e:
-                code = _exit_code(e.code)
-            _finalize()
-        except BaseException:  # noqa: BLE001 - a worker never returns into the template
-            try:
-                import traceback
-
-                traceback.print_exc()
-            except BaseException:  # noqa: BLE001
-                pass
+            traceback.print_exc()
         finally:
-            os._exit(code)
+            os._exit(127)
+    from ._runner import main
+
+    main(list(args))
+    raise SystemExit(0)
 
 
 def _ignore(signum, frame):
@@ -280,34 +300,3 @@ def _close_from(lowest):
                 os.close(fd)
             except OSError:
                 pass  # the directory's own fd, closed by now
-
-
-def _exit_code(code):
-    if code is None:
-        return 0
-    if isinstance(code, int):
-        return code & 0xFF
-    try:
-        sys.stderr.write("%s\n" % (code,))
-    except BaseException:  # noqa: BLE001
-        pass
-    return 1
-
-
-def _finalize():
-    # What interpreter finalization does before a cold runner exits: wait for non-daemon
-    # threads, run atexit handlers, flush the standard streams.
-    threading = sys.modules.get("threading")
-    if threading is not None:
-        try:
-            threading._shutdown()
-        except BaseException:  # noqa: BLE001
-            pass
-    import atexit
-
-    atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except BaseException:  # noqa: BLE001
-            pass

@@ -108,6 +108,7 @@ TEST(Shipped, NestedExampleTree) {
   EXPECT_EQ(web.options.workers, 2u);
   EXPECT_EQ(web.options.autoscale.min_workers, 2u);
   EXPECT_EQ(web.options.autoscale.max_workers, 8u);
+  EXPECT_EQ(web.options.worker.spawn, spawn_mode::fork_server);
 }
 
 std::string read_file(const std::string& path) {

@@ -453,3 +453,62 @@ TEST_F(fork_server_test, a_pool_stopped_with_forks_in_flight_stops_and_leaves_no
       << forked_workers().size() - 1 << " forked worker(s) of the pool left";
   }
 }
+
+// What the helper's review found (each failed before its fix): a label that is not UTF-8, data
+// buffered in a file open at the end, RLIMIT_CPU, a template that writes a lot while it starts.
+TEST_F(fork_server_test, a_label_that_is_not_utf8_starts_like_a_cold_one) {
+  auto sibling = must_spawn(forked());
+  auto o = forked();
+  o.label = "caf\xe9";
+  auto py = must_spawn(o);
+  EXPECT_EQ(py.eval("return 1")->as<int>(), 1);
+  EXPECT_EQ(sibling.eval("return 2")->as<int>(), 2) << "the template survived";
+}
+
+TEST_F(fork_server_test, a_file_left_open_is_flushed_when_the_worker_ends) {
+  temp_dir dir{"pyvisor-fork-flush"};
+  auto path = dir / "out.txt";
+  auto py = must_spawn(forked());
+  // Kept by a module (a namespace the runner does not clear at its end).
+  auto r = py.eval("import sys\nsys._pyvisor_kept = open(p, 'w')\nsys._pyvisor_kept.write('hello')",
+                   {{"p", path}});
+  ASSERT_TRUE(r) << r.error();
+  auto stopped = py.stop();
+  ASSERT_TRUE(stopped) << stopped.error();
+  EXPECT_EQ(read_file(path), "hello");
+}
+
+TEST_F(fork_server_test, the_cpu_limit_is_each_workers_not_the_templates) {
+  auto o = forked();
+  o.isolation.limits.cpu_seconds = 5;
+  auto py = must_spawn(o);
+  auto r = py.eval("import os, resource\n"
+                   "return [list(resource.getrlimit(resource.RLIMIT_CPU)), os.getppid()]");
+  ASSERT_TRUE(r) << r.error();
+  auto v = r->as<msgpack::type::tuple<std::vector<long>, int>>();
+  EXPECT_EQ(v.get<0>(), (std::vector<long>{5, 6}));
+  auto limits = read_file("/proc/" + std::to_string(v.get<1>()) + "/limits");
+  auto line = limits.substr(limits.find("Max cpu time"));
+  line = line.substr(0, line.find('\n'));
+  EXPECT_NE(line.find("unlimited"), std::string::npos) << line;
+}
+
+TEST_F(fork_server_test, a_template_that_writes_a_lot_while_it_starts_is_not_blocked) {
+  auto cold = must_spawn(options());
+  auto dir = cold.eval("import os, pyvisor\nreturn os.path.dirname(os.path.dirname(pyvisor.__file__))");
+  ASSERT_TRUE(dir) << dir.error();
+  temp_dir runner{"pyvisor-fork-runner"};
+  std::filesystem::copy(dir->as<std::string>() + "/pyvisor", runner / "pyvisor",
+                        std::filesystem::copy_options::recursive);
+  std::ofstream(runner / "pyvisor_noisy_preload.py")
+    << "import sys\nsys.stderr.write('x' * 200000 + '\\n')\nsys.stderr.flush()\n";
+  auto o = forked();
+  o.runner_dir = runner.path();
+  o.preload = {"pyvisor_noisy_preload"};
+  o.init_script_timeout = scaled(20s);  // the template would wait for a reader for 120 s
+  auto py = must_spawn(o);
+  EXPECT_EQ(py.eval("return 1")->as<int>(), 1);
+  EXPECT_TRUE(wait_log([](auto& l) {
+    return l.label == "fork-server" && l.line.find("xxxxxxxx") != std::string::npos;
+  }));
+}
