@@ -120,7 +120,8 @@ void fork_server::run() {
 }
 
 bool fork_server::template_alive() const {
-  return proc_.pid > 0 && !readable(proc_.pidfd, 0);
+  // The template never writes unasked: a readable socket is its EOF.
+  return proc_.pid > 0 && !readable(proc_.pidfd, 0) && !readable(sock_, 0);
 }
 
 void fork_server::read_output() {
@@ -229,6 +230,17 @@ void fork_server::stop_template(bool gracefully) {
 }
 
 expected<spawned_process> fork_server::fork_one(const job& j) {
+  // A template that died just now (killed, crashed) may not look dead yet: its guard exits
+  // only after cleaning up. A request it could not take is made once more, to a new one.
+  bool again = false;
+  auto r = fork_attempt(j, again);
+  if (!r && again)
+    r = fork_attempt(j, again);
+  return r;
+}
+
+expected<spawned_process> fork_server::fork_attempt(const job& j, bool& again) {
+  again = false;
   bool fresh = !template_alive();
   if (auto ok = ensure_template(); !ok)
     return std::move(ok).error();
@@ -291,8 +303,10 @@ expected<spawned_process> fork_server::fork_one(const job& j) {
     stop_template(false);
     return failed(why + template_output());
   };
-  if (sent < 0)
+  if (sent < 0) {
+    again = true;
     return lost(std::string{"the template is gone ("} + std::strerror(send_errno) + ")");
+  }
   // The reply: the worker's pid. The template's death ends the wait too (its socket end
   // closes: EOF). Its output is read meanwhile: a preload import that writes more than a pipe
   // holds must not block it.
@@ -302,8 +316,10 @@ expected<spawned_process> fork_server::fork_one(const job& j) {
   ssize_t got;
   while ((got = ::recv(sock_, &pid, sizeof pid, 0)) < 0 && errno == EINTR) {
   }
-  if (got != static_cast<ssize_t>(sizeof pid))
+  if (got != static_cast<ssize_t>(sizeof pid)) {
+    again = true;  // a worker it may have forked dies with it
     return lost("the template exited");
+  }
   read_output();
   if (pid <= 0) {
     close_all();

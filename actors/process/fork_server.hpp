@@ -86,6 +86,7 @@ private:
 
   void run();
   expected<spawned_process> fork_one(const job& j);
+  expected<spawned_process> fork_attempt(const job& j, bool& again);
   expected<void> ensure_template();
   void stop_template(bool gracefully);
   bool template_alive() const;

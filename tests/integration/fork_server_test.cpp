@@ -211,7 +211,13 @@ TEST_F(fork_server_test, a_killed_template_takes_its_workers_and_the_next_spawn_
   ASSERT_TRUE(eventually([&] { return py.state() == interpreter_state::stopped; }));
   auto next = must_spawn(forked());
   EXPECT_EQ(next.eval("return 1")->as<int>(), 1);
-  EXPECT_NE(eval_int(next, "import os\nreturn os.getppid()"), tmpl);
+  int tmpl2 = eval_int(next, "import os\nreturn os.getppid()");
+  EXPECT_NE(tmpl2, tmpl);
+  // At once this time: the template is dead but its guard may not have exited yet.
+  ::kill(tmpl2, SIGKILL);
+  auto third = must_spawn(forked());
+  EXPECT_EQ(third.eval("return 3")->as<int>(), 3);
+  EXPECT_NE(eval_int(third, "import os\nreturn os.getppid()"), tmpl2);
 }
 
 TEST_F(fork_server_test, supervised_restarts_fork_again) {
