@@ -6,6 +6,7 @@
 // line; exit 0 on success, 1 with the reason otherwise.
 //
 //   soak --minutes 2 --python /usr/bin/python3 [--interpreters 4] [--threads 4] [--seed N]
+//        [--spawn cold|fork_server]
 #include <dirent.h>
 #include <signal.h>
 #include <unistd.h>
@@ -136,6 +137,7 @@ struct config {
   int interpreters = 4;
   int threads = 4;
   unsigned seed = 0;
+  pyvisor::spawn_mode spawn = pyvisor::spawn_mode::cold;
 };
 
 class soak {
@@ -148,8 +150,9 @@ public:
     pyvisor::runtime rt{ro};
     rt_ = &rt;
     rt.expose("add", [](long a, long b) { return a + b; });
-    std::printf("soak: %.2f min, python %s, %d interpreters, %d threads, seed %u\n", cfg_.minutes,
-                cfg_.python.c_str(), cfg_.interpreters, cfg_.threads, cfg_.seed);
+    std::printf("soak: %.2f min, python %s, %d interpreters, %d threads, seed %u, spawn %s\n",
+                cfg_.minutes, cfg_.python.c_str(), cfg_.interpreters, cfg_.threads, cfg_.seed,
+                cfg_.spawn == pyvisor::spawn_mode::fork_server ? "fork_server" : "cold");
 
     // Baseline of the fds: the runtime is up, no interpreter yet (one started and stopped, so
     // process-wide state the first start creates is there).
@@ -309,6 +312,7 @@ private:
     o.max_frame_bytes = std::size_t{1} << 20;  // oversize payloads stay cheap
     o.default_timeout = 20s;
     o.init_script = {"import asyncio\nbase = 1000", {}};
+    o.spawn = cfg_.spawn;
     return o;
   }
 
@@ -441,7 +445,8 @@ private:
 };
 
 int usage() {
-  std::fprintf(stderr, "usage: soak --minutes N --python P [--interpreters K] [--threads T] [--seed S]\n");
+  std::fprintf(stderr, "usage: soak --minutes N --python P [--interpreters K] [--threads T] [--seed S] "
+                       "[--spawn cold|fork_server]\n");
   return 2;
 }
 
@@ -466,6 +471,8 @@ int main(int argc, char** argv) {
         c.threads = std::stoi(v);
       else if (a == "--seed")
         c.seed = static_cast<unsigned>(std::stoul(v));
+      else if (a == "--spawn" && (v == "cold" || v == "fork_server"))
+        c.spawn = v == "cold" ? pyvisor::spawn_mode::cold : pyvisor::spawn_mode::fork_server;
       else
         return usage();
     } catch (const std::exception&) {
