@@ -1,9 +1,7 @@
 // Descendants that leave the interpreter's process group (setsid, double fork) and descendants
 // left behind when the host itself dies: every one of them is killed (issue 7, defect 4).
 #include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -14,11 +12,10 @@
 #include <vector>
 
 #include "support/fixture.hpp"
+#include "support/helper_host.hpp"
 
 using namespace pyvisor;
 using namespace pyvisor::test;
-
-extern char** environ;
 
 namespace {
 
@@ -177,37 +174,11 @@ TEST_F(descendants_test, sigkill_of_python_kills_escaped_descendants_and_reports
 // `sleep 30` with subprocess.Popen (in the runner's process group) and a setsid'd sleeper,
 // prints their pids and the runner's, and is then killed by the test.
 TEST_F(descendants_test, host_sigkill_kills_the_runner_and_every_descendant) {
-  int out[2];
-  ASSERT_EQ(::pipe2(out, O_CLOEXEC), 0);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_adddup2(&fa, out[1], 1);
-  std::string helper = PYVISOR_DESCENDANTS_HELPER;
-  std::string python = test_python();
-  char* argv[] = {helper.data(), python.data(), nullptr};
-  pid_t host = -1;
-  int rc = ::posix_spawn(&host, helper.c_str(), &fa, nullptr, argv, environ);
-  posix_spawn_file_actions_destroy(&fa);
-  ::close(out[1]);
-  ASSERT_EQ(rc, 0) << "cannot start " << helper;
-
-  std::string line;
-  auto deadline = std::chrono::steady_clock::now() + scaled(30s);
-  while (line.find('\n') == std::string::npos && std::chrono::steady_clock::now() < deadline) {
-    pollfd p{out[0], POLLIN, 0};
-    if (::poll(&p, 1, 100) <= 0)
-      continue;
-    char buf[256];
-    auto n = ::read(out[0], buf, sizeof buf);
-    if (n <= 0)
-      break;
-    line.append(buf, static_cast<std::size_t>(n));
-  }
-  ::close(out[0]);
-  std::vector<int> pids;
-  std::istringstream in(line);
-  for (int p; in >> p;)
-    pids.push_back(p);
+  auto h = start_helper_host({PYVISOR_DESCENDANTS_HELPER, test_python()}, scaled(30s));
+  ASSERT_GT(h.pid, 0) << "cannot start " << PYVISOR_DESCENDANTS_HELPER;
+  pid_t host = h.pid;
+  const auto& line = h.line;
+  std::vector<int> pids = h.printed;
   for (int p : pids)
     started_.push_back(p);
 

@@ -2,9 +2,7 @@
 // (fds, signals, process group, PDEATHSIG, limits, exit reasons, interrupts), and the template's
 // own failures cost only a restart (issue 12).
 #include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -13,19 +11,17 @@
 #include <future>
 #include <random>
 #include <set>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "pyvisor/pool.hpp"
 #include "support/fixture.hpp"
+#include "support/helper_host.hpp"
 #include "support/temp_files.hpp"
 
 using namespace pyvisor;
 using namespace pyvisor::test;
-
-extern char** environ;
 
 namespace {
 
@@ -63,6 +59,19 @@ protected:
         out.push_back(std::stoi(name));
     }
     return out;
+  }
+
+  // A copy of the runner that tests can add modules beside (runner_dir is on sys.path).
+  bool copy_runner(const temp_dir& to) {
+    auto cold = must_spawn(options());
+    auto dir = cold.eval("import os, pyvisor\nreturn os.path.dirname(os.path.dirname(pyvisor.__file__))");
+    if (!dir) {
+      ADD_FAILURE() << dir.error();
+      return false;
+    }
+    std::filesystem::copy(dir->as<std::string>() + "/pyvisor", to / "pyvisor",
+                          std::filesystem::copy_options::recursive);
+    return true;
   }
 
   static int eval_int(interpreter& py, const std::string& code) {
@@ -279,37 +288,12 @@ TEST_F(fork_server_test, the_runtime_ends_the_template) {
 // The host dies by SIGKILL: the helper's interpreter is a fork-server worker; the worker, the
 // descendants it started and the template all go (the template's guard kills the subtree).
 TEST_F(fork_server_test, host_sigkill_kills_template_workers_and_descendants) {
-  int out[2];
-  ASSERT_EQ(::pipe2(out, O_CLOEXEC), 0);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_adddup2(&fa, out[1], 1);
-  std::string helper = PYVISOR_DESCENDANTS_HELPER;
-  std::string python = test_python();
-  std::string mode = "fork_server";
-  char* argv[] = {helper.data(), python.data(), mode.data(), nullptr};
-  pid_t host = -1;
-  int rc = ::posix_spawn(&host, helper.c_str(), &fa, nullptr, argv, environ);
-  posix_spawn_file_actions_destroy(&fa);
-  ::close(out[1]);
-  ASSERT_EQ(rc, 0) << "cannot start " << helper;
-  std::string line;
-  auto deadline = std::chrono::steady_clock::now() + scaled(30s);
-  while (line.find('\n') == std::string::npos && std::chrono::steady_clock::now() < deadline) {
-    pollfd p{out[0], POLLIN, 0};
-    if (::poll(&p, 1, 100) <= 0)
-      continue;
-    char buf[256];
-    auto n = ::read(out[0], buf, sizeof buf);
-    if (n <= 0)
-      break;
-    line.append(buf, static_cast<std::size_t>(n));
-  }
-  ::close(out[0]);
-  std::vector<int> pids;
-  std::istringstream in(line);
-  for (int p; in >> p;)
-    pids.push_back(p);
+  auto h = start_helper_host({PYVISOR_DESCENDANTS_HELPER, test_python(), "fork_server"},
+                             scaled(30s));
+  ASSERT_GT(h.pid, 0) << "cannot start " << PYVISOR_DESCENDANTS_HELPER;
+  pid_t host = h.pid;
+  const auto& line = h.line;
+  std::vector<int> pids = h.printed;
   ::kill(host, SIGKILL);
   int status = 0;
   ASSERT_EQ(::waitpid(host, &status, 0), host);
@@ -412,12 +396,8 @@ TEST_F(fork_server_test, a_pool_of_forked_workers_survives_kills_and_recycles) {
 // the SIGKILL of the stop sequence waits for the process instead of being lost, so the stop
 // ends and nothing is left behind.
 TEST_F(fork_server_test, a_stop_during_the_fork_is_not_lost) {
-  auto cold = must_spawn(options());
-  auto dir = cold.eval("import os, pyvisor\nreturn os.path.dirname(os.path.dirname(pyvisor.__file__))");
-  ASSERT_TRUE(dir) << dir.error();
   temp_dir runner{"pyvisor-fork-runner"};
-  std::filesystem::copy(dir->as<std::string>() + "/pyvisor", runner / "pyvisor",
-                        std::filesystem::copy_options::recursive);
+  ASSERT_TRUE(copy_runner(runner));
   std::ofstream(runner / "pyvisor_slow_preload.py") << "import time\ntime.sleep(0.5)\n";
   auto o = forked();
   o.runner_dir = runner.path();
@@ -500,12 +480,8 @@ TEST_F(fork_server_test, the_cpu_limit_is_each_workers_not_the_templates) {
 }
 
 TEST_F(fork_server_test, a_template_that_writes_a_lot_while_it_starts_is_not_blocked) {
-  auto cold = must_spawn(options());
-  auto dir = cold.eval("import os, pyvisor\nreturn os.path.dirname(os.path.dirname(pyvisor.__file__))");
-  ASSERT_TRUE(dir) << dir.error();
   temp_dir runner{"pyvisor-fork-runner"};
-  std::filesystem::copy(dir->as<std::string>() + "/pyvisor", runner / "pyvisor",
-                        std::filesystem::copy_options::recursive);
+  ASSERT_TRUE(copy_runner(runner));
   std::ofstream(runner / "pyvisor_noisy_preload.py")
     << "import sys\nsys.stderr.write('x' * 200000 + '\\n')\nsys.stderr.flush()\n";
   auto o = forked();
