@@ -22,8 +22,9 @@ constexpr int fds_per_worker = 7;
 /// The first reply may wait for the template's start and preload imports.
 constexpr int first_reply_ms = 120000;
 constexpr int reply_ms = 10000;
-/// The template's limit on one request (python/pyvisor/_fork_server.py, _MAX_REQUEST).
-constexpr std::size_t max_request = std::size_t{1} << 20;
+/// The template's limit on one request (python/pyvisor/_fork_server.py, _MAX_REQUEST); a
+/// SOCK_SEQPACKET message must also fit the socket's send buffer (~208 KiB by default).
+constexpr std::size_t max_request = 64 * 1024;
 
 void close_fd(int& fd) {
   if (fd >= 0) {

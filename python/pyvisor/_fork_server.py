@@ -36,7 +36,7 @@ _INT = struct.Struct("i")
 _FDS_PER_WORKER = 7
 _WORKER_FDS = (1, 2, 3, 4, 5, 6)  # where the first six received fds go in the worker
 _PR_SET_PDEATHSIG = 1
-_MAX_REQUEST = 1 << 20  # bytes of runner arguments in one request
+_MAX_REQUEST = 64 * 1024  # bytes of runner arguments in one request (well under a socket's buffer)
 
 
 def _log(message):
@@ -87,11 +87,12 @@ def serve(argv=None):
         os._exit(2)
     # fds 3..6 were the template's own protocol pipes (unused): /dev/null keeps the numbers
     # taken, so fds received later never land on a worker's target numbers.
-    null = os.open(os.devnull, os.O_RDWR)
+    null = os.open(os.devnull, os.O_RDWR)  # 3 when fds 3..6 were not open at all
     for fd in (3, 4, 5, 6):
-        if fd != control_fd:
+        if fd != control_fd and fd != null:
             os.dup2(null, fd, inheritable=False)
-    os.close(null)
+    if null > 6:
+        os.close(null)
     # Warm: the runner and everything its start imports, then the pool's preload modules.
     from . import _codec, _runner  # noqa: F401
     from . import _rewrite  # noqa: F401 - the first compile of every worker
