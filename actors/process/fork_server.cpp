@@ -215,8 +215,13 @@ void fork_server::stop_template(bool gracefully) {
   if (proc_.pid <= 0)
     return;
   close_fd(sock_);  // EOF: the template kills its workers' groups and exits
-  if (!gracefully || !readable(proc_.pidfd, 2000))
-    ::kill(proc_.pid, SIGKILL);  // the guard; the template follows it (PDEATHSIG)
+  // A dead or hung template: SIGKILL to the template itself (the guard holds its pid until it
+  // reaps it, so it names no other process while the guard runs), so that its guard still
+  // cleans up what the workers left (reparented to it). The guard itself only as a last resort.
+  if (!gracefully && !readable(proc_.pidfd, 0))
+    ::kill(proc_.python(), SIGKILL);
+  if (!readable(proc_.pidfd, 2000))
+    ::kill(proc_.pid, SIGKILL);  // the template follows it (PDEATHSIG)
   int status = 0;
   while (::waitpid(proc_.pid, &status, 0) < 0 && errno == EINTR) {
   }

@@ -222,11 +222,26 @@ TEST_F(fork_server_test, a_killed_template_takes_its_workers_and_the_next_spawn_
   EXPECT_EQ(next.eval("return 1")->as<int>(), 1);
   int tmpl2 = eval_int(next, "import os\nreturn os.getppid()");
   EXPECT_NE(tmpl2, tmpl);
+  // A descendant that left the worker's group: the template's guard kills it when the
+  // template dies, also when the next spawn comes at once (the guard is not cut short).
+  int escaped = eval_int(next, "import os, time\n"
+                               "pid = os.fork()\n"
+                               "if pid == 0:\n"
+                               "    try:\n"
+                               "        os.setsid()\n"
+                               "        time.sleep(60)\n"
+                               "    finally:\n"
+                               "        os._exit(0)\n"
+                               "return pid");
+  ASSERT_GT(escaped, 0);
   // At once this time: the template is dead but its guard may not have exited yet.
   ::kill(tmpl2, SIGKILL);
   auto third = must_spawn(forked());
   EXPECT_EQ(third.eval("return 3")->as<int>(), 3);
   EXPECT_NE(eval_int(third, "import os\nreturn os.getppid()"), tmpl2);
+  EXPECT_TRUE(eventually([&] { return process_gone(escaped); }));
+  if (!process_gone(escaped))
+    ::kill(escaped, SIGKILL);
 }
 
 TEST_F(fork_server_test, supervised_restarts_fork_again) {
