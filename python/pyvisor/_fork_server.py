@@ -106,6 +106,12 @@ def serve(argv=None):
         except BaseException as e:  # noqa: BLE001 - the worker's init script imports it again
             _log("preload %s failed (each worker will report it): %s: %s"
                  % (name, type(e).__name__, e))
+    # What the template imported stays put in the workers: out of the collector's reach, it is
+    # never traversed (and so never copied on write) by a worker's collections.
+    import gc
+
+    gc.collect()
+    gc.freeze()
     fds, args = _Template(control_fd, prctl).run()
     # Only a forked worker gets here.
     _become_worker(fds, args, prctl, cpu_seconds)
