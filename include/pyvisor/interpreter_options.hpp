@@ -35,7 +35,7 @@ enum class spawn_mode : std::uint8_t {
   cold,         ///< a new Python process each time (start ~15-20 ms)
   /// A fork of a warm template process shared by every interpreter with the same Python,
   /// arguments, environment, working directory and isolation (docs/architecture.md "Fork
-  /// server"): start and restart ~1-3 ms. Needs the `fds` transport and no bwrap sandbox.
+  /// server"): start ~2.5 ms, restart ~3 ms. Needs the `fds` transport and no bwrap sandbox.
   /// Caveats: the template has no threads and imports only the runner and `preload`; workers
   /// share its hash seed; state is copied on write; descendants that leave a worker's process
   /// group are killed with the template, not with the worker.
