@@ -22,6 +22,13 @@ std::string tenant_of_pool(const runtime_spec& spec, const std::string& pool) {
   return {};
 }
 
+std::string spawn_of_pool(const runtime_spec& spec, const std::string& pool) {
+  for (auto& p : spec.pools)
+    if (p.options.name == pool && p.options.worker.spawn == spawn_mode::fork_server)
+      return "fork_server";
+  return "cold";
+}
+
 } // namespace
 
 daemon::daemon(daemon_options o) : opts_(std::move(o)) {
@@ -93,7 +100,7 @@ void daemon::publish_routes() {
       if (!p || !path)
         continue;
       routes->emplace(name, pool_route{name, tenant_of_pool(u->unit.spec, name), *path, *p,
-                                       u->generation});
+                                       u->generation, spawn_of_pool(u->unit.spec, name)});
     }
   routes_ = std::move(routes);
 }

@@ -40,6 +40,7 @@ struct pool_route {
   std::string path;    ///< in the tree ("app/default")
   pyvisor::pool pool;
   std::uint64_t generation = 0;  ///< bumped when a reload replaces the pool
+  std::string spawn = "cold";    ///< how its workers start: cold | fork_server
 };
 using pool_routes = std::map<std::string, pool_route, std::less<>>;
 

@@ -32,6 +32,7 @@ json pool_doc(const pool_route& r, const pool_stats& st) {
   d["path"] = r.path;
   d["tenant"] = r.tenant.empty() ? json(nullptr) : json(r.tenant);
   d["generation"] = r.generation;
+  d["spawn"] = r.spawn;
   d["workers"] = st.workers;
   d["ready"] = st.ready;
   d["in_flight"] = st.in_flight;

@@ -1,6 +1,11 @@
 // The daemon's basics over real HTTP (docs/http.md, "Endpoints" and "Errors"): the ready line,
 // health and readiness, eval and call, Python errors as 200 with the error object, the
 // gateway's own refusals (404, 400, 405/404) and a timeout (504).
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <iterator>
+
 #include "daemon_fixture.hpp"
 
 namespace pyvisor::daemon_test {
@@ -115,6 +120,7 @@ TEST_F(Basic, StatusPoolsAndMetricsDocuments) {
   EXPECT_EQ(p["workers"], 2);
   EXPECT_EQ(p["ready"], 2);
   EXPECT_EQ(p["tenant"], "main");
+  EXPECT_EQ(p["spawn"], "cold");
   EXPECT_EQ(p["per_worker"].size(), 2u);
   EXPECT_GE(p["served"].get<int>(), 1);
   EXPECT_TRUE(s["gateway"].is_object());
@@ -136,6 +142,42 @@ TEST_F(Basic, StatusPoolsAndMetricsDocuments) {
   auto page = c.get("/");
   EXPECT_EQ(page.status, 200);
   EXPECT_NE(page.header("Content-Type").find("text/html"), std::string::npos);
+}
+
+// A pool with spawn = "fork_server": its workers are forks of one template, a killed worker is
+// forked again, the status says so, and the daemon's stop leaves no process (the fixture is a
+// subreaper: a template or worker left behind would become our child).
+TEST_F(Basic, AForkServerPoolServesAndRestartsFromItsTemplate) {
+  ASSERT_TRUE(start(make_config(tenant_toml("main") +
+                                pool_toml("forked", 2, "main", "spawn = \"fork_server\""))));
+  auto c = client();
+  auto parents = c.eval("forked", "import os\nreturn os.getppid()");
+  ASSERT_EQ(parents.status, 200) << parents.describe();
+  json p = pool_status("forked");
+  EXPECT_EQ(p["spawn"], "fork_server");
+  ASSERT_EQ(p["per_worker"].size(), 2u) << p.dump();
+  auto parent_of = [](int pid) {
+    std::ifstream in{"/proc/" + std::to_string(pid) + "/stat"};
+    std::string st{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+    int ppid = -1;
+    auto close = st.rfind(')');
+    if (close != std::string::npos)
+      std::sscanf(st.c_str() + close + 1, " %*c %d", &ppid);
+    return ppid;
+  };
+  int w1 = p["per_worker"][0]["pid"], w2 = p["per_worker"][1]["pid"];
+  int tmpl = parent_of(w1);
+  EXPECT_EQ(parent_of(w2), tmpl) << "one template for the pool";
+  EXPECT_EQ(parents.doc["value"], tmpl);
+  ::kill(w1, SIGKILL);
+  ASSERT_TRUE(pyvisor::test::eventually([&] {
+    json q = pool_status("forked");
+    return q["ready"] == 2 && q["restarts"] == 1;
+  }));
+  json q = pool_status("forked");
+  for (auto& w : q["per_worker"])
+    EXPECT_EQ(parent_of(w["pid"].get<int>()), tmpl) << q.dump();
+  EXPECT_EQ(c.eval("forked", "return 7").doc, json({{"value", 7}}));
 }
 
 TEST_F(Basic, APortInUseIsRefusedBeforeAnyWorkerStarts) {
