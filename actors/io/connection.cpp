@@ -248,15 +248,8 @@ bool connection::exiting() const {
 // ---- signals (any thread) -------------------------------------------------------------------
 
 bool connection::signal_group_locked(int sig) {
-  if (reaped_)
+  if (reaped_ || proc_.pid <= 0)
     return false;
-  if (proc_.pid <= 0) {
-    // Not attached yet (a fork-server spawn completes on another thread; a cold one on the
-    // I/O thread): a stop's SIGTERM or SIGKILL must not be lost, attach sends it.
-    if (sig == SIGKILL || (sig == SIGTERM && pending_signal_ != SIGKILL))
-      pending_signal_ = sig;
-    return sig == SIGKILL || sig == SIGTERM;
-  }
   if (proc_.python() != proc_.pid || proc_.status_pipe) {
     // A fork-server worker: its template reaps it only after the status is readable.
     // With a guard: Python is the guard's child. Once the guard exited everything below it
@@ -406,10 +399,6 @@ void connection::attach(process::spawned_process p) {
   // Python is our grandchild (below the guard) and alive: the guard reaps it only after it
   // exited, so this pidfd names the runner (and stays valid after its pid is reused).
   python_pidfd_ = pidfd_open(p.python());
-  if (pending_signal_ != 0) {
-    signal_group_locked(pending_signal_);
-    pending_signal_ = 0;
-  }
   if (p.status_pipe && python_pidfd_ >= 0 && readable_now(p.pidfd)) {
     // A fork-server worker that exited already: its template may have reaped it, so the pid
     // may name another process by now. Opened before the check, the pidfd is safe otherwise.

@@ -165,7 +165,6 @@ private:
   int interrupt_fd_ = -1;      // guarded by mu_
   std::string dump_buf_;       // guarded by mu_
   int python_pidfd_ = -1;      // guarded by mu_ (signals to the runner itself)
-  int pending_signal_ = 0;     // guarded by mu_: SIGTERM/SIGKILL asked for before attach
   std::uint64_t busy_transitions_ = 0;  // guarded by mu_
 
   // I/O thread only.
