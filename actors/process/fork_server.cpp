@@ -26,13 +26,6 @@ constexpr int reply_ms = 10000;
 /// SOCK_SEQPACKET message must also fit the socket's send buffer (~208 KiB by default).
 constexpr std::size_t max_request = 64 * 1024;
 
-void close_fd(int& fd) {
-  if (fd >= 0) {
-    ::close(fd);
-    fd = -1;
-  }
-}
-
 bool readable(int fd, int timeout_ms) {
   pollfd p{fd, POLLIN, 0};
   int r;
@@ -91,16 +84,6 @@ void fork_server::spawn(std::vector<std::string> runner_args, exit_context conte
     }
   }
   done(make_error(errc::shutting_down, "fork server: stopping"));
-}
-
-pid_t fork_server::template_pid() const {
-  std::lock_guard<std::mutex> g{mu_};
-  return template_pid_;
-}
-
-std::uint64_t fork_server::template_starts() const {
-  std::lock_guard<std::mutex> g{mu_};
-  return starts_;
 }
 
 void fork_server::run() {
@@ -205,9 +188,7 @@ expected<void> fork_server::ensure_template() {
   // The template does not speak the interpreter protocol: its own pipes 3..6 are unused.
   for (int* fd : {&proc_.to_child, &proc_.from_child, &proc_.interrupt, &proc_.dump})
     close_fd(*fd);
-  std::lock_guard<std::mutex> g{mu_};
   template_pid_ = proc_.python();
-  ++starts_;
   return {};
 }
 
@@ -231,7 +212,6 @@ void fork_server::stop_template(bool gracefully) {
   partial_.clear();
   close_fds(proc_);
   proc_ = spawned_process{};
-  std::lock_guard<std::mutex> g{mu_};
   template_pid_ = -1;
 }
 
@@ -342,11 +322,7 @@ expected<spawned_process> fork_server::fork_attempt(const job& j, bool& again) {
   p.interrupt = intr[1];
   p.dump = dump[0];
   p.context = j.context;
-  for (int fd : {p.pidfd, p.to_child, p.from_child, p.out, p.err, p.interrupt, p.dump}) {
-    int fl = ::fcntl(fd, F_GETFL);
-    if (fl >= 0)
-      ::fcntl(fd, F_SETFL, fl | O_NONBLOCK);
-  }
+  set_nonblocking(p);
   return p;
 }
 

@@ -1,7 +1,6 @@
 #pragma once
 
 #include <condition_variable>
-#include <cstdint>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -72,11 +71,6 @@ public:
   /// thread, once, with the worker or the reason there is none (errc::spawn_failed).
   void spawn(std::vector<std::string> runner_args, exit_context context, done_fn done);
 
-  /// The template's pid (the Python process), or -1 while none runs.
-  pid_t template_pid() const;
-  /// How often a template was started.
-  std::uint64_t template_starts() const;
-
 private:
   struct job {
     std::vector<std::string> args;
@@ -95,18 +89,17 @@ private:
   bool wait_reply(int timeout_ms);
 
   spawn_request tmpl_;
-  mutable std::mutex mu_;
+  std::mutex mu_;  ///< guards jobs_ and stopping_
   std::condition_variable cv_;
   std::deque<job> jobs_;
   bool stopping_ = false;
-  // Owned by the thread (template_pid_ and starts_ are also read under mu_).
+  // Owned by the thread.
   spawned_process proc_;
   int sock_ = -1;
   line_fn on_line_;
   std::string tail_;  ///< the last bytes the template wrote on stdout/stderr
   std::string partial_;  ///< a line not complete yet
-  pid_t template_pid_ = -1;
-  std::uint64_t starts_ = 0;
+  pid_t template_pid_ = -1;  ///< the template's Python process, for its log lines
   std::mutex join_mu_;  ///< shutdown() from two threads joins once
   std::thread thread_;
 };

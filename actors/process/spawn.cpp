@@ -177,18 +177,6 @@ struct child_setup : bp::extend::handler {
   }
 };
 
-void close_fd(int& fd) {
-  if (fd >= 0) {
-    ::close(fd);
-    fd = -1;
-  }
-}
-
-bool set_nonblocking(int fd) {
-  int fl = ::fcntl(fd, F_GETFL);
-  return fl >= 0 && ::fcntl(fd, F_SETFL, fl | O_NONBLOCK) == 0;
-}
-
 error spawn_error(const std::string& what, int err) {
   return make_error(errc::spawn_failed, what + ": " + std::strerror(err));
 }
@@ -204,6 +192,31 @@ void reserve_low_fds() {
         ::close(got);
     }
   }
+}
+
+void close_fd(int& fd) {
+  if (fd >= 0) {
+    ::close(fd);
+    fd = -1;
+  }
+}
+
+void set_nonblocking(const spawned_process& p) {
+  for (int fd : {p.to_child, p.from_child, p.out, p.err, p.interrupt, p.dump,
+                 p.status_pipe ? p.pidfd : -1}) {
+    int fl = fd >= 0 ? ::fcntl(fd, F_GETFL) : -1;
+    if (fl >= 0)
+      ::fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+  }
+}
+
+exit_context exit_context_of(const spawn_request& req) {
+  exit_context c;
+  c.memory = req.isolation.limits.memory;
+  c.cpu_seconds = req.isolation.limits.cpu_seconds;
+  c.file_size = req.isolation.limits.file_size;
+  c.sandboxed = req.isolation.sandbox.kind == sandbox_kind::bwrap;
+  return c;
 }
 
 void close_fds(spawned_process& p) {
@@ -370,10 +383,7 @@ expected<spawned_process> spawn(const spawn_request& req) {
 
   spawned_process p;
   p.pid = pid;
-  p.context.memory = req.isolation.limits.memory;
-  p.context.cpu_seconds = req.isolation.limits.cpu_seconds;
-  p.context.file_size = req.isolation.limits.file_size;
-  p.context.sandboxed = sandboxed;
+  p.context = exit_context_of(req);
   p.python_pid = python;
   p.to_child = in[1];
   p.from_child = out_proto[0];
@@ -388,9 +398,7 @@ expected<spawned_process> spawn(const spawn_request& req) {
     close_fds(p);
     return spawn_error("pidfd_open (Linux >= 5.3 required)", e);
   }
-  for (int fd : {p.to_child, p.from_child, p.out, p.err, p.interrupt, p.dump})
-    if (fd >= 0)
-      set_nonblocking(fd);
+  set_nonblocking(p);
   return p;
 }
 

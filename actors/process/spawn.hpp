@@ -98,4 +98,13 @@ void reserve_low_fds();
 /// Closes every fd of `p` that is open and resets them to -1.
 void close_fds(spawned_process& p);
 
+/// Closes `fd` if it is open and resets it to -1.
+void close_fd(int& fd);
+
+/// Makes the host's ends of `p` non-blocking (the pidfd too when it is a status pipe).
+void set_nonblocking(const spawned_process& p);
+
+/// What the exit reason needs to know of a process started from `req`.
+exit_context exit_context_of(const spawn_request& req);
+
 } // namespace pyvisor::process
