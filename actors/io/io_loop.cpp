@@ -32,8 +32,12 @@ void io_loop::post(std::function<void()> f) {
     if (stopping_)
       return;
     queue_.push_back(std::move(f));
+    senders_.fetch_add(1, std::memory_order_relaxed);
   }
+  // Outside the lock (the loop thread takes it to drain); stop() waits for this send before
+  // it closes the loop: libuv aborts a send to a closed loop (its write to the closed eventfd).
   uv_async_send(&wake_);
+  senders_.fetch_sub(1, std::memory_order_release);
 }
 
 void io_loop::on_wake(uv_async_t* h) {
@@ -95,6 +99,10 @@ void io_loop::stop() {
   uv_async_send(&wake_);
   if (thread_.joinable())
     thread_.join();
+  // A post that queued its job before stopping_ was set may still be in uv_async_send. No new
+  // one can start now.
+  while (senders_.load(std::memory_order_acquire) != 0)
+    std::this_thread::yield();
   uv_loop_close(&loop_);
 }
 

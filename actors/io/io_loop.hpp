@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -42,6 +43,7 @@ private:
   std::vector<std::function<void()>> queue_;
   bool stopping_ = false;
   bool stopped_ = false;
+  std::atomic<int> senders_{0};  // posts between queueing their job and their uv_async_send's end
   std::thread thread_;
   std::thread::id thread_id_;
 };
