@@ -11,6 +11,7 @@ expected<arg> arg::from_msgpack(std::string bytes) {
     return make_error(errc::invalid_argument, "arg::from_msgpack: " + *err);
   arg a{raw_tag{}};
   a.bytes_ = std::move(bytes);
+  a.share_if_large();
   return a;
 }
 
@@ -29,6 +30,7 @@ arg arg::tuple(const std::vector<arg>& items) {
   msgpack::packer<detail::msgpack_writer> pk{w};
   pk.pack_ext(payload.size(), static_cast<std::int8_t>(ext_type::tuple));
   pk.pack_ext_body(payload.data(), static_cast<std::uint32_t>(payload.size()));
+  a.share_if_large();
   return a;
 }
 

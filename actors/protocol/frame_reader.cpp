@@ -1,9 +1,10 @@
 #include "protocol/frame_reader.hpp"
 
+#include "core/huge_pages.hpp"
+
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
-#include <sys/mman.h>
 
 namespace pyvisor::protocol {
 
@@ -23,7 +24,7 @@ std::shared_ptr<char[]> large_buffer(std::size_t len) {
   void* p = std::aligned_alloc(huge, rounded);
   if (p == nullptr)
     return std::shared_ptr<char[]>(new char[len]);
-  ::madvise(p, rounded, MADV_HUGEPAGE);  // advisory: failure only costs speed
+  core::advise_huge_pages(p, rounded);
   return std::shared_ptr<char[]>(static_cast<char*>(p), [](char* q) { std::free(q); });
 }
 

@@ -12,6 +12,7 @@
 
 #include "core/limits.hpp"
 #include "pyvisor/expected.hpp"
+#include "core/huge_pages.hpp"
 #include "pyvisor/msgpack_writer.hpp"
 #include "pyvisor/value.hpp"
 #include "pyvisor/vars.hpp"
@@ -49,7 +50,10 @@ class frame_builder {
 public:
   /// `expected` bytes are reserved up front (large arguments are then copied exactly once).
   explicit frame_builder(std::size_t expected = 64) {
-    buf_.reserve(expected + 4);
+    if (expected >= core::huge_pages_from)
+      detail::reserve_large(buf_, expected + 4);
+    else
+      buf_.reserve(expected + 4);
     buf_.resize(4);
   }
   frame_builder(const frame_builder&) = delete;

@@ -8,10 +8,17 @@
 
 namespace pyvisor::detail {
 
+/// Reserves `more` bytes at the end of `s`, on transparent huge pages where possible.
+void reserve_large(std::string& s, std::size_t more);
+
 /// The stream every pyvisor encoder packs into: appends to a std::string.
 struct msgpack_writer {
   std::string* out;
-  void write(const char* p, std::size_t n) { out->append(p, n); }
+  void write(const char* p, std::size_t n) {
+    if (n >= (std::size_t{4} << 20) && out->capacity() - out->size() < n)
+      reserve_large(*out, n);  // a large bytes/str argument: copied into huge pages
+    out->append(p, n);
+  }
 };
 
 } // namespace pyvisor::detail

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -19,6 +20,7 @@ public:
   arg(const T& x) { // NOLINT: implicit on purpose, so `{{"x", 3}}` works
     detail::msgpack_writer w{&bytes_};
     msgpack::pack(w, x);
+    share_if_large();
   }
   /// nil (Python None).
   arg() : bytes_(1, '\xc0') {}
@@ -36,12 +38,22 @@ public:
   static arg tuple(const std::vector<arg>& items);
 
   /// The msgpack encoding.
-  const std::string& bytes() const noexcept { return bytes_; }
+  const std::string& bytes() const noexcept { return shared_ ? *shared_ : bytes_; }
 
 private:
   struct raw_tag {};
   explicit arg(raw_tag) {}
-  std::string bytes_;
+  /// Above 4 KiB the encoding moves to `shared_`, which copies of the arg share: a braced
+  /// `vars{{"b", payload}}` copies its initializer list, and a 64 MiB argument must not be
+  /// copied twice more on its way into the request frame.
+  void share_if_large() {
+    if (bytes_.size() > 4096) {
+      shared_ = std::make_shared<const std::string>(std::move(bytes_));
+      bytes_ = std::string{};
+    }
+  }
+  std::string bytes_;  // the encoding, unless shared_
+  std::shared_ptr<const std::string> shared_;
 };
 
 } // namespace pyvisor

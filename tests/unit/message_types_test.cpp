@@ -172,3 +172,26 @@ TEST(args, dynamic_lists_and_tuples) {
   auto nested = make_value(arg{std::vector<arg>{arg::tuple({}), arg{"x"}}});
   EXPECT_STREQ(nested.type_name(), "array");
 }
+
+TEST(args, copies_of_a_large_arg_share_its_encoding) {
+  std::vector<char> payload(1 << 20, 'x');
+  vars v{{"b", payload}};  // the braced list is copied into the vector
+  arg direct{payload};
+  arg copy = direct;
+  EXPECT_EQ(copy.bytes().data(), direct.bytes().data());
+  EXPECT_EQ(copy.bytes(), direct.bytes());
+  EXPECT_EQ(v[0].value.bytes(), direct.bytes());
+  auto from = arg::from_msgpack(direct.bytes());
+  ASSERT_TRUE(from);
+  arg from_copy = *from;
+  EXPECT_EQ(from_copy.bytes().data(), from->bytes().data());
+  auto t = arg::tuple({direct});
+  arg t_copy = t;
+  EXPECT_EQ(t_copy.bytes().data(), t.bytes().data());
+  // Small ones are plain copies; either way the value is the same.
+  arg small{std::string{"abc"}};
+  arg small_copy = small;
+  EXPECT_EQ(small_copy.bytes(), small.bytes());
+  EXPECT_EQ(make_value(small_copy).as<std::string>(), "abc");
+  EXPECT_EQ(make_value(copy).object().via.bin.size, payload.size());
+}
