@@ -14,6 +14,8 @@ from ._wire import KIND_NOTIFICATION, KIND_REQUEST, KIND_RESPONSE, UINT_MAX, Inv
 # full read is followed by up to MAX_READS - 1 more in the same callback instead.
 READ_SIZE = 65536
 MAX_READS = 4
+# Reads per callback while a large frame is read straight into its own buffer.
+MAX_DIRECT_READS = 64
 
 _modules = sys.modules
 
@@ -37,23 +39,29 @@ class _Dispatch(object):
         ready = self._ready
         before = len(ready) if ready is not None else 0
         reads = 0
+        splitter = self._splitter
         while True:
+            direct = splitter.direct_view()
             try:
-                chunk = os.read(self._in_fd, READ_SIZE)
+                if direct is None:
+                    chunk = os.read(self._in_fd, READ_SIZE)
+                    got = len(chunk)
+                else:
+                    got = os.readv(self._in_fd, [direct])
             except (BlockingIOError, InterruptedError):
                 break
             except OSError as e:
                 self._pause_reading()
                 self._finish(EXIT_OK, "input error, stopping: %s" % e)
                 return
-            if not chunk:
+            if not got:
                 self._pause_reading()
-                if self._splitter.buffered:
-                    self._log("input closed inside a frame (%d bytes discarded)" % self._splitter.buffered)
+                if splitter.buffered:
+                    self._log("input closed inside a frame (%d bytes discarded)" % splitter.buffered)
                 self._finish(EXIT_OK)
                 return
             try:
-                for body in self._splitter.feed(chunk):
+                for body in splitter.feed(chunk) if direct is None else splitter.commit(got):
                     if self._hold and body[1:2] != b"\x01":
                         # Held back (busy limits): requests and notifications wait, in order;
                         # responses (answers to host calls) are handled at once.
@@ -68,7 +76,12 @@ class _Dispatch(object):
                 self._violation(str(e))
                 break
             reads += 1
-            if len(chunk) < READ_SIZE or reads >= MAX_READS or not self._reading or self._done.done():
+            if direct is None:
+                if got < READ_SIZE or reads >= MAX_READS:
+                    break
+            elif reads >= MAX_DIRECT_READS:
+                break
+            if not self._reading or self._done.done():
                 break
         if self._hold:
             self._update_flow()  # the backlog grew

@@ -13,6 +13,10 @@ __all__ = ["FrameSplitter", "frame_header"]
 
 _LENGTH = struct.Struct(">I")
 _VIEW_MIN = 1 << 20  # bodies above this are memoryviews, not copies
+# A frame above _VIEW_MIN whose first _DIRECT_MIN bytes arrived gets a buffer of its own that
+# the rest is read into directly (``direct_view``): no chunk objects, no join.  Not before:
+# a length prefix alone must not make the runner allocate the announced size.
+_DIRECT_MIN = 1 << 20
 _unpack_length = _LENGTH.unpack_from
 frame_header = _LENGTH.pack
 
@@ -25,7 +29,7 @@ class FrameSplitter(object):
     chunking yields the same bodies as feeding it whole.
     """
 
-    __slots__ = ("max_frame_bytes", "_parts", "_have", "_need")
+    __slots__ = ("max_frame_bytes", "_parts", "_have", "_need", "_direct", "_filled")
 
     def __init__(self, max_frame_bytes=DEFAULT_MAX_FRAME_BYTES):
         self.max_frame_bytes = max_frame_bytes
@@ -34,17 +38,45 @@ class FrameSplitter(object):
         self._parts = []
         self._have = 0  # total length of _parts
         self._need = 4  # bytes needed before parsing again: the prefix, or prefix + body
+        self._direct = None  # bytearray(prefix + body) of a large frame being read into
+        self._filled = 0  # bytes of _direct filled
 
     @property
     def buffered(self):
         """Bytes held for a frame that is not complete yet."""
-        return self._have
+        return self._filled if self._direct is not None else self._have
+
+    def direct_view(self):
+        """Where the rest of a large frame goes (read into it, then ``commit``), or None."""
+        if self._direct is None:
+            return None
+        return memoryview(self._direct)[self._filled :]
+
+    def commit(self, count):
+        """``count`` bytes were read into ``direct_view()``: the completed bodies."""
+        self._filled += count
+        if self._filled < len(self._direct):
+            return []
+        body = memoryview(self._direct)[4:]
+        self._direct = None
+        self._filled = 0
+        return [body]
 
     def feed(self, chunk):
+        if self._direct is not None:
+            view = self.direct_view()
+            take = min(len(view), len(chunk))
+            view[:take] = chunk[:take]
+            bodies = self.commit(take)
+            if take < len(chunk):
+                bodies += self.feed(chunk[take:])
+            return bodies
         if self._parts:
             self._parts.append(chunk)
             self._have += len(chunk)
             if self._have < self._need:
+                if self._need > _VIEW_MIN and self._have >= _DIRECT_MIN:
+                    self._go_direct()
                 return []
             data = b"".join(self._parts)
             self._parts = []
@@ -77,4 +109,18 @@ class FrameSplitter(object):
             self._parts = [data[pos:]]
             self._have = n - pos
             self._need = need
+            if need > _VIEW_MIN and self._have >= _DIRECT_MIN:
+                self._go_direct()
         return bodies
+
+    def _go_direct(self):
+        buf = bytearray(self._need)
+        pos = 0
+        for part in self._parts:
+            buf[pos : pos + len(part)] = part
+            pos += len(part)
+        self._direct = buf
+        self._filled = pos
+        self._parts = []
+        self._have = 0
+        self._need = 4

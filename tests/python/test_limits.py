@@ -81,6 +81,35 @@ class FramingTest(support.TimedTestCase):
         self.assertEqual(got, [body])
 
 
+    def test_a_large_frame_read_into_its_own_buffer_equals_feeding_it(self):
+        # Once 1 MiB of a large frame arrived, the rest goes straight into its buffer
+        # (direct_view + commit, as the runner reads its input); chunks fed meanwhile land
+        # there too. Either way the bodies are the same.
+        rng = random.Random(7)
+        big = bytes(rng.getrandbits(8) for _ in range(4096)) * 768  # 3 MiB
+        bodies = [b"a" * 10, big, b"b" * 5000, big[:1 << 20] + b"!", b"c"]
+        stream = b"".join(frame_header(len(b)) + b for b in bodies)
+        for direct_share in (0.0, 0.5, 1.0):
+            splitter = FrameSplitter(16 << 20)
+            out, pos, directs = [], 0, 0
+            while pos < len(stream):
+                view = splitter.direct_view()
+                if view is not None and rng.random() < direct_share:
+                    n = min(len(view), rng.choice([1, 4096, 65536, 1 << 22]), len(stream) - pos)
+                    view[:n] = stream[pos : pos + n]
+                    out += splitter.commit(n)
+                    directs += 1
+                else:
+                    n = rng.choice([1, 700, 65536, 300000])
+                    out += splitter.feed(stream[pos : pos + n])
+                self.assertLessEqual(splitter.buffered, 4 + len(big))
+                pos += n
+            self.assertEqual([bytes(b) for b in out], bodies, direct_share)
+            self.assertEqual(splitter.buffered, 0)
+            if direct_share:
+                self.assertGreater(directs, 0)
+
+
 class DecodeLimitsTest(support.TimedTestCase):
     def assert_rejected(self, body, what):
         for codec in codecs():
