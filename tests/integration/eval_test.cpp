@@ -210,4 +210,19 @@ TEST_F(eval_test, large_values_round_trip) {
   EXPECT_EQ(r->as<std::string>().size(), big.size() + 1);
   auto b = ok("return bytes(10 * 1024 * 1024)");
   EXPECT_EQ(b.object().via.bin.size, 10u << 20);
+  // Bytes of 1 MiB and more leave the runner as the reply's head plus the bytes object itself
+  // (no packed copy); with captured output they are packed as usual. Same value either way.
+  std::string pattern;
+  for (int i = 0; i < (3 << 20) + 5; ++i)
+    pattern.push_back(static_cast<char>((i * 7) & 0xFF));
+  for (bool capture : {false, true}) {
+    captured_output out;
+    eval_options eo;
+    if (capture)
+      eo.capture = &out;
+    auto p = py_->eval("return bytes((i * 7) & 0xFF for i in range((3 << 20) + 5))", {}, eo);
+    ASSERT_TRUE(p) << p.error();
+    ASSERT_EQ(p->object().type, msgpack::type::BIN);
+    EXPECT_EQ(std::string_view(p->object().via.bin.ptr, p->object().via.bin.size), pattern);
+  }
 }

@@ -152,6 +152,15 @@ TEST_F(process_test, frame_limits_in_both_directions) {
   EXPECT_TRUE(big_reply.error().code == errc::frame_too_large ||
               big_reply.error().code == errc::unserializable)
     << big_reply.error().to_string();
+  // Large bytes results take another way out of the runner (head plus the bytes object): the
+  // limit holds there too.
+  if (py.state() == interpreter_state::ready) {
+    auto big_bytes = py.eval("return bytes(2 << 20)");
+    ASSERT_FALSE(big_bytes);
+    EXPECT_TRUE(big_bytes.error().code == errc::frame_too_large ||
+                big_bytes.error().code == errc::unserializable)
+      << big_bytes.error().to_string();
+  }
   // Either way the interpreter (runner-side refusal) or the host (kill) stays consistent.
   if (py.state() == interpreter_state::ready) {
     EXPECT_EQ(py.eval("return 1")->as<int>(), 1);

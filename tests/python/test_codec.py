@@ -357,3 +357,23 @@ class SelectTest(support.TimedTestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class SplicedReplyTest(support.TimedTestCase):
+    """A large ``{"ok": bytes}`` reply leaves as a head plus the bytes object itself; the two
+    together must be exactly what packing the whole reply gives."""
+
+    def test_head_plus_bytes_equals_the_packed_reply(self):
+        from pyvisor._replies import SPLICE_MIN, spliced_head
+        from pyvisor._wire import KIND_RESPONSE
+
+        for name in support.codecs_under_test():
+            codec = _codec.select(name)
+            for size in (SPLICE_MIN, SPLICE_MIN + 1, 3 << 20):
+                value = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+                for request_id, op in ((0, "eval"), (7, "call"), (2 ** 64 - 1, "eval")):
+                    head = spliced_head(codec, request_id, op, len(value))
+                    self.assertIsNotNone(head, name)
+                    whole = codec.packb([KIND_RESPONSE, request_id, op, {"ok": value}])
+                    self.assertEqual(head + value, whole, (name, size, request_id))
+                    self.assertEqual(codec.unpackb(head + value)[3]["ok"], value)
