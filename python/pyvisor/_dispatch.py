@@ -41,7 +41,7 @@ class _Dispatch(object):
         reads = 0
         splitter = self._splitter
         while True:
-            direct = splitter.direct_view()
+            direct = None if splitter.direct is None else splitter.direct_view()
             try:
                 if direct is None:
                     chunk = os.read(self._in_fd, READ_SIZE)

@@ -17,6 +17,7 @@ there (or ``_execute`` itself) costs 0.1-0.3 µs per request, most of what this 
 from types import FunctionType
 
 from ._execution import _REQUEST_reset, _REQUEST_set, _iscoroutine
+from ._replies import SPLICE_MIN
 
 
 class _FastPath(object):
@@ -72,7 +73,9 @@ class _FastPath(object):
         finally:
             _REQUEST_reset(token)
         if ok and self._interrupted != request_id and not self._partials:
-            self._reply(request_id, op, {"ok": value})
+            if type(value) is bytes and len(value) >= SPLICE_MIN and self._reply_spliced(request_id, op, value):
+                return
+            self._reply_packed(request_id, op, {"ok": value})
             return
         self._complete_sync(request_id, op, ok, value, compiled.code, "python_exception", request_id)
 
@@ -116,7 +119,9 @@ class _FastPath(object):
         finally:
             _REQUEST_reset(token)
         if ok and self._interrupted != request_id and not self._partials:
-            self._reply(request_id, op, {"ok": value})
+            if type(value) is bytes and len(value) >= SPLICE_MIN and self._reply_spliced(request_id, op, value):
+                return
+            self._reply_packed(request_id, op, {"ok": value})
             return
         self._complete_sync(request_id, op, ok, value, None, "python_exception", request_id)
 

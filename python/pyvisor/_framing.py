@@ -29,7 +29,7 @@ class FrameSplitter(object):
     chunking yields the same bodies as feeding it whole.
     """
 
-    __slots__ = ("max_frame_bytes", "_parts", "_have", "_need", "_direct", "_filled")
+    __slots__ = ("max_frame_bytes", "_parts", "_have", "_need", "direct", "_filled")
 
     def __init__(self, max_frame_bytes=DEFAULT_MAX_FRAME_BYTES):
         self.max_frame_bytes = max_frame_bytes
@@ -38,32 +38,33 @@ class FrameSplitter(object):
         self._parts = []
         self._have = 0  # total length of _parts
         self._need = 4  # bytes needed before parsing again: the prefix, or prefix + body
-        self._direct = None  # bytearray(prefix + body) of a large frame being read into
-        self._filled = 0  # bytes of _direct filled
+        # bytearray(prefix + body) of a large frame being read into (see direct_view), or None
+        self.direct = None
+        self._filled = 0  # bytes of direct filled
 
     @property
     def buffered(self):
         """Bytes held for a frame that is not complete yet."""
-        return self._filled if self._direct is not None else self._have
+        return self._filled if self.direct is not None else self._have
 
     def direct_view(self):
         """Where the rest of a large frame goes (read into it, then ``commit``), or None."""
-        if self._direct is None:
+        if self.direct is None:
             return None
-        return memoryview(self._direct)[self._filled :]
+        return memoryview(self.direct)[self._filled :]
 
     def commit(self, count):
         """``count`` bytes were read into ``direct_view()``: the completed bodies."""
         self._filled += count
-        if self._filled < len(self._direct):
+        if self._filled < len(self.direct):
             return []
-        body = memoryview(self._direct)[4:]
-        self._direct = None
+        body = memoryview(self.direct)[4:]
+        self.direct = None
         self._filled = 0
         return [body]
 
     def feed(self, chunk):
-        if self._direct is not None:
+        if self.direct is not None:
             view = self.direct_view()
             take = min(len(view), len(chunk))
             view[:take] = chunk[:take]
@@ -119,7 +120,7 @@ class FrameSplitter(object):
         for part in self._parts:
             buf[pos : pos + len(part)] = part
             pos += len(part)
-        self._direct = buf
+        self.direct = buf
         self._filled = pos
         self._parts = []
         self._have = 0

@@ -33,11 +33,21 @@ class _Replies(object):
         """Queue a response; unencodable or oversize results become error responses."""
         if type(payload) is dict and len(payload) == 1:
             value = payload.get("ok")
-            if type(value) is bytes and SPLICE_MIN <= len(value) <= 0xFFFFFFFF:
-                head = spliced_head(self._codec, request_id, op, len(value))
-                if head is not None and len(head) + len(value) <= self._max_frame_bytes:
-                    self._out.send(frame_header(len(head) + len(value)) + head, value)
-                    return
+            if type(value) is bytes and len(value) >= SPLICE_MIN and self._reply_spliced(request_id, op, value):
+                return
+        self._reply_packed(request_id, op, payload)
+
+    def _reply_spliced(self, request_id, op, value):
+        """Queue ``{"ok": value}`` (bytes of SPLICE_MIN or more) as its head plus ``value``;
+        False when it does not fit a frame (the packed way then says why)."""
+        head = spliced_head(self._codec, request_id, op, len(value))
+        if head is None or len(value) > 0xFFFFFFFF or len(head) + len(value) > self._max_frame_bytes:
+            return False
+        self._out.send(frame_header(len(head) + len(value)) + head, value)
+        return True
+
+    def _reply_packed(self, request_id, op, payload):
+        """``_reply`` without the look for a large bytes result (the fused paths look first)."""
         try:
             body = self._codec.packb([KIND_RESPONSE, request_id, op, payload])
         except EncodeError:
