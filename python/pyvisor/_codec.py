@@ -177,7 +177,7 @@ def decode_header(data):
         raise DecodeError("malformed frame header: %s: %s" % (type(e).__name__, e))
     if pos + n > end:
         raise DecodeError("truncated op")
-    op = data[pos : pos + n].decode("utf-8", "backslashreplace")
+    op = bytes(data[pos : pos + n]).decode("utf-8", "backslashreplace")  # data may be a memoryview
     if type(kind) is not int or type(request_id) is not int:
         raise DecodeError("malformed frame header (kind, id, op types)")
     return kind, request_id, op

@@ -98,10 +98,19 @@ class _Dispatch(object):
 
     def _handle_body(self, body):
         try:
-            msg = self._codec.unpackb(body)  # DecodeError is a ProtocolViolation
-        except InvalidUtf8 as e:
-            self._on_invalid_utf8(body, e)
-            return
+            try:
+                msg = self._codec.unpackb(body)  # DecodeError is a ProtocolViolation
+            except InvalidUtf8 as e:
+                self._on_invalid_utf8(body, e)
+                return
+        except ProtocolViolation:
+            raise
+        except Exception as e:
+            # A runner bug. Ending the process (as for a violation) answers every request in
+            # flight; going on would leave this one unanswered.
+            raise ProtocolViolation(
+                "internal error decoding a frame of %d bytes: %s: %s" % (len(body), type(e).__name__, e)
+            )
         if type(msg) is not list or len(msg) != 4:
             raise ProtocolViolation("frame body is not an array [kind, id, op, payload]")
         kind, request_id, op, payload = msg

@@ -109,7 +109,9 @@ def may_skip(data, max_depth=MAX_DEPTH, max_elements=MAX_ELEMENTS):
     extension rejects by itself, exactly like check().  Two C-speed translate() calls
     keep typical request frames off the Python-level walk.
     """
-    if max_elements < 15:  # only in tests: fix containers could exceed it
+    if max_elements < 15 or type(data) is not bytes:
+        # (fix containers could exceed a limit below 15, only in tests; translate() is a
+        # bytes method, and only small bodies are bytes: large ones are memoryviews)
         return False
     size = len(data)
     if size <= max_depth:
@@ -283,9 +285,15 @@ def _scalar_run(data, pos, end, count):
     if pos + span > end:
         return 0
     if size == 1:
-        return span if not data[pos : pos + span].translate(None, _NOT_ONE_BYTE) else 0
+        run = data[pos : pos + span]
+        if type(run) is not bytes:  # a large frame's body is a memoryview
+            run = bytes(run)
+        return span if not run.translate(None, _NOT_ONE_BYTE) else 0
     first = data[pos]
-    return span if data[pos : pos + span : size].count(first) == count else 0
+    heads = data[pos : pos + span : size]
+    if type(heads) is not bytes:
+        heads = bytes(heads)
+    return span if heads.count(first) == count else 0
 
 
 def _check_container(count, room, open_levels, max_depth, max_elements, pos):
