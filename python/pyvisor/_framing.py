@@ -13,9 +13,10 @@ __all__ = ["FrameSplitter", "frame_header"]
 
 _LENGTH = struct.Struct(">I")
 _VIEW_MIN = 1 << 20  # bodies above this are memoryviews, not copies
-# A frame above _VIEW_MIN whose first _DIRECT_MIN bytes arrived gets a buffer of its own that
-# the rest is read into directly (``direct_view``): no chunk objects, no join.  Not before:
-# a length prefix alone must not make the runner allocate the announced size.
+# A frame whose body is above _VIEW_MIN (a memoryview body either way) and whose first
+# _DIRECT_MIN bytes arrived gets a buffer of its own that the rest is read into directly
+# (``direct_view``): no chunk objects, no join.  Not before: a length prefix alone must not
+# make the runner allocate the announced size.
 _DIRECT_MIN = 1 << 20
 _unpack_length = _LENGTH.unpack_from
 frame_header = _LENGTH.pack
@@ -76,7 +77,7 @@ class FrameSplitter(object):
             self._parts.append(chunk)
             self._have += len(chunk)
             if self._have < self._need:
-                if self._need > _VIEW_MIN and self._have >= _DIRECT_MIN:
+                if self._need > _VIEW_MIN + 4 and self._have >= _DIRECT_MIN:
                     self._go_direct()
                 return []
             data = b"".join(self._parts)
@@ -110,7 +111,7 @@ class FrameSplitter(object):
             self._parts = [data[pos:]]
             self._have = n - pos
             self._need = need
-            if need > _VIEW_MIN and self._have >= _DIRECT_MIN:
+            if need > _VIEW_MIN + 4 and self._have >= _DIRECT_MIN:
                 self._go_direct()
         return bodies
 

@@ -355,9 +355,6 @@ class SelectTest(support.TimedTestCase):
         self.assertEqual(_pure.unpackb(_pure.packb({"a": (1, 2)})), {"a": (1, 2)})
 
 
-if __name__ == "__main__":
-    unittest.main()
-
 
 class SplicedReplyTest(support.TimedTestCase):
     """A large ``{"ok": bytes}`` reply leaves as a head plus the bytes object itself; the two
@@ -377,3 +374,7 @@ class SplicedReplyTest(support.TimedTestCase):
                     whole = codec.packb([KIND_RESPONSE, request_id, op, {"ok": value}])
                     self.assertEqual(head + value, whole, (name, size, request_id))
                     self.assertEqual(codec.unpackb(head + value)[3]["ok"], value)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,6 +1,7 @@
 """Limits and framing: everything hostile is rejected before anything large is allocated,
 and both codecs draw the line in exactly the same place."""
 
+import os
 import random
 import tracemalloc
 import unittest
@@ -242,6 +243,65 @@ class EncodeLimitsTest(support.TimedTestCase):
             for value in ([1, 2, 3, 4], {1: 1, 2: 2, 3: 3, 4: 4}, (1, 2, 3, 4), {1, 2, 3, 4}):
                 with self.assertRaises(EncodeError):
                     small_c.packb(value)
+
+
+class LargeFrameTest(support.TimedTestCase):
+    """Bodies above 1 MiB reach the decoders as memoryviews, not bytes: each must be answered,
+    under every codec (with the C extension, the structure check walks the memoryview)."""
+
+    M = 1 << 20
+
+    def eval_frame(self, request_id, code, variables, size=None):
+        """An eval request; with ``size``, padded (var ``pad``) to exactly that body length."""
+        codec = support.PureCodec()
+        variables = dict(variables)
+        pad = 0
+        for _ in range(5):
+            if size is not None:
+                variables["pad"] = b"x" * pad
+            body = codec.packb([0, request_id, "eval", {"code": code, "vars": variables, "file": "<t>", "line": 1}])
+            if size is None or len(body) == size:
+                return frame_header(len(body)) + body
+            pad += size - len(body)
+        self.fail("cannot pad to %d" % size)
+
+    def runner(self, codec):
+        env = dict(os.environ)
+        env["PYVISOR_CODEC"] = codec
+        return support.RunnerProcess(env=env)
+
+    def test_scalar_runs_in_a_large_frame(self):
+        for codec in support.codecs_under_test():
+            with self.runner(codec) as r:
+                r.send_raw(self.eval_frame(1, "return len(a) + len(b) + len(c)",
+                                           {"a": [1.5] * 120000, "b": [7] * 500000, "c": [300] * 100000}))
+                self.assertEqual(r.response(1), {"ok": 720000}, codec)
+
+    def test_bodies_at_the_memoryview_threshold(self):
+        # 1 MiB - 5 .. 1 MiB + 5: the last bodies that are bytes, the first memoryviews.
+        for codec in support.codecs_under_test():
+            with self.runner(codec) as r:
+                for i, size in enumerate(range(self.M - 5, self.M + 6), start=1):
+                    r.send_raw(self.eval_frame(i, "return len(pad)", {}, size=size))
+                    reply = r.response(i)
+                    self.assertIn("ok", reply, (codec, size - self.M, reply))
+
+    def test_invalid_utf8_in_a_large_frame_fails_that_request(self):
+        for codec in support.codecs_under_test():
+            with self.runner(codec) as r:
+                frame = self.eval_frame(1, "return 1", {"b": b"x" * (2 * self.M), "s": "PLACEHOLDER"})
+                r.send_raw(frame.replace(b"PLACEHOLDER", b"\xff" * 11))
+                reply = r.response(1)
+                self.assertEqual(reply["error"]["code"], "invalid_argument", (codec, reply))
+                r.send_raw(self.eval_frame(2, "return 2", {}))
+                self.assertEqual(r.response(2), {"ok": 2}, codec)
+
+    def test_check_walks_a_memoryview_like_bytes(self):
+        body = support.PureCodec().packb([0, 1, "eval", {"vars": {"f": [0.5] * 1000, "i": [1] * 3000}}])
+        _scan.check(body)
+        _scan.check(memoryview(bytearray(body)))
+        with self.assertRaises(DecodeError):
+            _scan.check(memoryview(bytearray(body))[:-1])
 
 
 if __name__ == "__main__":
