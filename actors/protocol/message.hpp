@@ -12,7 +12,6 @@
 
 #include "core/limits.hpp"
 #include "pyvisor/expected.hpp"
-#include "core/huge_pages.hpp"
 #include "pyvisor/msgpack_writer.hpp"
 #include "pyvisor/value.hpp"
 #include "pyvisor/vars.hpp"
@@ -50,7 +49,7 @@ class frame_builder {
 public:
   /// `expected` bytes are reserved up front (large arguments are then copied exactly once).
   explicit frame_builder(std::size_t expected = 64) {
-    if (expected >= core::huge_pages_from)
+    if (expected >= detail::large_bytes)
       detail::reserve_large(buf_, expected + 4);
     else
       buf_.reserve(expected + 4);

@@ -8,6 +8,10 @@
 
 namespace pyvisor::detail {
 
+/// From this size on a buffer is worth transparent huge pages: filling a fresh 64 MiB buffer
+/// costs ~16 000 page faults with 4 KiB pages, ~32 with 2 MiB ones (about 2x faster here).
+inline constexpr std::size_t large_bytes = std::size_t{4} << 20;
+
 /// Reserves `more` bytes at the end of `s`, on transparent huge pages where possible.
 void reserve_large(std::string& s, std::size_t more);
 
@@ -15,7 +19,7 @@ void reserve_large(std::string& s, std::size_t more);
 struct msgpack_writer {
   std::string* out;
   void write(const char* p, std::size_t n) {
-    if (n >= (std::size_t{4} << 20) && out->capacity() - out->size() < n)
+    if (n >= large_bytes && out->capacity() - out->size() < n)
       reserve_large(*out, n);  // a large bytes/str argument: copied into huge pages
     out->append(p, n);
   }
