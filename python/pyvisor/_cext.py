@@ -14,6 +14,7 @@ What the C extension does not do by itself, and how it is covered here:
 import msgpack
 
 from ._scan import check, may_skip
+from ._shm import shared_bytes
 from ._typemap import HostHandle, bigint_from_payload, bigint_payload, encode_fallback, in_native_int_range, to_base
 from ._wire import (
     DecodeError,
@@ -22,6 +23,7 @@ from ._wire import (
     EXT_FROZENSET,
     EXT_HOST_HANDLE,
     EXT_SET,
+    EXT_SHARED,
     EXT_TUPLE,
     InvalidUtf8,
     MAX_DEPTH,
@@ -165,7 +167,7 @@ class CCodec(object):
     def unpackb(self, data):
         """Decode exactly one value from ``data`` (bytes); raise DecodeError otherwise."""
         if not may_skip(data, self.max_depth, self.max_elements):
-            check(data, self.max_depth, self.max_elements)
+            check(data, self.max_depth, self.max_elements, True)  # host frames: ext 6 allowed
         try:
             return _unpackb(data, **self._limits(len(data)))
         except DecodeError:
@@ -192,4 +194,6 @@ class CCodec(object):
             if code == EXT_SET:
                 return set(items)
             return frozenset(items)
+        if code == EXT_SHARED:  # check() saw a 16-byte payload
+            return shared_bytes(data)
         raise DecodeError("unknown ext type %d" % code)

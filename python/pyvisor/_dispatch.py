@@ -16,6 +16,8 @@ READ_SIZE = 65536
 MAX_READS = 4
 # Reads per callback while a large frame is read straight into its own buffer.
 MAX_DIRECT_READS = 64
+# How a shm_free notification's body starts after its array header: kind 2, id 0, op.
+_SHM_FREE = b"\x02\x00\xa8shm_free"
 
 _modules = sys.modules
 
@@ -62,9 +64,10 @@ class _Dispatch(object):
                 return
             try:
                 for body in splitter.feed(chunk) if direct is None else splitter.commit(got):
-                    if self._hold and body[1:2] != b"\x01":
+                    if self._hold and body[1:2] != b"\x01" and body[1:12] != _SHM_FREE:
                         # Held back (busy limits): requests and notifications wait, in order;
-                        # responses (answers to host calls) are handled at once.
+                        # responses (answers to host calls) and shm_free (room for replies)
+                        # are handled at once.
                         self._backlog.append(body)
                         self._backlog_bytes += len(body)
                         continue
@@ -145,7 +148,7 @@ class _Dispatch(object):
     def _on_invalid_utf8(self, body, error):
         """A body that is well-formed except for a str that is not UTF-8: fail only that
         request (``invalid_argument``), keep serving."""
-        _scan.check(body, self._codec.max_depth, self._codec.max_elements)  # anything else wrong: fatal
+        _scan.check(body, self._codec.max_depth, self._codec.max_elements, True)  # anything else wrong: fatal
         kind, request_id, op = _codec.decode_header(body)
         if not 0 <= request_id <= UINT_MAX:
             raise ProtocolViolation("frame id %d is not a u64" % request_id)

@@ -17,7 +17,6 @@ there (or ``_execute`` itself) costs 0.1-0.3 µs per request, most of what this 
 from types import FunctionType
 
 from ._execution import _REQUEST_reset, _REQUEST_set, _iscoroutine
-from ._replies import SPLICE_MIN
 
 
 class _FastPath(object):
@@ -73,7 +72,7 @@ class _FastPath(object):
         finally:
             _REQUEST_reset(token)
         if ok and self._interrupted != request_id and not self._partials:
-            if type(value) is bytes and len(value) >= SPLICE_MIN and self._reply_spliced(request_id, op, value):
+            if type(value) is bytes and len(value) >= self._large_min and self._reply_large(request_id, op, value):
                 return
             self._reply_packed(request_id, op, {"ok": value})
             return
@@ -119,7 +118,7 @@ class _FastPath(object):
         finally:
             _REQUEST_reset(token)
         if ok and self._interrupted != request_id and not self._partials:
-            if type(value) is bytes and len(value) >= SPLICE_MIN and self._reply_spliced(request_id, op, value):
+            if type(value) is bytes and len(value) >= self._large_min and self._reply_large(request_id, op, value):
                 return
             self._reply_packed(request_id, op, {"ok": value})
             return

@@ -7,16 +7,18 @@ imports the runner (and the preload modules) once, then serves requests on fd 7,
 ``SOCK_SEQPACKET`` unix socket, one at a time:
 
     request   one message: the worker's runner arguments, NUL-separated (UTF-8), with seven
-              fds attached (SCM_RIGHTS): what becomes the worker's fds 1 (stdout), 2
-              (stderr), 3 (requests), 4 (replies), 5 (interrupts), 6 (stack dumps), and the
-              write end of its *status pipe*
+              or eight fds attached (SCM_RIGHTS): what becomes the worker's fds 1 (stdout), 2
+              (stderr), 3 (requests), 4 (replies), 5 (interrupts), 6 (stack dumps), the
+              write end of its *status pipe*, and optionally its shared memory (a memfd,
+              the worker's fd 8, for ``--shm-fd 8``)
     reply     4 bytes, native int: the worker's pid, or -errno when the fork failed
 
 The worker (``_become_worker``) gets its own process group (the template makes it too, before
-it answers), ``PR_SET_PDEATHSIG(SIGKILL)`` (it dies with the template), exactly fds 0..6, the
-template's default signal dispositions and ``--worker-cpu-seconds`` as its RLIMIT_CPU, then
-leaves the template's loop and runs ``_runner.main`` as a cold interpreter would; it ends
-through interpreter finalization (``SystemExit`` out of ``serve()``), as a cold runner does.
+it answers), ``PR_SET_PDEATHSIG(SIGKILL)`` (it dies with the template), exactly fds 0..6
+(and fd 8 with an eighth fd), the template's default signal dispositions and
+``--worker-cpu-seconds`` as its RLIMIT_CPU, then leaves the template's loop and runs
+``_runner.main`` as a cold interpreter would; it ends through interpreter finalization
+(``SystemExit`` out of ``serve()``), as a cold runner does.
 
 When a worker exits the template kills its process group, writes the worker's wait status
 (4 bytes, native int, as ``waitpid`` reports it) to the worker's status pipe, closes it and
@@ -33,8 +35,12 @@ import struct
 import sys
 
 _INT = struct.Struct("i")
-_FDS_PER_WORKER = 7
+_FDS_PER_WORKER = (7, 8)  # the eighth, when present, is the worker's shared memory
+_MAX_FDS = 8
 _WORKER_FDS = (1, 2, 3, 4, 5, 6)  # where the first six received fds go in the worker
+_STATUS = 6  # index of the status pipe among the received fds
+_SHM = 7  # index of the shared memory fd, when present
+_WORKER_SHM_FD = 8  # where it goes in the worker
 _PR_SET_PDEATHSIG = 1
 _MAX_REQUEST = 64 * 1024  # bytes of runner arguments in one request (well under a socket's buffer)
 
@@ -171,7 +177,7 @@ class _Template(object):
         """True: served; False: EOF; (fds, args) in the forked worker."""
         try:
             data, ancdata, flags, _ = self._sock.recvmsg(
-                _MAX_REQUEST, socket.CMSG_SPACE(_FDS_PER_WORKER * _INT.size))
+                _MAX_REQUEST, socket.CMSG_SPACE(_MAX_FDS * _INT.size))
         except InterruptedError:
             return True
         except OSError as e:
@@ -184,7 +190,7 @@ class _Template(object):
                 fds.extend(struct.unpack("%di" % (usable // _INT.size), payload[:usable]))
         if not data and not fds:
             return False  # EOF: the host is done with us
-        if len(fds) != _FDS_PER_WORKER or flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
+        if len(fds) not in _FDS_PER_WORKER or flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
             for fd in fds:
                 os.close(fd)
             _log("refused a request of %d bytes with %d fds" % (len(data), len(fds)))
@@ -207,9 +213,10 @@ class _Template(object):
             os.setpgid(pid, pid)
         except OSError:
             pass
-        for fd in fds[:-1]:
-            os.close(fd)
-        self._status[pid] = fds[-1]
+        for i, fd in enumerate(fds):
+            if i != _STATUS:
+                os.close(fd)
+        self._status[pid] = fds[_STATUS]
         self._sock.sendall(_INT.pack(pid))
         return True
 
@@ -276,9 +283,17 @@ def _become_worker(fds, args, prctl, cpu_seconds):
             resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 1))
         for fd, target in zip(fds, _WORKER_FDS):
             os.dup2(fd, target, inheritable=True)
+        keep = ()
+        if len(fds) > _SHM:
+            # After 1..6: a received fd numbered 8 has been copied to its place by now.
+            if fds[_SHM] == _WORKER_SHM_FD:
+                os.set_inheritable(_WORKER_SHM_FD, True)
+            else:
+                os.dup2(fds[_SHM], _WORKER_SHM_FD, inheritable=True)
+            keep = (_WORKER_SHM_FD,)
         # Everything else goes: the control socket, other workers' status pipes, the received
-        # fds (now copied onto 1..6), the wakeup pipe.
-        _close_from(7)
+        # fds (now copied onto 1..6 and 8), the wakeup pipe.
+        _close_from(7, keep)
         sys.argv = sys.argv[:2] + list(args)
     except BaseException:  # noqa: BLE001 - a half-made worker never runs user code
         try:
@@ -297,12 +312,12 @@ def _ignore(signum, frame):
     pass
 
 
-def _close_from(lowest):
+def _close_from(lowest, keep=()):
     # The open fds, not a range up to RLIMIT_NOFILE: that can be a million (os.closerange
     # loops over every number before Python 3.10).
     for name in os.listdir("/proc/self/fd"):
         fd = int(name)
-        if fd >= lowest:
+        if fd >= lowest and fd not in keep:
             try:
                 os.close(fd)
             except OSError:

@@ -24,7 +24,8 @@ class UsageError(Exception):
 
 class Options(object):
     """Parsed command line: transport, max_frame_bytes, label, codec, interrupt_fd, busy
-    limits (high_water, low_water, max_inflight), eager_tasks and forward_logging."""
+    limits (high_water, low_water, max_inflight), eager_tasks, forward_logging and the
+    shared memory (shm_fd, shm_bytes, shm_threshold)."""
 
     def __init__(self):
         self.transport = "fds"
@@ -39,6 +40,10 @@ class Options(object):
         self.max_inflight = MAX_INFLIGHT  # 0: no limit on the count
         self.eager_tasks = True
         self.forward_logging = True  # a logging handler on the root logger (_logging)
+        # shared memory for large bytes (_shm): all three given, or shm is off
+        self.shm_fd = None
+        self.shm_bytes = None
+        self.shm_threshold = None
 
     def limits(self):
         """(high, low, max_inflight) in effect; (0, 0, 0) when --high-water 0 disables them."""
@@ -52,7 +57,7 @@ class Options(object):
 _OPTIONS = (
     "--transport", "--max-frame-bytes", "--label", "--codec", "--interrupt-fd", "--dump-fd",
     "--heartbeat-ms", "--high-water", "--low-water", "--max-inflight", "--eager-tasks",
-    "--forward-logging",
+    "--forward-logging", "--shm-fd", "--shm-bytes", "--shm-threshold",
 )
 
 
@@ -69,7 +74,7 @@ def _count(name, value):
 def parse_args(argv):
     """Parse ``[--transport fds|stdio] [--max-frame-bytes N] [--label L] [--codec C]
     [--interrupt-fd N] [--dump-fd N] [--heartbeat-ms N] [--high-water BYTES] [--low-water BYTES] [--max-inflight N]
-    [--eager-tasks on|off] [--forward-logging on|off]``.
+    [--eager-tasks on|off] [--forward-logging on|off] [--shm-fd N --shm-bytes S --shm-threshold T]``.
 
     Hand-rolled rather than argparse: it is small and keeps interpreter start-up lean.
     """
@@ -130,6 +135,12 @@ def parse_args(argv):
             if value not in ("on", "off"):
                 raise UsageError("--forward-logging must be on or off, not %r" % value)
             opts.forward_logging = value == "on"
+        elif name == "--shm-fd":
+            opts.shm_fd = _count(name, value)
+        elif name == "--shm-bytes":
+            opts.shm_bytes = _count(name, value)
+        elif name == "--shm-threshold":
+            opts.shm_threshold = _count(name, value)
         else:
             raise UsageError("unknown argument %r" % arg)
     return opts

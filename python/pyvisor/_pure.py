@@ -14,6 +14,7 @@ import sys
 from array import array
 
 from ._scan import check as _scan_check
+from ._shm import shared_bytes
 from ._typemap import HostHandle, bigint_from_payload, bigint_payload, encode_fallback, to_base
 from ._wire import (
     DecodeError,
@@ -22,6 +23,8 @@ from ._wire import (
     EXT_FROZENSET,
     EXT_HOST_HANDLE,
     EXT_SET,
+    EXT_SHARED,
+    EXT_SHARED_SIZE,
     EXT_TUPLE,
     INT_MIN,
     InvalidUtf8,
@@ -479,6 +482,10 @@ def _unpack_ext(data, pos, end, b, budget, max_elements):
         return bigint_from_payload(data[p:q]), q
     if code == EXT_HOST_HANDLE:
         return HostHandle(data[p:q]), q
+    if code == EXT_SHARED:
+        if n != EXT_SHARED_SIZE:
+            raise DecodeError("shared bytes ext of %d bytes (not 16) at offset %d" % (n, pos))
+        return shared_bytes(data[p:q]), q
     if code != EXT_TUPLE and code != EXT_SET and code != EXT_FROZENSET:
         raise DecodeError("unknown ext type %d at offset %d" % (code, pos))
     if p >= q:

@@ -31,11 +31,23 @@ class _Replies(object):
 
     def _reply(self, request_id, op, payload):
         """Queue a response; unencodable or oversize results become error responses."""
-        if type(payload) is dict and len(payload) == 1:
+        if type(payload) is dict:
             value = payload.get("ok")
-            if type(value) is bytes and len(value) >= SPLICE_MIN and self._reply_spliced(request_id, op, value):
-                return
+            if type(value) is bytes and len(value) >= self._large_min:
+                if len(payload) == 1:
+                    if self._reply_large(request_id, op, value):
+                        return
+                elif len(value) >= self._shm_min and self._reply_shared(request_id, op, payload, value):
+                    return  # with captured output: shared memory or the packed way
         self._reply_packed(request_id, op, payload)
+
+    def _reply_large(self, request_id, op, value):
+        """Queue ``{"ok": value}`` for bytes of at least ``_large_min``: through shared memory
+        (at least the --shm-threshold, ``_shm``) or spliced (SPLICE_MIN); False: neither
+        applies, the packed way then sends it or says why it cannot be sent."""
+        if len(value) >= self._shm_min and self._reply_shared(request_id, op, {"ok": value}, value):
+            return True
+        return len(value) >= SPLICE_MIN and self._reply_spliced(request_id, op, value)
 
     def _reply_spliced(self, request_id, op, value):
         """Queue ``{"ok": value}`` (bytes of SPLICE_MIN or more) as its head plus ``value``;

@@ -4,6 +4,7 @@ shutdown notifications.  make_env/drop_env are in ``_envs``, payload checks in `
 import builtins
 import sys
 
+from . import _shm
 from ._errors import error_payload, exception_payload, protocol_error_payload
 from ._payloads import _BadPayload, _bytes_to_bytearray, _call_request, _code_request, _request_options
 from ._startup import EXIT_OK
@@ -129,6 +130,8 @@ class _Requests(object):
             "cache_size": len(self._cache),
             "tasks": len(self._tasks),
             "envs": len(self._envs),
+            "shm_out": self._shm_out,
+            "shm_in": _shm.decoded,
         }
         self._reply(request_id, op, {"ok": stats})
 

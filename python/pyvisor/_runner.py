@@ -48,6 +48,7 @@ Where things are (one concept per module; ``Runner`` combines the method groups)
     _flow            flow control: busy state, backlog, drain waiters
     _eager           --eager-tasks and its pre-3.12 fallback
     _replies         sending frames and replies (with fallbacks for unsendable ones)
+    _shm             shared memory for large bytes: the areas, ext 6, the reply allocator
     _program_output  sys.stdout/sys.stderr of user code as ``log`` notifications
     _logging         the root logger's handler: records as ``logging`` notifications
     _interrupts      SIGINT + interrupt fd, cancellation by id
@@ -72,7 +73,7 @@ import _signal as signal  # the C module: signal.py imports enum (start-up time)
 import sys
 from _thread import get_ident
 
-from . import _aio, _codec, _host
+from . import _aio, _codec, _host, _shm
 from ._asyncio_mode import _AsyncioMode
 from ._bridge import Bridge
 from ._compile import CodeCache
@@ -89,9 +90,10 @@ from ._lean import LeanLoop, report
 from ._options import _NO_LIMIT, HIGH_WATER, LOW_WATER, MAX_INFLIGHT, Options, UsageError, parse_args  # noqa: F401
 from ._output import JOIN_LIMIT, _Output  # noqa: F401
 from ._program_output import LOG_CHUNK_CHARS, LOG_FRAME_OVERHEAD, _ProgramOutput
-from ._replies import _Replies
+from ._replies import SPLICE_MIN, _Replies
 from ._requests import CACHE_SIZE, _Requests
 from ._startup import EXIT_OK, EXIT_PROTOCOL, EXIT_USAGE, _ignore, _ignore_sigint, _log, _setup_transport
+from ._shm import _SharedReplies
 from ._stdio import LogStream
 from ._watchdog import _setup_dump_fd, _start_heartbeat
 from ._wire import DEFAULT_MAX_FRAME_BYTES, KIND_NOTIFICATION, PROTOCOL_VERSION
@@ -119,7 +121,9 @@ def main(argv=None):
     except (UsageError, ValueError, RuntimeError, OSError) as e:
         _log("", "cannot start: %s" % e)
         sys.exit(EXIT_USAGE)
-    runner = Runner(in_fd, out_fd, codec, opts.max_frame_bytes, opts.label, interrupt_fd, opts)
+    shm = _shm.setup(opts.shm_fd, opts.shm_bytes, opts.shm_threshold, lambda line: _log(opts.label, line),
+                     (in_fd, out_fd, opts.interrupt_fd, opts.dump_fd))
+    runner = Runner(in_fd, out_fd, codec, opts.max_frame_bytes, opts.label, interrupt_fd, opts, shm)
     sys.exit(runner.run())
 
 
@@ -144,12 +148,12 @@ class _Done(object):
         return self._code
 
 
-class Runner(_FastPath, _Dispatch, _FlowControl, _EagerTasks, _Replies, _ProgramOutput, _Interrupts, _Execution, _Requests,
-             _Environments, _AsyncioMode):
+class Runner(_FastPath, _Dispatch, _FlowControl, _EagerTasks, _Replies, _SharedReplies, _ProgramOutput, _Interrupts,
+             _Execution, _Requests, _Environments, _AsyncioMode):
     """Serves the protocol on ``in_fd``/``out_fd`` until EOF, shutdown or a violation."""
 
     def __init__(self, in_fd, out_fd, codec, max_frame_bytes=DEFAULT_MAX_FRAME_BYTES, label="",
-                 interrupt_fd=None, options=None):
+                 interrupt_fd=None, options=None, shm=None):
         options = options or Options()
         self._in_fd = in_fd
         self._codec = codec
@@ -209,7 +213,8 @@ class Runner(_FastPath, _Dispatch, _FlowControl, _EagerTasks, _Replies, _Program
             "make_env": self._on_make_env,
             "stats": self._on_stats,
         }
-        self._notifications = {"cancel": self._on_cancel, "shutdown": self._on_shutdown, "drop_env": self._on_drop_env}
+        self._notifications = {"cancel": self._on_cancel, "shutdown": self._on_shutdown, "drop_env": self._on_drop_env,
+                               "shm_free": self._on_shm_free}
         # interrupts (see _on_sigint in _interrupts)
         self._interrupt_fd = interrupt_fd
         self._interrupt_buf = b""
@@ -229,6 +234,11 @@ class Runner(_FastPath, _Dispatch, _FlowControl, _EagerTasks, _Replies, _Program
         self._log_chunk = max(1, min(LOG_CHUNK_CHARS, (max_frame_bytes - LOG_FRAME_OVERHEAD) // 4))
         self._capture_limit = max(1, max_frame_bytes)
         self._saved_streams = None
+        # shared memory for large bytes (_shm): the runner -> host area, or None
+        self._shm = shm
+        self._shm_min = shm.threshold if shm is not None and shm.threshold else _NO_LIMIT  # reply via shm from
+        self._large_min = min(SPLICE_MIN, self._shm_min)  # bytes results this long look at _reply_large
+        self._shm_out = 0  # replies sent through shm
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -249,19 +259,17 @@ class Runner(_FastPath, _Dispatch, _FlowControl, _EagerTasks, _Replies, _Program
             # meet the start-up handler that ignores SIGINT; and it must wake the loop.
             wakeup = self._wakeup = _SignalWakeup(lean)
             self._install_sigint(self._on_sigint)
-            self._send(
-                KIND_NOTIFICATION,
-                0,
-                "ready",
-                {
-                    "protocol": PROTOCOL_VERSION,
-                    "python": sys.version.split()[0],
-                    "pid": os.getpid(),
-                    "codec": self._codec.name,
-                    # a non-UTF-8 path must not make the very first frame unencodable
-                    "executable": (sys.executable or "").encode("utf-8", "backslashreplace").decode("utf-8"),
-                },
-            )
+            ready = {
+                "protocol": PROTOCOL_VERSION,
+                "python": sys.version.split()[0],
+                "pid": os.getpid(),
+                "codec": self._codec.name,
+                # a non-UTF-8 path must not make the very first frame unencodable
+                "executable": (sys.executable or "").encode("utf-8", "backslashreplace").decode("utf-8"),
+            }
+            if self._shm is not None:
+                ready["shm"] = self._shm.size  # both areas mapped: the host may use them
+            self._send(KIND_NOTIFICATION, 0, "ready", ready)
             self._out.flush()
             self._install_streams()
             # asyncio and logging: set up when somebody imports them (_asyncio_mode)

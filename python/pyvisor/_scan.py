@@ -12,7 +12,9 @@ enforces inline, so both codecs accept and reject the same inputs:
 * a declared element count must be <= max_elements and must fit in the bytes left in the
   enclosing frame or ext payload (an array element needs >= 1 byte, a map entry >= 2);
 * ext types are 1..5 only; ext 1..3 carry exactly one array filling the whole payload;
-  ext 4 (bigint) has a non-empty payload; ext 5 (host handle) any payload.
+  ext 4 (bigint) has a non-empty payload; ext 5 (host handle) any payload.  Ext 6 (shared
+  bytes, ``_shm``) only where ``shared`` is true (frames from the host), with a payload of
+  exactly 16 bytes; whether it lies inside the area is checked when it is decoded.
 
 UTF-8 validity and hashability of map keys / set items are left to the decoders, which
 both fail on them the same way.
@@ -26,6 +28,8 @@ from ._wire import (
     EXT_FROZENSET,
     EXT_HOST_HANDLE,
     EXT_SET,
+    EXT_SHARED,
+    EXT_SHARED_SIZE,
     EXT_TUPLE,
     MAX_DEPTH,
     MAX_ELEMENTS,
@@ -125,8 +129,11 @@ def may_skip(data, max_depth=MAX_DEPTH, max_elements=MAX_ELEMENTS):
     return len(candidates) <= max_depth and not candidates.translate(None, _FIX_CONTAINERS)
 
 
-def check(data, max_depth=MAX_DEPTH, max_elements=MAX_ELEMENTS):
-    """Raise DecodeError unless ``data`` is exactly one well-formed value within the limits."""
+def check(data, max_depth=MAX_DEPTH, max_elements=MAX_ELEMENTS, shared=False):
+    """Raise DecodeError unless ``data`` is exactly one well-formed value within the limits.
+
+    ``shared``: ext 6 (shared bytes) is allowed: true for frames the host sent, false for
+    what the runner packs (only ``_shm`` writes an ext 6, never the codecs)."""
     cat_of = _CAT
     size_of = _SIZE
     pos = 0
@@ -218,6 +225,12 @@ def check(data, max_depth=MAX_DEPTH, max_elements=MAX_ELEMENTS):
                     left -= 1
                     continue
                 if code == EXT_HOST_HANDLE:
+                    pos = q
+                    left -= 1
+                    continue
+                if code == EXT_SHARED and shared:
+                    if length != EXT_SHARED_SIZE:
+                        raise DecodeError("shared bytes ext of %d bytes (not 16) at offset %d" % (length, pos))
                     pos = q
                     left -= 1
                     continue

@@ -13,6 +13,7 @@ __all__ = [
     "EXT_FROZENSET",
     "EXT_BIGINT",
     "EXT_HOST_HANDLE",
+    "EXT_SHARED",
     "MAX_DEPTH",
     "MAX_ELEMENTS",
     "DEFAULT_MAX_FRAME_BYTES",
@@ -38,6 +39,8 @@ EXT_SET = 2
 EXT_FROZENSET = 3
 EXT_BIGINT = 4
 EXT_HOST_HANDLE = 5  # opaque host value: any payload, given back byte for byte
+EXT_SHARED = 6  # bytes in a shared memory area: offset u64 + length u64 (see _shm)
+EXT_SHARED_SIZE = 16
 
 # Limits checked before anything is allocated.  The body array itself is depth 1; a
 # tuple/set/frozenset counts as one level (its ext payload array *is* that level).

@@ -90,7 +90,7 @@ class RunnerProcess(object):
     Use as a context manager: the process is always killed if still running and reaped.
     """
 
-    def __init__(self, args=(), transport="fds", python=None, env=None, flags=("-I",), interrupt=True):
+    def __init__(self, args=(), transport="fds", python=None, env=None, flags=("-I",), interrupt=True, extra_fds=()):
         self.python = python or sys.executable
         self.transport = transport
         self.codec = PureCodec()
@@ -129,6 +129,8 @@ class RunnerProcess(object):
                 (os.POSIX_SPAWN_DUP2, from_w, 1),
                 (os.POSIX_SPAWN_DUP2, err_w, 2),
             ]
+        # (fd, target) pairs: more fds for the child (keep ``fd`` above 9, see _high_fd)
+        actions += [(os.POSIX_SPAWN_DUP2, fd, target) for fd, target in extra_fds]
         self.argv = argv
         self.started = time.monotonic()
         try:

@@ -75,8 +75,8 @@ class Template(object):
             raise EOFError("the template closed its socket; output: %r" % self.output())
         return INT.unpack(data)[0]
 
-    def fork(self, args=("--interrupt-fd", "5")):
-        return ForkedWorker(self, list(args))
+    def fork(self, args=("--interrupt-fd", "5"), extra_fds=()):
+        return ForkedWorker(self, list(args), extra_fds)
 
     def close(self):
         self.sock.close()
@@ -88,7 +88,7 @@ class Template(object):
 class ForkedWorker(RunnerProcess):
     """A runner forked by a template, driven like RunnerProcess; its status comes on a pipe."""
 
-    def __init__(self, template, args):  # noqa: D107 - sets what RunnerProcess.__init__ sets
+    def __init__(self, template, args, extra_fds=()):  # noqa: D107 - sets what RunnerProcess.__init__ sets
         from pyvisor._codec import PureCodec
         from pyvisor._framing import FrameSplitter
 
@@ -106,7 +106,8 @@ class ForkedWorker(RunnerProcess):
         pipes = [_pipe() for _ in range(7)]  # out, err, in, proto, intr, dump, status
         theirs = [pipes[0][1], pipes[1][1], pipes[2][0], pipes[3][1], pipes[4][0], pipes[5][1], pipes[6][1]]
         try:
-            self.pid = template.ask(b"\0".join(os.fsencode(a) for a in args), theirs)
+            # extra_fds (the caller's, not closed here) follow the seven: an eighth is the shm memfd
+            self.pid = template.ask(b"\0".join(os.fsencode(a) for a in args), theirs + list(extra_fds))
         finally:
             for fd in theirs:
                 os.close(fd)
