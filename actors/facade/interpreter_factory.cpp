@@ -136,11 +136,28 @@ constexpr const char* boot_code =
 constexpr const char* fork_server_boot_code =
   "import sys;sys.path.insert(0,sys.argv[1]);from pyvisor._fork_server import serve;serve()";
 
+constexpr std::size_t two_mib = std::size_t{2} << 20;
+
+/// The size of each shared-memory area of an interpreter's processes; 0: none.
+std::size_t shared_memory_size(const interpreter_options& o) {
+  if (o.shared_memory_threshold == 0 || o.transport != transport::fds)
+    return 0;
+  std::size_t s = o.shared_memory_bytes != 0
+                    ? (o.shared_memory_bytes + two_mib - 1) / two_mib * two_mib
+                    : std::min<std::size_t>(2 * o.max_frame_bytes, std::size_t{1} << 30);
+  if (o.shared_memory_bytes == 0 && o.isolation.limits.memory)
+    s = std::min<std::size_t>(s, *o.isolation.limits.memory / 4);
+  s = s / two_mib * two_mib;
+  return s >= o.shared_memory_threshold ? s : 0;
+}
+
 } // namespace
 
 std::optional<error> check_interpreter_options(const interpreter_options& opts) {
   if (opts.max_frame_bytes < 1024 || opts.max_frame_bytes > (std::size_t{1} << 31))
     return make_error(errc::config_error, "max_frame_bytes must be between 1 KiB and 2 GiB");
+  if (opts.shared_memory_bytes > (std::size_t{16} << 30))
+    return make_error(errc::config_error, "shared_memory_bytes must be at most 16 GiB");
   if (!opts.busy_limits.disabled &&
       (opts.busy_limits.high_water == 0 || opts.busy_limits.max_inflight == 0 ||
        opts.busy_limits.low_water > opts.busy_limits.high_water))
@@ -244,11 +261,16 @@ expected<std::shared_ptr<detail::interpreter_shared>> runtime::impl::make_interp
          std::to_string(std::min(opts.busy_limits.low_water, opts.busy_limits.high_water)),
          "--max-inflight", std::to_string(std::max<std::size_t>(opts.busy_limits.max_inflight, 1))});
   }
+  std::size_t shm = shared_memory_size(opts);
+  if (shm > 0)
+    add({"--shm-fd", "8", "--shm-bytes", std::to_string(shm), "--shm-threshold",
+         std::to_string(opts.shared_memory_threshold)});
   add({"--eager-tasks", opts.eager_tasks ? "on" : "off"});
   add({"--forward-logging", opts.forward_logging ? "on" : "off"});
   req.argv.insert(req.argv.end(), {"-c", boot_code, runner_dir});
   req.argv.insert(req.argv.end(), runner_args.begin(), runner_args.end());
   req.stdio_transport = opts.transport == transport::stdio;
+  req.shm_bytes = shm;
   req.cwd = opts.cwd;
   // Isolation (checked above): applied by spawn between fork and exec; with bwrap the command
   // runs inside the sandbox, which must also see the Python installation and the runner.
@@ -280,6 +302,7 @@ expected<std::shared_ptr<detail::interpreter_shared>> runtime::impl::make_interp
   if (opts.spawn == spawn_mode::fork_server) {
     process::spawn_request tmpl = req;
     tmpl.argv = std::move(python_command);
+    tmpl.shm_bytes = 0;  // each worker gets its own
     std::string preload;
     for (auto& m : opts.preload)
       preload += (preload.empty() ? "" : ",") + m;
@@ -310,6 +333,7 @@ expected<std::shared_ptr<detail::interpreter_shared>> runtime::impl::make_interp
   interp::request_table::config tcfg;
   tcfg.busy = opts.busy_limits;
   tcfg.max_frame_bytes = opts.max_frame_bytes;
+  tcfg.shared_from = shm > 0 ? std::max<std::size_t>(opts.shared_memory_threshold, 1) : 0;
   tcfg.label = opts.label;
   shared->table = interp::request_table::make(*loop, std::move(tcfg));
   shared->st = std::make_shared<interp::status>();

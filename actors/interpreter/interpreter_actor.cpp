@@ -252,7 +252,7 @@ void interpreter_actor::start() {
   if (a_.fork) {
     // Forked by the fork server's thread; back to the I/O thread to attach. A process that is
     // never attached (the loop stopped) has its fds closed, and so ends on EOF.
-    a_.fork->spawn(a_.fork_args, process::exit_context_of(a_.spawn),
+    a_.fork->spawn(a_.fork_args, process::exit_context_of(a_.spawn), a_.spawn.shm_bytes,
                    [loop = a_.loop, started = std::move(started)](expected<process::spawned_process> p) {
                      auto owned = std::make_shared<process::owned_process>(std::move(p));
                      loop->post([owned, started] { started(owned->take()); });

@@ -32,6 +32,7 @@ std::shared_ptr<request_table> request_table::make(io::io_loop& loop, config cfg
 
 request_table::request_table(io::io_loop& loop, config cfg)
   : loop_(loop), busy_(effective(cfg.busy)), max_frame_(cfg.max_frame_bytes),
+    shared_from_(cfg.shared_from),
     label_(std::move(cfg.label)) {
 }
 
@@ -45,19 +46,22 @@ void request_table::on_abandoned(std::function<void(std::uint64_t)> f) {
   abandoned_ = std::move(f);
 }
 
-std::string request_table::encode(std::uint64_t id, const request& r) const {
+protocol::frame_out request_table::encode(std::uint64_t id, const request& r) const {
   static const vars no_vars;
   static const std::vector<arg> no_args;
   static const std::vector<protocol::env_spec> no_from;
   const vars& v = r.bound ? *r.bound : no_vars;
-  protocol::request_extras x{r.env, r.capture, r.bytes_as_bytearray};
+  protocol::request_extras x{r.env, r.capture, r.bytes_as_bytearray, shared_from_};
   switch (r.op) {
     case request::op_t::eval:
-      return protocol::encode_code_request(id, "eval", r.text, v, r.file, r.line, x);
-    case request::op_t::init:
-      return protocol::encode_code_request(id, "init", r.text, v, r.file, r.line);
+      return protocol::encode_code_request_out(id, "eval", r.text, v, r.file, r.line, x);
+    case request::op_t::init: {
+      protocol::request_extras plain;
+      plain.slots_from = shared_from_;
+      return protocol::encode_code_request_out(id, "init", r.text, v, r.file, r.line, plain);
+    }
     case request::op_t::call:
-      return protocol::encode_call(id, r.text, r.args ? *r.args : no_args, v, x);
+      return protocol::encode_call_out(id, r.text, r.args ? *r.args : no_args, v, x);
     case request::op_t::make_env:
       return protocol::encode_make_env(id, r.env, r.from ? *r.from : no_from, v);
   }
@@ -77,9 +81,9 @@ void request_table::submit(const request& r, deadline d, completion done, bool p
   auto id = next_id_.fetch_add(1, std::memory_order_relaxed);
   // Encoded outside the lock: callers on many threads encode in parallel.
   auto frame = encode(id, r);
-  if (frame.size() - 4 > max_frame_) {
+  if (auto size = frame.body_size(); size > max_frame_) {  // as the pipe would carry it
     done(protocol::reply{make_error(errc::frame_too_large,
-                                    "request of " + std::to_string(frame.size() - 4) +
+                                    "request of " + std::to_string(size) +
                                       " bytes exceeds max_frame_bytes (" +
                                       std::to_string(max_frame_) + ")")});
     return;
@@ -127,7 +131,7 @@ void request_table::submit(const request& r, deadline d, completion done, bool p
   }
   if (send_now) {
     ++inflight_;
-    send_locked(std::move(frame));
+    send_locked(std::move(frame), id);
   } else {
     queue_.push_back({id, std::move(frame), r.op == request::op_t::make_env ? 0 : r.env});
     ++queued_requests_;
@@ -137,10 +141,26 @@ void request_table::submit(const request& r, deadline d, completion done, bool p
     timer_->arm_at(d.at);
 }
 
-void request_table::send_locked(std::string frame) {
+void request_table::send_locked(protocol::frame_out frame, std::uint64_t id) {
   // A closed connection (the process is ending) answers what was sent through its exit.
-  if (conn_)
-    conn_->write(std::move(frame));
+  if (!conn_)
+    return;
+  if (area_) {
+    // Ranges of the runner's area no value holds any more: it learns of them before it
+    // answers this request (the only time it needs space).
+    if (auto frees = area_->take_frees(); !frees.empty())
+      conn_->write(protocol::encode_shm_free(frees));
+    if (!frame.slots.empty() && area_->place(id, frame))
+      ++shared_out_;
+  }
+  if (!frame.slots.empty())  // no area, or it is full: the pipe carries the bytes
+    frame.bytes = std::move(frame).inline_frame();
+  conn_->write(std::move(frame.bytes));
+}
+
+void request_table::use_area(std::shared_ptr<io::shared_area> area) {
+  std::lock_guard<std::mutex> g{mu_};
+  area_ = std::move(area);
 }
 
 void request_table::drop_env(std::uint64_t env) {
@@ -171,8 +191,9 @@ void request_table::pump_locked() {
       ++inflight_;
     }
     auto frame = std::move(q.frame);
+    auto id = q.id;
     queue_.pop_front();
-    send_locked(std::move(frame));
+    send_locked(std::move(frame), id);
   }
 }
 
@@ -294,6 +315,7 @@ std::vector<std::uint64_t> request_table::cancel_all() {
 void request_table::attach(std::shared_ptr<io::connection> c) {
   std::lock_guard<std::mutex> g{mu_};
   conn_ = std::move(c);
+  area_.reset();  // the runner says in its `ready` whether it uses the new one
 }
 
 void request_table::open() {
@@ -414,6 +436,7 @@ void request_table::connection_lost(const error& e, bool keep_queued) {
       past_.busy_transitions += c.busy_transitions;
     }
     conn_.reset();
+    area_.reset();  // values keep what they hold of it
     open_ = false;
     unacknowledged_.clear();
     for (auto i = pending_.begin(); i != pending_.end();) {
@@ -441,6 +464,11 @@ void request_table::on_response(protocol::message& m) {
   bool stop_cancelled = false;
   {
     std::lock_guard<std::mutex> g{mu_};
+    if (area_) {
+      area_->release(m.id);  // the runner is done with the arguments it had there
+      if (m.lease)
+        ++shared_in_;
+    }
     auto i = pending_.find(m.id);
     if (i == pending_.end()) {
       if (unacknowledged_.erase(m.id) > 0) {  // a late reply to a request that timed out
@@ -521,6 +549,8 @@ interpreter_stats request_table::stats() const {
   s.host_calls = host_handled_.load();
   s.bytes_in = c.bytes_in;
   s.bytes_out = c.bytes_out;
+  s.shared_memory_out = shared_out_;
+  s.shared_memory_in = shared_in_;
   return s;
 }
 

@@ -19,6 +19,7 @@
 #include "interpreter/env_book.hpp"
 #include "interpreter/request.hpp"
 #include "io/deadline_timer.hpp"
+#include "io/shared_area.hpp"
 #include "protocol/message.hpp"
 #include "pyvisor/interpreter_options.hpp"
 #include "pyvisor/interpreter_stats.hpp"
@@ -48,6 +49,9 @@ public:
   struct config {
     busy_limits busy;
     std::size_t max_frame_bytes = std::size_t{64} << 20;
+    /// Arguments that are bins of at least this many bytes go by shared memory once a
+    /// process's area is in use (use_area); 0: never.
+    std::size_t shared_from = 0;
     std::string label;
   };
 
@@ -97,6 +101,8 @@ public:
 
   /// A new process: requests go to `c` (admission stays held until open()).
   void attach(std::shared_ptr<io::connection> c);
+  /// The runner of the attached process mapped `area`: large arguments go through it.
+  void use_area(std::shared_ptr<io::shared_area> area);
   /// Ready: admits queued and new requests.
   void open();
   /// The interpreter is stopping or stopped: queued and new requests are answered `e`;
@@ -132,14 +138,14 @@ private:
   };
   struct queued {
     std::uint64_t id;  // 0: a notification
-    std::string frame;
+    protocol::frame_out frame;
     std::uint64_t env = 0;  // the env it runs in (requests on lost envs leave the stash)
   };
   using taken = std::vector<std::pair<std::uint64_t, completion>>;
 
   request_table(io::io_loop& loop, config cfg);
-  std::string encode(std::uint64_t id, const request& r) const;
-  void send_locked(std::string frame);
+  protocol::frame_out encode(std::uint64_t id, const request& r) const;
+  void send_locked(protocol::frame_out frame, std::uint64_t id = 0);
   void pump_locked();
   void forget_locked(std::unordered_map<std::uint64_t, pending_entry>::iterator i);
   taken take_queued_locked();
@@ -151,12 +157,15 @@ private:
   io::io_loop& loop_;
   busy_limits busy_;
   std::size_t max_frame_;
+  std::size_t shared_from_;
   std::shared_ptr<io::deadline_timer> timer_;
   std::function<void(std::uint64_t)> abandoned_;
 
   mutable std::mutex mu_;
   std::string label_;                                          // guarded by mu_
   std::shared_ptr<io::connection> conn_;                       // guarded by mu_
+  std::shared_ptr<io::shared_area> area_;  // conn_'s process's shared memory; guarded by mu_
+  std::uint64_t shared_out_ = 0, shared_in_ = 0;  // payloads by shared memory; guarded by mu_
   std::unordered_map<std::uint64_t, pending_entry> pending_;   // guarded by mu_
   std::multimap<clock::time_point, std::uint64_t> deadlines_;  // guarded by mu_
   std::deque<queued> queue_;                                   // guarded by mu_

@@ -3,6 +3,7 @@
 #include <csignal>
 #include <cstring>
 #include <sys/wait.h>
+#include <utility>
 
 #include <caf/send.hpp>
 
@@ -76,8 +77,18 @@ void session::attach(process::spawned_process p) {
       label_ = "python-" + std::to_string(p.python());
   }
   exit_ctx_ = p.context;
+  std::optional<error> unmapped;
+  if (p.shm >= 0) {
+    auto area = io::shared_area::map(std::exchange(p.shm, -1), p.shm_bytes);
+    if (area)
+      area_ = std::move(*area);
+    else
+      unmapped = area.error();
+  }
   conn_->attach(p);
   table_->attach(conn_);
+  if (unmapped)  // the runner would send what the host cannot read
+    violation(errc::spawn_failed, unmapped->message);
 }
 
 void session::spawn_failed() {
@@ -107,6 +118,16 @@ bool session::on_frame(std::string_view body, std::shared_ptr<const char[]> owne
   auto& m = std::get<protocol::message>(decoded);
   using protocol::kind;
   if (m.kind == kind::response) {
+    auto ok = const_cast<msgpack::object*>(protocol::map_get(m.payload, "ok"));
+    if (ok != nullptr && ok->type == msgpack::type::EXT && ok->via.ext.type() == protocol::ext_shared_bytes) {
+      auto bad = shm_on_
+                   ? area_->resolve(m, *ok, body.size(), cfg_.limits.max_frame_bytes)
+                   : std::optional<std::string>{"without shared memory"};
+      if (bad) {
+        violation(errc::protocol_error, "the runner sent a reply by shared memory: " + *bad);
+        return false;
+      }
+    }
     table_->on_response(m);
     return true;
   }
@@ -145,10 +166,17 @@ bool session::on_frame(std::string_view body, std::shared_ptr<const char[]> owne
     if (auto v = protocol::map_get(m.payload, "protocol");
         v && v->type == msgpack::type::POSITIVE_INTEGER)
       info.protocol = static_cast<int>(v->via.u64);
+    if (auto v = protocol::map_get(m.payload, "shm"); v && v->type == msgpack::type::POSITIVE_INTEGER)
+      info.shm = v->via.u64;
     if (info.protocol != protocol::version) {
       violation(errc::protocol_error, "runner speaks protocol " + std::to_string(info.protocol) +
                                         ", host speaks " + std::to_string(protocol::version));
       return false;
+    }
+    // The runner mapped the areas it was given: requests may use them from now on.
+    if (area_ && info.shm == area_->bytes()) {
+      shm_on_ = true;
+      table_->use_area(area_);
     }
     if (ev_.ready)
       ev_.ready(std::move(info));

@@ -17,6 +17,7 @@
 #include "interpreter/request_table.hpp"
 #include "io/connection.hpp"
 #include "pyvisor/log_record.hpp"
+#include "io/shared_area.hpp"
 #include "pyvisor/value.hpp"
 
 namespace pyvisor::interp {
@@ -28,6 +29,7 @@ struct ready_info {
   std::string codec;
   int python_pid = 0;
   int protocol = 0;
+  std::uint64_t shm = 0;  ///< the size of each shared-memory area the runner mapped (0: none)
 };
 
 /// How a process ended (after it was reaped).
@@ -118,6 +120,8 @@ private:
   process::exit_context exit_ctx_;         // limits and sandbox, for the exit reason
   std::deque<std::string> recent_stderr_;  // last lines, quoted when the start fails
   bool ready_seen_ = false;
+  std::shared_ptr<io::shared_area> area_;  // this process's shared memory (from its spawn)
+  bool shm_on_ = false;  // the runner said it mapped area_: replies may use it
   std::atomic<std::int64_t> host_outstanding_{0};
 };
 

@@ -18,7 +18,7 @@ namespace pyvisor::process {
 namespace {
 
 constexpr std::size_t tail_limit = 4096;
-constexpr int fds_per_worker = 7;
+constexpr int fds_per_worker = 7;  // + 1 with shared memory (the worker's fd 8)
 /// The first reply may wait for the template's start and preload imports.
 constexpr int first_reply_ms = 120000;
 constexpr int reply_ms = 10000;
@@ -74,11 +74,12 @@ void fork_server::shutdown() {
 }
 
 void fork_server::spawn(std::vector<std::string> runner_args, exit_context context,
+                        std::size_t shm_bytes,
                         done_fn done) {
   {
     std::lock_guard<std::mutex> g{mu_};
     if (!stopping_) {
-      jobs_.push_back(job{std::move(runner_args), context, std::move(done)});
+      jobs_.push_back(job{std::move(runner_args), context, shm_bytes, std::move(done)});
       cv_.notify_all();
       return;
     }
@@ -234,11 +235,13 @@ expected<spawned_process> fork_server::fork_attempt(const job& j, bool& again) {
   // the host's ends.
   int out[2] = {-1, -1}, err[2] = {-1, -1}, in[2] = {-1, -1}, proto[2] = {-1, -1},
       intr[2] = {-1, -1}, dump[2] = {-1, -1}, status[2] = {-1, -1};
+  int shm = -1;
   auto close_all = [&] {
     for (int* p : {out, err, in, proto, intr, dump, status}) {
       close_fd(p[0]);
       close_fd(p[1]);
     }
+    close_fd(shm);
   };
   for (int* p : {out, err, in, proto, intr, dump, status})
     if (::pipe2(p, O_CLOEXEC) != 0) {
@@ -246,8 +249,12 @@ expected<spawned_process> fork_server::fork_attempt(const job& j, bool& again) {
       close_all();
       return failed(std::string{"pipe2: "} + std::strerror(e));
     }
-  std::array<int, fds_per_worker> theirs{out[1], err[1], in[0], proto[1], intr[0], dump[1],
-                                         status[1]};
+  // The worker's shared memory: the host keeps this fd, the worker gets a copy as its fd 8.
+  if (j.shm_bytes > 0)
+    shm = make_shared_memory(j.shm_bytes);  // without it: a worker without shared memory
+  std::array<int, fds_per_worker + 1> theirs{out[1], err[1], in[0], proto[1], intr[0], dump[1],
+                                             status[1], shm};
+  std::size_t nfds = shm >= 0 ? fds_per_worker + 1 : fds_per_worker;
   std::string payload;
   for (std::size_t i = 0; i < j.args.size(); ++i) {
     if (i)
@@ -259,19 +266,19 @@ expected<spawned_process> fork_server::fork_attempt(const job& j, bool& again) {
     return failed("the runner's arguments take " + std::to_string(payload.size()) +
                   " bytes (at most " + std::to_string(max_request) + ")");
   }
-  char cbuf[CMSG_SPACE(sizeof(int) * fds_per_worker)];
+  char cbuf[CMSG_SPACE(sizeof(int) * (fds_per_worker + 1))];
   std::memset(cbuf, 0, sizeof cbuf);
   iovec iov{payload.data(), payload.size()};
   msghdr msg{};
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
   msg.msg_control = cbuf;
-  msg.msg_controllen = sizeof cbuf;
+  msg.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
   cmsghdr* c = CMSG_FIRSTHDR(&msg);
   c->cmsg_level = SOL_SOCKET;
   c->cmsg_type = SCM_RIGHTS;
-  c->cmsg_len = CMSG_LEN(sizeof(int) * fds_per_worker);
-  std::memcpy(CMSG_DATA(c), theirs.data(), sizeof(int) * fds_per_worker);
+  c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+  std::memcpy(CMSG_DATA(c), theirs.data(), sizeof(int) * nfds);
   ssize_t sent;
   while ((sent = ::sendmsg(sock_, &msg, MSG_NOSIGNAL)) < 0 && errno == EINTR) {
   }
@@ -321,6 +328,8 @@ expected<spawned_process> fork_server::fork_attempt(const job& j, bool& again) {
   p.err = err[0];
   p.interrupt = intr[1];
   p.dump = dump[0];
+  p.shm = shm;
+  p.shm_bytes = shm >= 0 ? j.shm_bytes : 0;
   p.context = j.context;
   set_nonblocking(p);
   return p;

@@ -69,12 +69,15 @@ public:
   /// Asks for a worker running the runner with `runner_args` (what follows the runner
   /// directory on a cold interpreter's command line). `done` runs on the fork server's
   /// thread, once, with the worker or the reason there is none (errc::spawn_failed).
-  void spawn(std::vector<std::string> runner_args, exit_context context, done_fn done);
+  /// `shm_bytes` > 0: the worker gets shared memory as its fd 8 (spawn_request::shm_bytes).
+  void spawn(std::vector<std::string> runner_args, exit_context context, std::size_t shm_bytes,
+             done_fn done);
 
 private:
   struct job {
     std::vector<std::string> args;
     exit_context context;
+    std::size_t shm_bytes = 0;
     done_fn done;
   };
 

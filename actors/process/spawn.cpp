@@ -45,6 +45,7 @@ struct child_setup : bp::extend::handler {
   int dump_src = -1;        // -> 6 (fds transport only)
   int pid_w = -1;           // the guard writes P's pid here (not passed to P)
   int control_src = -1;     // -> 7 (a fork-server template's control socket)
+  int shm_src = -1;         // -> 8 (shared memory for large bytes)
   bool stdio = false;
   pid_t parent = 0;
   char** envp = nullptr;
@@ -124,8 +125,10 @@ struct child_setup : bp::extend::handler {
     int filter_src = iso != nullptr ? iso->seccomp_fd_src : -1;
     int filter = filter_src >= 0 ? ::fcntl(filter_src, F_DUPFD_CLOEXEC, 10) : -1;
     int control = control_src >= 0 ? ::fcntl(control_src, F_DUPFD_CLOEXEC, 10) : -1;
+    int shm = shm_src >= 0 && !stdio ? ::fcntl(shm_src, F_DUPFD_CLOEXEC, 10) : -1;
     if (in < 0 || out_proto < 0 || err < 0 || (!stdio && (out < 0 || intr < 0 || dump < 0)) ||
-        (filter_src >= 0 && filter < 0) || (control_src >= 0 && control < 0))
+        (filter_src >= 0 && filter < 0) || (control_src >= 0 && control < 0) ||
+        (shm_src >= 0 && !stdio && shm < 0))
       fail(e, "fcntl(F_DUPFD_CLOEXEC)");
     if (stdio) {
       if (::dup2(in, 0) < 0 || ::dup2(out_proto, 1) < 0 || ::dup2(err, 2) < 0)
@@ -154,6 +157,12 @@ struct child_setup : bp::extend::handler {
         fail(e, "dup2");
       mark_cloexec(first_other, 6);
       first_other = 8;
+    }
+    if (shm >= 0) {
+      mark_cloexec(first_other, 7);
+      if (::dup2(shm, 8) < 0)
+        fail(e, "dup2");
+      first_other = 9;
     }
     mark_cloexec(first_other, ~0U);
     // 5. Isolation: rlimits (NOFILE now that the fds are in place), identity, no_new_privs,
@@ -219,7 +228,21 @@ exit_context exit_context_of(const spawn_request& req) {
   return c;
 }
 
+int make_shared_memory(std::size_t bytes) {
+  int fd = ::memfd_create("pyvisor-shm", MFD_CLOEXEC);
+  if (fd < 0)
+    return -1;
+  if (::ftruncate(fd, static_cast<off_t>(2 * bytes)) != 0) {
+    int e = errno;
+    ::close(fd);
+    errno = e;
+    return -1;
+  }
+  return fd;
+}
+
 void close_fds(spawned_process& p) {
+  close_fd(p.shm);
   close_fd(p.interrupt);
   close_fd(p.dump);
   close_fd(p.pidfd);
@@ -278,11 +301,13 @@ expected<spawned_process> spawn(const spawn_request& req) {
 
   int in[2] = {-1, -1}, out_proto[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1},
       intr[2] = {-1, -1}, dump[2] = {-1, -1}, pid_pipe[2] = {-1, -1};
+  int shm = -1;
   auto cleanup = [&] {
     for (int* p : {in, out_proto, out, err, intr, dump, pid_pipe}) {
       close_fd(p[0]);
       close_fd(p[1]);
     }
+    close_fd(shm);
   };
   // All O_CLOEXEC (threads spawn concurrently); the child setup moves its sources above 10
   // before mapping them, and the guard closes everything but pid_pipe[1].
@@ -294,6 +319,10 @@ expected<spawned_process> spawn(const spawn_request& req) {
     cleanup();
     return spawn_error("pipe2", e);
   }
+
+  // Without it the runner runs without shared memory (its `ready` says so).
+  if (req.shm_bytes > 0 && !req.stdio_transport)
+    shm = make_shared_memory(req.shm_bytes);
 
   // Everything the child applies is prepared here (it may not allocate): limits, identity,
   // seccomp program, work dir.
@@ -320,6 +349,7 @@ expected<spawned_process> spawn(const spawn_request& req) {
   setup.dump_src = dump[1];
   setup.pid_w = pid_pipe[1];
   setup.control_src = sandboxed ? -1 : req.control_fd;
+  setup.shm_src = shm;
   setup.stdio = req.stdio_transport;
   setup.parent = ::getpid();
   setup.envp = envp.data();
@@ -391,6 +421,8 @@ expected<spawned_process> spawn(const spawn_request& req) {
   p.err = err[0];
   p.interrupt = intr[1];
   p.dump = dump[0];
+  p.shm = shm;
+  p.shm_bytes = shm >= 0 ? req.shm_bytes : 0;
   p.pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
   if (p.pidfd < 0) {
     int e = errno;

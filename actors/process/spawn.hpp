@@ -25,6 +25,9 @@ struct spawn_request {
   /// >= 0: a host fd the child gets as its fd 7 (a fork-server template's control socket,
   /// process/fork_server.hpp). Not with sandbox_kind::bwrap, whose filter takes fd 7.
   int control_fd = -1;
+  /// > 0: the child gets a memfd of twice this size as its fd 8 (shared memory for large
+  /// bytes, docs/protocol.md); the host keeps it as spawned_process::shm. fds transport only.
+  std::size_t shm_bytes = 0;
 };
 
 /// What the exit reason of a process needs to know about how it ran (session.cpp).
@@ -50,6 +53,8 @@ struct spawned_process {
   int err = -1;         ///< child stderr
   int interrupt = -1;   ///< interrupt records host -> python (child fd 5; -1 with stdio transport)
   int dump = -1;        ///< stack dumps python -> host (child fd 6; -1 when not set up)
+  int shm = -1;         ///< the memfd of child fd 8 (2 * shm_bytes bytes; -1: none)
+  std::size_t shm_bytes = 0;
   exit_context context;  ///< limits and sandbox, for the exit reason
   /// A fork-server worker (process/fork_server.hpp): `pid` is the template's child, not the
   /// host's. `pidfd` is then a pipe on which the template writes the worker's wait status
@@ -94,6 +99,10 @@ expected<spawned_process> spawn(const spawn_request& req);
 /// host creates, ours or Boost.Process's internal exec-error pipe, can be numbered 0..6 and be
 /// clobbered by the dup2 onto the child's 0..6. Called once per runtime; idempotent.
 void reserve_low_fds();
+
+/// A memfd of 2 * `bytes` bytes (sparse: pages exist once written), O_CLOEXEC; -1 with errno
+/// when it cannot be made.
+int make_shared_memory(std::size_t bytes);
 
 /// Closes every fd of `p` that is open and resets them to -1.
 void close_fds(spawned_process& p);

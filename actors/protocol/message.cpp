@@ -6,8 +6,100 @@
 namespace pyvisor::protocol {
 
 std::string frame_builder::finish() && {
+  if (!slots_.empty())
+    return std::move(*this).finish_out().inline_frame();
   put_length(buf_.data(), static_cast<std::uint32_t>(buf_.size() - 4));
   return std::move(buf_);
+}
+
+frame_out frame_builder::finish_out() && {
+  // The length of the body with its references (what the shared-memory path sends).
+  put_length(buf_.data(), static_cast<std::uint32_t>(buf_.size() - 4));
+  frame_out f;
+  f.bytes = std::move(buf_);
+  f.slots = std::move(slots_);
+  return f;
+}
+
+namespace {
+
+/// The size of the bin header at the start of `enc` (0: not a bin).
+std::size_t bin_header(const std::string& enc) noexcept {
+  if (enc.empty())
+    return 0;
+  switch (static_cast<unsigned char>(enc[0])) {
+    case 0xc4: return 2;
+    case 0xc5: return 3;
+    case 0xc6: return 5;
+    default: return 0;
+  }
+}
+
+} // namespace
+
+void frame_builder::argument(const arg& a) {
+  const auto& shared = a.shared_bytes();
+  std::size_t head = shared ? bin_header(*shared) : 0;
+  if (slot_min_ == 0 || head == 0 || shared->size() - head < slot_min_) {
+    buf_.append(a.bytes());
+    return;
+  }
+  slots_.push_back(shared_slot{buf_.size(), shared});
+  char ref[shared_ref_size];
+  put_shared_ref(ref, 0, shared->size() - head);
+  buf_.append(ref, sizeof ref);
+}
+
+std::size_t shared_slot::payload_at() const noexcept {
+  return bin_header(*enc);
+}
+
+void put_shared_ref(char* out, std::uint64_t offset, std::uint64_t length) noexcept {
+  out[0] = static_cast<char>(0xd8);
+  out[1] = static_cast<char>(ext_shared_bytes);
+  for (int i = 0; i < 8; ++i) {
+    out[2 + i] = static_cast<char>(offset >> (56 - 8 * i));
+    out[10 + i] = static_cast<char>(length >> (56 - 8 * i));
+  }
+}
+
+bool get_shared_ref(const msgpack::object& o, std::uint64_t& offset, std::uint64_t& length) noexcept {
+  if (o.type != msgpack::type::EXT || o.via.ext.type() != ext_shared_bytes || o.via.ext.size != 16)
+    return false;
+  const auto* p = reinterpret_cast<const unsigned char*>(o.via.ext.data());
+  offset = length = 0;
+  for (int i = 0; i < 8; ++i) {
+    offset = (offset << 8) | p[i];
+    length = (length << 8) | p[8 + i];
+  }
+  return true;
+}
+
+std::size_t frame_out::body_size() const noexcept {
+  std::size_t n = bytes.size() - 4;
+  for (const auto& s : slots)
+    n += s.enc->size() - shared_ref_size;
+  return n;
+}
+
+std::string frame_out::inline_frame() && {
+  if (slots.empty())
+    return std::move(bytes);
+  std::string out;
+  std::size_t size = body_size() + 4;
+  if (size >= detail::large_bytes)
+    detail::reserve_large(out, size);
+  else
+    out.reserve(size);
+  std::size_t from = 0;
+  for (const auto& s : slots) {
+    out.append(bytes, from, s.at - from);
+    out.append(*s.enc);
+    from = s.at + shared_ref_size;
+  }
+  out.append(bytes, from, std::string::npos);
+  put_length(out.data(), static_cast<std::uint32_t>(out.size() - 4));
+  return out;
 }
 
 const msgpack::object* map_get(const msgpack::object& map, std::string_view key) noexcept {
@@ -30,10 +122,14 @@ std::string map_string(const msgpack::object& map, std::string_view key, std::st
 }
 
 std::shared_ptr<const void> message::owner() const {
-  if (!buffer)
+  if (!buffer && !lease)
     return zone;
-  return std::make_shared<std::pair<std::shared_ptr<msgpack::zone>, std::shared_ptr<const char[]>>>(
-    zone, buffer);
+  struct all {
+    std::shared_ptr<msgpack::zone> zone;
+    std::shared_ptr<const char[]> buffer;
+    std::shared_ptr<const void> lease;
+  };
+  return std::make_shared<all>(all{zone, buffer, lease});
 }
 
 namespace {
@@ -100,10 +196,16 @@ void pack_extras(msgpack::packer<detail::msgpack_writer>& pk, const request_extr
   }
 }
 
-std::size_t vars_size(const vars& v) {
+/// What `a` takes in a frame whose slots start at `slots_from` bytes (an upper bound).
+std::size_t inline_size(const arg& a, std::size_t slots_from) {
+  auto n = a.bytes().size();
+  return slots_from != 0 && n >= slots_from ? shared_ref_size : n;
+}
+
+std::size_t vars_size(const vars& v, std::size_t slots_from = 0) {
   std::size_t n = 8;
   for (const auto& x : v)
-    n += x.name.size() + x.value.bytes().size() + 8;
+    n += x.name.size() + inline_size(x.value, slots_from) + 8;
   return n;
 }
 
@@ -112,7 +214,7 @@ void pack_vars(frame_builder& fb, const vars& v) {
   pk.pack_map(static_cast<std::uint32_t>(v.size()));
   for (const auto& x : v) {
     pk.pack(std::string_view{x.name});
-    fb.raw(x.value.bytes());
+    fb.argument(x.value);
   }
 }
 
@@ -129,7 +231,15 @@ void pack_header(msgpack::packer<detail::msgpack_writer>& pk, int kind, std::uin
 std::string encode_code_request(std::uint64_t id, std::string_view op, std::string_view code,
                                 const vars& v, std::string_view file, int line,
                                 const request_extras& x) {
-  frame_builder fb{64 + code.size() + file.size() + op.size() + vars_size(v)};
+  return encode_code_request_out(id, op, code, v, file, line, x).inline_frame();
+}
+
+frame_out encode_code_request_out(std::uint64_t id, std::string_view op, std::string_view code,
+                                  const vars& v, std::string_view file, int line,
+                                  const request_extras& x) {
+  frame_builder fb{64 + code.size() + file.size() + op.size() +
+                   vars_size(v, x.slots_from)};
+  fb.slots_from(x.slots_from);
   auto& pk = fb.packer();
   pack_header(pk, 0, id, op);
   // Key order is part of the golden frames (tests/data/golden): code, vars, file, line.
@@ -143,15 +253,21 @@ std::string encode_code_request(std::uint64_t id, std::string_view op, std::stri
   pk.pack(std::string_view{"line"});
   pk.pack(line);
   pack_extras(pk, x);
-  return std::move(fb).finish();
+  return std::move(fb).finish_out();
 }
 
 std::string encode_call(std::uint64_t id, std::string_view name, const std::vector<arg>& args,
                         const vars& kwargs, const request_extras& x) {
-  std::size_t size = 64 + name.size() + vars_size(kwargs);
+  return encode_call_out(id, name, args, kwargs, x).inline_frame();
+}
+
+frame_out encode_call_out(std::uint64_t id, std::string_view name, const std::vector<arg>& args,
+                          const vars& kwargs, const request_extras& x) {
+  std::size_t size = 64 + name.size() + vars_size(kwargs, x.slots_from);
   for (const auto& a : args)
-    size += a.bytes().size();
+    size += inline_size(a, x.slots_from);
   frame_builder fb{size};
+  fb.slots_from(x.slots_from);
   auto& pk = fb.packer();
   pack_header(pk, 0, id, "call");
   pk.pack_map(3 + extra_count(x));
@@ -160,11 +276,11 @@ std::string encode_call(std::uint64_t id, std::string_view name, const std::vect
   pk.pack(std::string_view{"args"});
   pk.pack_array(static_cast<std::uint32_t>(args.size()));
   for (const auto& a : args)
-    fb.raw(a.bytes());
+    fb.argument(a);
   pk.pack(std::string_view{"kwargs"});
   pack_vars(fb, kwargs);
   pack_extras(pk, x);
-  return std::move(fb).finish();
+  return std::move(fb).finish_out();
 }
 
 std::string encode_make_env(std::uint64_t id, std::uint64_t env, const std::vector<env_spec>& from,
@@ -257,6 +373,14 @@ std::string encode_cancel(std::uint64_t id) {
   pk.pack_map(1);
   pk.pack(std::string_view{"id"});
   pk.pack(id);
+  return std::move(fb).finish();
+}
+
+std::string encode_shm_free(const std::vector<std::uint64_t>& offsets) {
+  frame_builder fb{32 + 9 * offsets.size()};
+  auto& pk = fb.packer();
+  pack_header(pk, 2, 0, "shm_free");
+  pk.pack(offsets);
   return std::move(fb).finish();
 }
 

@@ -33,8 +33,10 @@ struct message {
   msgpack::object payload;
   std::shared_ptr<msgpack::zone> zone;
   std::shared_ptr<const char[]> buffer;  ///< large frames: strings and binaries point in here
+  /// A reply whose bytes are in shared memory (io::shared_area::resolve): their range.
+  std::shared_ptr<const void> lease;
 
-  /// What values taken from this message must keep alive (zone, and buffer when set).
+  /// What values taken from this message must keep alive (zone, buffer and lease when set).
   std::shared_ptr<const void> owner() const;
 };
 
@@ -43,6 +45,39 @@ struct message {
 /// referenced in place instead of copied.
 std::variant<message, std::string> decode(std::string_view body, const limits& lim,
                                           std::shared_ptr<const char[]> buffer = nullptr);
+
+/// Ext type 6: bytes in the shared memory of the frame's direction, as (offset, length).
+inline constexpr std::int8_t ext_shared_bytes = 6;
+/// Its encoding: fixext 16 (0xd8 0x06), then offset and length as big-endian u64.
+inline constexpr std::size_t shared_ref_size = 18;
+
+/// Writes the ext 6 reference (offset, length) at `out` (shared_ref_size bytes).
+void put_shared_ref(char* out, std::uint64_t offset, std::uint64_t length) noexcept;
+
+/// Whether `o` is an ext 6 reference; if so sets `offset` and `length`.
+bool get_shared_ref(const msgpack::object& o, std::uint64_t& offset, std::uint64_t& length) noexcept;
+
+/// An argument whose bytes may travel in shared memory: the frame holds an ext 6 reference at
+/// `at` (its offset still 0), `enc` the argument's encoding (a bin of at least the threshold).
+struct shared_slot {
+  std::size_t at = 0;
+  std::shared_ptr<const std::string> enc;
+  /// Where the bin's payload starts in `enc` (after its header).
+  std::size_t payload_at() const noexcept;
+};
+
+/// A request frame on its way: its bytes, and the arguments that may go by shared memory.
+struct frame_out {
+  std::string bytes;               ///< length prefix + body, with a reference in every slot
+  std::vector<shared_slot> slots;  ///< empty: `bytes` is the whole frame
+
+  frame_out() = default;
+  frame_out(std::string b) : bytes(std::move(b)) {}  // NOLINT: a frame without slots
+  /// The body's size as the pipe path sends it (every slot's bin inline).
+  std::size_t body_size() const noexcept;
+  /// The frame with every slot's bin inline, as the pipe path sends it.
+  std::string inline_frame() &&;
+};
 
 /// Builds a frame (length prefix + body) in one string; msgpack-cxx packs straight into it.
 class frame_builder {
@@ -60,12 +95,20 @@ public:
   msgpack::packer<detail::msgpack_writer>& packer() noexcept { return pk_; }
   /// Appends bytes that already hold one msgpack value.
   void raw(const std::string& bytes) { buf_.append(bytes); }
+  /// Bins of at least `n` bytes in arguments become slots (0: never).
+  void slots_from(std::size_t n) noexcept { slot_min_ = n; }
+  /// Appends an argument: its bytes, or a slot when it is a large enough bin.
+  void argument(const arg& a);
   /// Size of the body written so far.
   std::size_t body_size() const noexcept { return buf_.size() - 4; }
   /// Patches the length and hands out the frame.
   std::string finish() &&;
+  /// The same with the slots.
+  frame_out finish_out() &&;
 
 private:
+  std::size_t slot_min_ = 0;
+  std::vector<shared_slot> slots_;
   std::string buf_;
   detail::msgpack_writer w_{&buf_};
   msgpack::packer<detail::msgpack_writer> pk_{w_};
@@ -76,6 +119,8 @@ struct request_extras {
   std::uint64_t env = 0;            ///< run in this env (0 = throwaway copy of root)
   bool capture = false;             ///< return stdout/stderr text with the reply
   bool bytes_as_bytearray = false;  ///< host binaries arrive as bytearray
+  /// Arguments that are bins of at least this many bytes become slots (0: none).
+  std::size_t slots_from = 0;
 };
 
 /// One `from` source of make_env.
@@ -97,7 +142,14 @@ std::string encode_code_request(std::uint64_t id, std::string_view op, std::stri
                                 const vars& v, std::string_view file, int line,
                                 const request_extras& x = {});
 
+/// The same with its slots (x.slots_from).
+frame_out encode_code_request_out(std::uint64_t id, std::string_view op, std::string_view code,
+                                  const vars& v, std::string_view file, int line,
+                                  const request_extras& x);
+
 /// `[0, id, "call", {"name", "args", "kwargs", extras...}]`.
+frame_out encode_call_out(std::uint64_t id, std::string_view name, const std::vector<arg>& args,
+                          const vars& kwargs, const request_extras& x);
 std::string encode_call(std::uint64_t id, std::string_view name, const std::vector<arg>& args,
                         const vars& kwargs, const request_extras& x = {});
 
@@ -116,6 +168,9 @@ std::string encode_cancel(std::uint64_t id);
 
 /// `[2, 0, "shutdown", {}]`.
 std::string encode_shutdown();
+
+/// `[2, 0, "shm_free", [offset, ...]]`: the runner's shared-memory ranges the host let go of.
+std::string encode_shm_free(const std::vector<std::uint64_t>& offsets);
 
 /// `[1, id, op, {"ok": v}]`: the host's answer to a runner request (host_call).
 std::string encode_ok_response(std::uint64_t id, std::string_view op, const arg& v);

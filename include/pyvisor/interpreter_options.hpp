@@ -137,6 +137,16 @@ struct interpreter_options {
   std::string label;
   /// Largest frame accepted in either direction.
   std::size_t max_frame_bytes = std::size_t{64} << 20;
+  /// Large bytes travel through memory shared with the process instead of the pipe
+  /// (README, "Large payloads"): an argument (a vars value, a call's argument or keyword) that
+  /// is a bytes value of at least this many bytes, and a result that is a Python `bytes` of at
+  /// least this many. Same semantics and limits as the pipe (max_frame_bytes counts them as if
+  /// inline); what does not fit in the area goes by the pipe. 0: never. fds transport only.
+  std::size_t shared_memory_threshold = std::size_t{1} << 20;
+  /// The size of each direction's area, rounded up to 2 MiB. 0: 2 * max_frame_bytes, at most
+  /// 1 GiB, and at most a quarter of limits.memory (the process maps both areas). Pages are
+  /// used only once written and are reused from the lowest offsets.
+  std::size_t shared_memory_bytes = 0;
   /// Deadline of a request (eval, call, make_env; blocking, async or through the actor) whose
   /// options give none: positive, or `forever`.
   std::chrono::milliseconds default_timeout = 30s;

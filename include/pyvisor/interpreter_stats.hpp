@@ -20,6 +20,8 @@ struct interpreter_stats {
   std::uint64_t host_calls = 0;        ///< Python -> host calls, casts and sends handled
   std::uint64_t bytes_in = 0;          ///< bytes read from the runner
   std::uint64_t bytes_out = 0;         ///< bytes written to the runner
+  std::uint64_t shared_memory_out = 0;  ///< requests whose large bytes went by shared memory
+  std::uint64_t shared_memory_in = 0;   ///< replies whose bytes came by shared memory
   std::uint64_t restarts = 0;          ///< processes started after the first (supervised)
   std::optional<exit_report> last_exit;  ///< how the last process ended (code/signal, reason)
   std::chrono::system_clock::time_point last_exit_time{};  ///< when (set with last_exit)

@@ -40,6 +40,10 @@ public:
   /// The msgpack encoding.
   const std::string& bytes() const noexcept { return shared_ ? *shared_ : bytes_; }
 
+  /// The encoding's shared storage when it is above 4 KiB (nullptr below): the runtime keeps
+  /// a large argument alive with it until the argument is on its way (shared memory).
+  const std::shared_ptr<const std::string>& shared_bytes() const noexcept { return shared_; }
+
 private:
   struct raw_tag {};
   explicit arg(raw_tag) {}

@@ -1,0 +1,124 @@
+#include "io/shared_area.hpp"
+
+#include <cerrno>
+#include <cstring>
+#include <sys/mman.h>
+#include <unistd.h>
+
+namespace pyvisor::io {
+
+namespace {
+
+constexpr std::uint64_t page = 4096;
+
+} // namespace
+
+struct shared_area::lease {
+  lease(std::shared_ptr<shared_area> a, std::uint64_t at) : area(std::move(a)), offset(at) {}
+  ~lease() { area->let_go(offset); }
+  lease(const lease&) = delete;
+  lease& operator=(const lease&) = delete;
+  std::shared_ptr<shared_area> area;
+  std::uint64_t offset;
+};
+
+expected<std::shared_ptr<shared_area>> shared_area::map(int fd, std::size_t bytes) {
+  void* p = bytes == 0 ? MAP_FAILED
+                       : ::mmap(nullptr, 2 * bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  int e = errno;
+  ::close(fd);
+  if (p == MAP_FAILED)
+    return make_error(errc::spawn_failed, std::string{"cannot map the shared memory: "} +
+                                            (bytes == 0 ? "empty" : std::strerror(e)));
+  // The runner's half is only read here.
+  ::mprotect(static_cast<char*>(p) + bytes, bytes, PROT_READ);
+  return std::shared_ptr<shared_area>(new shared_area(static_cast<char*>(p), bytes));
+}
+
+shared_area::shared_area(char* base, std::size_t bytes)
+  : base_(base), bytes_(bytes), to_runner_(bytes, page) {
+}
+
+shared_area::~shared_area() {
+  ::munmap(base_, 2 * bytes_);
+}
+
+bool shared_area::place(std::uint64_t id, protocol::frame_out& f) {
+  std::vector<std::uint64_t> taken;
+  {
+    std::lock_guard<std::mutex> g{mu_};
+    for (const auto& s : f.slots) {
+      auto at = to_runner_.take(s.enc->size() - s.payload_at());
+      if (!at) {
+        for (auto t : taken)
+          to_runner_.give(t);
+        return false;
+      }
+      taken.push_back(*at);
+    }
+    auto& held = held_[id];
+    held.insert(held.end(), taken.begin(), taken.end());
+  }
+  // The copies run outside the lock: the ranges are this request's alone.
+  for (std::size_t i = 0; i < f.slots.size(); ++i) {
+    const auto& s = f.slots[i];
+    auto n = s.enc->size() - s.payload_at();
+    std::memcpy(base_ + taken[i], s.enc->data() + s.payload_at(), n);
+    protocol::put_shared_ref(f.bytes.data() + s.at, taken[i], n);
+  }
+  f.slots.clear();
+  placed_.fetch_add(taken.size(), std::memory_order_relaxed);
+  return true;
+}
+
+void shared_area::release(std::uint64_t id) {
+  std::lock_guard<std::mutex> g{mu_};
+  auto i = held_.find(id);
+  if (i == held_.end())
+    return;
+  for (auto at : i->second)
+    to_runner_.give(at);
+  held_.erase(i);
+}
+
+std::optional<std::string> shared_area::resolve(protocol::message& m, msgpack::object& ok,
+                                                std::size_t body_size, std::size_t max_frame) {
+  std::uint64_t offset = 0, length = 0;
+  if (!protocol::get_shared_ref(ok, offset, length))
+    return "a shared-memory reference that is not 16 bytes";
+  if (offset > bytes_ || length > bytes_ - offset)
+    return "a shared-memory reference outside the runner's area (offset " +
+           std::to_string(offset) + ", length " + std::to_string(length) + ", area " +
+           std::to_string(bytes_) + ")";
+  // The limit means what it means on the pipe: the reply with the reference replaced by a bin.
+  std::uint64_t bin_head = length < 256 ? 2 : length < 65536 ? 3 : 5;
+  std::uint64_t inline_size = body_size - protocol::shared_ref_size + bin_head + length;
+  if (inline_size > max_frame)
+    return "a reply of " + std::to_string(inline_size) +
+           " bytes through shared memory, above max_frame_bytes (" + std::to_string(max_frame) +
+           ")";
+  ok.type = msgpack::type::BIN;
+  ok.via.bin.ptr = base_ + bytes_ + offset;
+  ok.via.bin.size = static_cast<std::uint32_t>(length);
+  m.lease = std::make_shared<lease>(shared_from_this(), offset);
+  resolved_.fetch_add(1, std::memory_order_relaxed);
+  return std::nullopt;
+}
+
+void shared_area::let_go(std::uint64_t offset) {
+  std::lock_guard<std::mutex> g{mu_};
+  frees_.push_back(offset);
+  frees_pending_.store(true, std::memory_order_release);
+}
+
+std::vector<std::uint64_t> shared_area::take_frees() {
+  if (!frees_pending_.load(std::memory_order_acquire))
+    return {};
+  std::lock_guard<std::mutex> g{mu_};
+  frees_pending_.store(false, std::memory_order_relaxed);
+  std::vector<std::uint64_t> out;
+  out.swap(frees_);
+  return out;
+}
+
+} // namespace pyvisor::io
