@@ -14,7 +14,8 @@ What the C extension does not do by itself, and how it is covered here:
 import msgpack
 
 from ._scan import check, may_skip
-from ._shm import shared_bytes
+from ._shm import shared_view
+from ._views import discard, pending, settle
 from ._typemap import HostHandle, bigint_from_payload, bigint_payload, encode_fallback, in_native_int_range, to_base
 from ._wire import (
     DecodeError,
@@ -166,16 +167,19 @@ class CCodec(object):
 
     def unpackb(self, data):
         """Decode exactly one value from ``data`` (bytes); raise DecodeError otherwise."""
-        if not may_skip(data, self.max_depth, self.max_elements):
-            check(data, self.max_depth, self.max_elements, True)  # host frames: ext 6 allowed
+        if may_skip(data, self.max_depth, self.max_elements):  # no ext: no ext 6 either
+            try:
+                return _unpackb(data, **self._limits(len(data)))
+            except Exception as e:
+                raise _decode_error(e)
+        check(data, self.max_depth, self.max_elements, True)  # host frames: ext 6 allowed
         try:
-            return _unpackb(data, **self._limits(len(data)))
-        except DecodeError:
-            raise
-        except UnicodeDecodeError as e:
-            raise InvalidUtf8(e)
-        except Exception as e:  # msgpack's own errors, UnicodeDecodeError, unhashable keys
-            raise DecodeError("%s: %s" % (type(e).__name__, e))
+            value = _unpackb(data, **self._limits(len(data)))
+        except Exception as e:
+            if pending:
+                discard()
+            raise _decode_error(e)
+        return settle(value) if pending else value  # ext 6 views (_views)
 
     def _ext_hook(self, code, data):
         # check() has validated the payload shape already (an ext forces the scan).
@@ -195,5 +199,14 @@ class CCodec(object):
                 return set(items)
             return frozenset(items)
         if code == EXT_SHARED:  # check() saw a 16-byte payload
-            return shared_bytes(data)
+            return shared_view(data)
         raise DecodeError("unknown ext type %d" % code)
+
+
+def _decode_error(e):
+    # The DecodeError for an exception of the C extension's decoder.
+    if isinstance(e, DecodeError):
+        return e
+    if isinstance(e, UnicodeDecodeError):
+        return InvalidUtf8(e)
+    return DecodeError("%s: %s" % (type(e).__name__, e))  # msgpack's own errors, unhashable keys

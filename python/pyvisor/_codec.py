@@ -11,6 +11,7 @@ import os
 
 from . import _pure, _typemap
 from ._typemap import HostHandle, to_base, type_name
+from ._views import discard, pending, settle
 from ._wire import DecodeError, EncodeError, MAX_DEPTH, MAX_ELEMENTS
 
 __all__ = ["PureCodec", "select", "describe_unencodable", "decode_header", "CODEC_CHOICES"]
@@ -31,7 +32,13 @@ class PureCodec(object):
         return _pure.packb(obj, self.max_depth, self.max_elements)
 
     def unpackb(self, data):
-        return _pure.unpackb(data, self.max_depth, self.max_elements)
+        try:
+            value = _pure.unpackb(data, self.max_depth, self.max_elements)
+        except BaseException:
+            if pending:
+                discard()
+            raise
+        return settle(value) if pending else value  # ext 6 views (_views)
 
 
 def select(preference=None, max_depth=MAX_DEPTH, max_elements=MAX_ELEMENTS):
@@ -91,7 +98,11 @@ def _find(obj, path, budget, max_depth, max_elements, fallback=True):
             return "cannot serialize 'str' at %s: %s" % (path, e)
         return None
     if t is memoryview:
-        if not obj.c_contiguous:
+        try:
+            contiguous = obj.c_contiguous
+        except ValueError:  # released (a memoryview of request bytes kept after its request)
+            return "cannot serialize released 'memoryview' at %s" % path
+        if not contiguous:
             return "cannot serialize non-contiguous 'memoryview' at %s" % path
         return None
     if t is list or t is tuple or t is dict or t is set or t is frozenset:

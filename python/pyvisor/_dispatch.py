@@ -4,7 +4,7 @@ dispatching each frame (requests, notifications, responses to host calls) to its
 import os
 import sys
 
-from . import _codec, _scan
+from . import _codec, _scan, _views
 from ._errors import error_payload, exception_payload, protocol_error_payload
 from ._startup import EXIT_OK
 from ._wire import KIND_NOTIFICATION, KIND_REQUEST, KIND_RESPONSE, UINT_MAX, InvalidUtf8, ProtocolViolation
@@ -117,6 +117,9 @@ class _Dispatch(object):
         if type(msg) is not list or len(msg) != 4:
             raise ProtocolViolation("frame body is not an array [kind, id, op, payload]")
         kind, request_id, op, payload = msg
+        shared = _views.shared_size  # bytes that came by shared memory count as if inline
+        if shared:
+            _views.shared_size = 0
         if type(kind) is not int or type(request_id) is not int or type(op) is not str:
             raise ProtocolViolation("malformed frame header (kind, id, op types)")
         if not 0 <= request_id <= UINT_MAX:
@@ -124,7 +127,7 @@ class _Dispatch(object):
         if kind == KIND_REQUEST:
             self._request_count += 1
             self._dispatching = request_id
-            self._body_size = len(body)
+            self._body_size = len(body) + shared
             handler = self._requests.get(op)
             if handler is None:
                 self._reply(request_id, op, protocol_error_payload("unknown request op %r" % op))

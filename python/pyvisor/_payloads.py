@@ -1,5 +1,5 @@
 """Validation of init/eval/call payloads (``_BadPayload``: a protocol error reply) and the
-``bytes_as`` option."""
+``bytes_as`` option (bytearray here, memoryview in ``_views``)."""
 
 from ._wire import UINT_MAX
 
@@ -24,7 +24,7 @@ def _bytes_to_bytearray(value):
 
 
 def _code_request(payload):
-    """Validate an init/eval payload; return (code, vars, file, line, env, capture, bytearray)."""
+    """Validate an init/eval payload; return (code, vars, file, line, env, capture, bytes_as)."""
     if type(payload) is not dict:
         raise _BadPayload("payload must be a map")
     get = payload.get
@@ -57,13 +57,14 @@ def _code_request(payload):
         line = 1
     if len(payload) == standard:
         # only standard keys (the usual request): no options to look at
-        return source, variables, filename, line, None, False, False
-    env_id, capture, as_bytearray = _request_options(payload)
-    return source, variables, filename, line, env_id, capture, as_bytearray
+        return source, variables, filename, line, None, False, None
+    env_id, capture, bytes_as = _request_options(payload)
+    return source, variables, filename, line, env_id, capture, bytes_as
 
 
 def _request_options(payload):
-    """The optional keys of eval/call payloads: (env id or None, capture, bytes as bytearray)."""
+    """The optional keys of eval/call payloads: (env id or None, capture, bytes_as), bytes_as
+    None (bytes), "bytearray" or "memoryview"."""
     env_id = payload.get("env")
     if env_id is not None and (type(env_id) is not int or not 0 <= env_id <= UINT_MAX):
         raise _BadPayload("'env' must be a u64 or nil")
@@ -73,13 +74,11 @@ def _request_options(payload):
     elif type(capture) is not bool:
         raise _BadPayload("'capture' must be a bool")
     bytes_as = payload.get("bytes_as")
-    if bytes_as is None or bytes_as == "bytes":
-        as_bytearray = False
-    elif bytes_as == "bytearray":
-        as_bytearray = True
-    else:
-        raise _BadPayload("'bytes_as' must be \"bytes\" or \"bytearray\"")
-    return env_id, capture, as_bytearray
+    if bytes_as == "bytes":
+        bytes_as = None
+    elif bytes_as is not None and bytes_as != "bytearray" and bytes_as != "memoryview":
+        raise _BadPayload("'bytes_as' must be \"bytes\", \"bytearray\" or \"memoryview\"")
+    return env_id, capture, bytes_as
 
 
 def _call_request(payload):

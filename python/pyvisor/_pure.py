@@ -14,7 +14,7 @@ import sys
 from array import array
 
 from ._scan import check as _scan_check
-from ._shm import shared_bytes
+from ._shm import shared_view
 from ._typemap import HostHandle, bigint_from_payload, bigint_payload, encode_fallback, to_base
 from ._wire import (
     DecodeError,
@@ -485,7 +485,7 @@ def _unpack_ext(data, pos, end, b, budget, max_elements):
     if code == EXT_SHARED:
         if n != EXT_SHARED_SIZE:
             raise DecodeError("shared bytes ext of %d bytes (not 16) at offset %d" % (n, pos))
-        return shared_bytes(data[p:q]), q
+        return shared_view(data[p:q]), q
     if code != EXT_TUPLE and code != EXT_SET and code != EXT_FROZENSET:
         raise DecodeError("unknown ext type %d at offset %d" % (code, pos))
     if p >= q:

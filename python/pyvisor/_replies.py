@@ -2,8 +2,10 @@
 or oversize results become error responses; captured output is cut to fit)."""
 
 from . import _codec
+from ._options import _NO_LIMIT
 from ._errors import error_payload, shrink, unserializable_payload
 from ._framing import frame_header
+from ._views import held as _held, release
 from ._wire import KIND_RESPONSE, EncodeError
 
 
@@ -31,15 +33,51 @@ class _Replies(object):
 
     def _reply(self, request_id, op, payload):
         """Queue a response; unencodable or oversize results become error responses."""
+        if _held and request_id in _held:
+            self._reply_releasing(request_id, op, payload)
+            return
         if type(payload) is dict:
             value = payload.get("ok")
-            if type(value) is bytes and len(value) >= self._large_min:
+            t = type(value)
+            if t is bytes and len(value) >= self._large_min:
                 if len(payload) == 1:
                     if self._reply_large(request_id, op, value):
                         return
                 elif len(value) >= self._shm_min and self._reply_shared(request_id, op, payload, value):
                     return  # with captured output: shared memory or the packed way
+            elif (t is bytearray or t is memoryview) and self._reply_binary(request_id, op, payload, value):
+                return
         self._reply_packed(request_id, op, payload)
+
+    def _reply_releasing(self, request_id, op, payload):
+        """``_reply`` for a request that holds memoryviews (``_views``): its frames are built
+        (a result that is one of the views copied into the area or packed), then the views
+        are released, then the frames are queued."""
+        views = _held.pop(request_id)
+        out = self._out
+        deferred = self._out = _Deferred(out)
+        try:
+            self._reply(request_id, op, payload)
+        finally:
+            self._out = out
+            release(views, request_id, self._log)
+        for header, body in deferred.frames:
+            out.send(header, body)
+
+    def _reply_binary(self, request_id, op, payload, value):
+        """Queue ``payload`` with its ``ok`` ``value`` (a bytearray or a memoryview) through
+        shared memory when it has at least the --shm-threshold bytes (``_shm``); False when
+        it does not go that way."""
+        if self._shm_min == _NO_LIMIT:
+            return False
+        if type(value) is memoryview:
+            try:  # any format and shape: its bytes, when C-contiguous
+                value = value.cast("B") if value.c_contiguous else None
+            except (ValueError, TypeError):  # released, ...: the packed way says why
+                value = None
+            if value is None:
+                return False
+        return len(value) >= self._shm_min and self._reply_shared(request_id, op, payload, value)
 
     def _reply_large(self, request_id, op, value):
         """Queue ``{"ok": value}`` for bytes of at least ``_large_min``: through shared memory
@@ -64,10 +102,19 @@ class _Replies(object):
             body = self._codec.packb([KIND_RESPONSE, request_id, op, payload])
         except EncodeError:
             body = None
-        if body is None or len(body) > self._max_frame_bytes:
-            body = self._fallback_reply(request_id, op, payload, body)
-            if body is None:
-                return
+        if body is None or len(body) > self._packed_max:  # oversize, or a large bytearray?
+            if body is not None and len(body) >= self._shm_min and type(payload) is dict:
+                # the fused paths look only for large bytes: a bytearray or memoryview result
+                # of at least the --shm-threshold goes through shared memory all the same
+                value = payload.get("ok")
+                if (type(value) is bytearray or type(value) is memoryview) and self._reply_binary(
+                    request_id, op, payload, value
+                ):
+                    return
+            if body is None or len(body) > self._max_frame_bytes:
+                body = self._fallback_reply(request_id, op, payload, body)
+                if body is None:
+                    return
         self._out.send(frame_header(len(body)), body)
 
     def _fallback_reply(self, request_id, op, payload, body):
@@ -113,6 +160,21 @@ class _Replies(object):
         payload.update(extras)
         body = packb([KIND_RESPONSE, request_id, op, payload])
         return body if len(body) <= limit else core_body
+
+
+class _Deferred(object):
+    """Stands in for the runner's ``_Output`` while a reply is built (``_reply_releasing``):
+    frames sent wait in ``frames``; everything else goes to the output itself."""
+
+    def __init__(self, out):
+        self.out = out
+        self.frames = []
+
+    def send(self, header, body):
+        self.frames.append((header, body))
+
+    def __getattr__(self, name):
+        return getattr(self.out, name)
 
 
 def _clean_text(text):

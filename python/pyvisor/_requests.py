@@ -8,6 +8,7 @@ from . import _shm
 from ._errors import error_payload, exception_payload, protocol_error_payload
 from ._payloads import _BadPayload, _bytes_to_bytearray, _call_request, _code_request, _request_options
 from ._startup import EXIT_OK
+from ._views import as_memoryviews
 
 CACHE_SIZE = 512  # entries of the code cache and of the call-name import cache
 
@@ -18,7 +19,7 @@ class _Requests(object):
     def _on_code(self, request_id, op, payload):
         is_init = op == "init"
         try:
-            source, variables, filename, line, env_id, capture, as_bytearray = _code_request(payload)
+            source, variables, filename, line, env_id, capture, bytes_as = _code_request(payload)
         except _BadPayload as e:
             self._reply(request_id, op, protocol_error_payload(str(e)))
             return
@@ -39,8 +40,11 @@ class _Requests(object):
             if namespace is None:
                 self._reply(request_id, op, error_payload("env_not_found", "KeyError", "env %d not found" % env_id))
                 return
-        if as_bytearray:
-            variables = _bytes_to_bytearray(variables)
+        if bytes_as is not None:
+            if bytes_as == "bytearray":
+                variables = _bytes_to_bytearray(variables)
+            else:  # memoryview
+                (variables,) = as_memoryviews(request_id, variables)
         namespace.update(variables)
         self._execute(
             request_id,
@@ -56,7 +60,7 @@ class _Requests(object):
     def _on_call(self, request_id, op, payload):
         try:
             name, args, kwargs = _call_request(payload)
-            env_id, capture, as_bytearray = _request_options(payload)
+            env_id, capture, bytes_as = _request_options(payload)
         except _BadPayload as e:
             self._reply(request_id, op, protocol_error_payload(str(e)))
             return
@@ -67,9 +71,11 @@ class _Requests(object):
             if namespace is None:
                 self._reply(request_id, op, error_payload("env_not_found", "KeyError", "env %d not found" % env_id))
                 return
-        if as_bytearray:
+        if bytes_as == "bytearray":
             args = _bytes_to_bytearray(args)
             kwargs = _bytes_to_bytearray(kwargs)
+        elif bytes_as == "memoryview":
+            args, kwargs = as_memoryviews(request_id, args, kwargs)
         self._execute(
             request_id, op, self._invoke, (name, namespace, args, kwargs), None, "python_exception", capture, None
         )

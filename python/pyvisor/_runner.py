@@ -49,6 +49,7 @@ Where things are (one concept per module; ``Runner`` combines the method groups)
     _eager           --eager-tasks and its pre-3.12 fallback
     _replies         sending frames and replies (with fallbacks for unsendable ones)
     _shm             shared memory for large bytes: the areas, ext 6, the reply allocator
+    _views           "bytes_as": "memoryview": views of request bytes, released when it ends
     _program_output  sys.stdout/sys.stderr of user code as ``log`` notifications
     _logging         the root logger's handler: records as ``logging`` notifications
     _interrupts      SIGINT + interrupt fd, cancellation by id
@@ -238,6 +239,8 @@ class Runner(_FastPath, _Dispatch, _FlowControl, _EagerTasks, _Replies, _SharedR
         self._shm = shm
         self._shm_min = shm.threshold if shm is not None and shm.threshold else _NO_LIMIT  # reply via shm from
         self._large_min = min(SPLICE_MIN, self._shm_min)  # bytes results this long look at _reply_large
+        # packed replies above this look at the frame limit and at shared memory (_reply_packed)
+        self._packed_max = min(max_frame_bytes, self._shm_min - 1)
         self._shm_out = 0  # replies sent through shm
 
     # -- lifecycle --------------------------------------------------------------------

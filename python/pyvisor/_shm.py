@@ -6,10 +6,12 @@ runner -> host area (mapped read-write).  A bin may then travel as ext 6 "shared
 (fixext 16: offset u64 + length u64, big-endian, relative to the area of the frame's
 direction) instead of inline:
 
-* host -> runner: both codecs decode an ext 6 into the bytes it points at, copied out of
-  the area (``shared_bytes``); the host keeps the range untouched until it has read the
-  response, and frees it itself.
-* runner -> host: an ``{"ok": b}`` reply with ``len(b) >= T`` copies ``b`` into a range of
+* host -> runner: both codecs decode an ext 6 into a read-only memoryview of the area
+  (``shared_view``); ``_views.settle`` then copies it into bytes, or leaves it to a request
+  with ``"bytes_as": "memoryview"`` until that request ends.  The host keeps the range
+  untouched until it has read the response, and frees it itself.
+* runner -> host: an ``{"ok": b}`` reply (b bytes, bytearray or a C-contiguous memoryview)
+  with at least T bytes copies ``b`` into a range of
   the runner -> host area that ``Outbound`` (a first-fit allocator, 4 KiB pages) hands out,
   and sends the ext 6 instead (``_SharedReplies._reply_shared``); the host frees it with the
   ``shm_free`` notification once it has read the bytes.  No room, or a reply whose inline
@@ -24,25 +26,27 @@ import os
 import struct
 
 from ._framing import frame_header
+from ._views import pending
 from ._wire import EXT_SHARED, EXT_SHARED_SIZE, KIND_RESPONSE, DecodeError, EncodeError
 
-__all__ = ["PAGE", "Outbound", "shared_bytes", "setup", "shared_range", "_SharedReplies"]
+__all__ = ["PAGE", "Outbound", "shared_view", "setup", "shared_range", "_SharedReplies"]
 
 PAGE = 4096  # allocation unit and alignment of runner -> host ranges
 _RANGE = struct.Struct(">QQ")
 _EXT_HEADER = bytes((0xD8, EXT_SHARED))
 
-# The host -> runner area of this process (a read-only mmap) and its size; None: shm off.
-# Module state rather than codec state: both codecs' decoders reach it from their ext paths,
-# and there is one runner per process.
+# A read-only memoryview of the host -> runner area of this process and its size; None:
+# shm off.  Module state rather than codec state: both codecs' decoders reach it from their
+# ext paths, and there is one runner per process.
 _inbound = None
 _inbound_size = 0
 decoded = 0  # ext 6 values decoded (stats "shm_in")
 
 
-def shared_bytes(payload):
-    """The bytes an ext 6 payload (16 bytes: offset, length) points at in the host -> runner
-    area, copied; DecodeError (a protocol violation) when shm is off or the range is outside."""
+def shared_view(payload):
+    """A read-only memoryview of the bytes an ext 6 payload (16 bytes: offset, length) points
+    at in the host -> runner area, listed in ``_views.pending`` (the decoder's caller settles
+    it); DecodeError (a protocol violation) when shm is off or the range is outside."""
     global decoded
     area = _inbound
     if area is None:
@@ -54,7 +58,9 @@ def shared_bytes(payload):
         raise DecodeError("shared bytes [%d, %d + %d) outside the area of %d bytes"
                           % (offset, offset, length, _inbound_size))
     decoded += 1
-    return area[offset : offset + length]
+    view = area[offset : offset + length]
+    pending.append(view)
+    return view
 
 
 def shared_range(offset, length):
@@ -157,7 +163,7 @@ def setup(fd, size, threshold, log, reserved=()):
                 os.close(fd)
             except OSError:
                 pass
-    _inbound, _inbound_size = inbound, size
+    _inbound, _inbound_size = memoryview(inbound), size  # read-only: PROT_READ
     return Outbound(outbound, size, threshold)
 
 

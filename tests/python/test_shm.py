@@ -247,12 +247,14 @@ class SharedOutputTest(ShmTestCase):
                 self.assertEqual(captured["stdout"], "hi\n")
                 self.assertEqual(captured["stderr"], "")
                 self.assert_shared(shm, captured["ok"], data)
-                # below the threshold, and anything but bytes: inline as before
+                # a bytearray result too (test_shm_views: memoryviews)
+                self.assert_shared(shm, ok(runner.eval("return bytearray(d)", {"d": data})), data)
+                # below the threshold, and anything but binaries: inline as before
                 self.assertEqual(ok(runner.eval("return d[1:]", {"d": data})), data[1:])
-                self.assertEqual(ok(runner.eval("return bytearray(d)", {"d": data})), data)
+                self.assertEqual(ok(runner.eval("return bytearray(d[1:])", {"d": data})), data[1:])
                 self.assertEqual(ok(runner.eval("return [d]", {"d": data})), [data])
                 stats = ok(runner.call("stats", {}))
-                self.assertEqual(stats["shm_out"], 5)
+                self.assertEqual(stats["shm_out"], 6)
                 self.assertEqual(stats["shm_in"], 0)
 
     def test_ranges_are_reused_after_shm_free_and_the_pipe_serves_when_full(self):
