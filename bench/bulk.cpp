@@ -9,7 +9,9 @@
 // window to be a msgpack bin with the same N bytes. Throughput counts both directions'
 // payload: MB/s = 2 * N / p50 round-trip time / 10^6. max_frame_bytes is raised to
 // --max-frame (default 256 MiB) so 64 MiB payloads fit. Prints one JSON object; keys per size
-// carry a label suffix (`mb_s_1mib`, `p50_ms_64mib`, ...).
+// carry a label suffix (`mb_s_1mib`, `p50_ms_64mib`, ...). Sizes above 8 MiB are also measured
+// with eval_options::bytes_as_memoryview (`view_*`) and on a second interpreter without shared
+// memory (`pipe_*`: shared_memory_threshold = 0).
 
 #include <cstdio>
 #include <cstring>
@@ -75,6 +77,31 @@ bool check(const pyvisor::expected<pyvisor::value>& r, const std::vector<char>& 
   return true;
 }
 
+/// Round trips of `payload` through `py` (timed from packing the argument to the reply);
+/// false after a failed one.
+bool measure(pyvisor::interpreter& py, const std::vector<char>& payload, long long iters,
+             long long warmup, const pyvisor::eval_options& eo, std::vector<double>& samples,
+             std::vector<double>& packing) {
+  samples.assign(static_cast<std::size_t>(iters), 0);
+  packing.assign(static_cast<std::size_t>(iters), 0);
+  for (long long k = -warmup; k < iters; ++k) {
+    // Same as py.eval("return b", {{"b", payload}}), with the packing of the argument
+    // (which that expression does first) timed on its own as well.
+    const auto t0 = clock_type::now();
+    pyvisor::vars v{{"b", payload}};
+    const auto t1 = clock_type::now();
+    auto r = py.eval("return b", v, eo);
+    const auto t2 = clock_type::now();
+    if (!check(r, payload, k + warmup))
+      return false;
+    if (k >= 0) {
+      samples[static_cast<std::size_t>(k)] = us_since(t0, t2);
+      packing[static_cast<std::size_t>(k)] = us_since(t0, t1);
+    }
+  }
+  return true;
+}
+
 int run(const options& o) {
   pyvisor::runtime rt;
   auto io = interpreter_opts(o.c);
@@ -83,11 +110,19 @@ int run(const options& o) {
   if (!spawned)
     return 1;
   pyvisor::interpreter& py = *spawned;
+  // The same interpreter without shared memory: the pipe path, in the same run.
+  auto pipe_io = io;
+  pipe_io.shared_memory_threshold = 0;
+  auto pipe_spawned = spawn(prog, rt, pipe_io);
+  if (!pipe_spawned)
+    return 1;
 
   json_object j;
   describe(j, "bulk", o.c, io, py);
   j.integer("max_frame_bytes", o.max_frame);
+  j.integer("shared_memory_threshold", static_cast<long long>(io.shared_memory_threshold));
   std::string labels = "[";
+  std::vector<double> samples, packing;
   for (long long n : o.sizes) {
     const bool big = n > (8LL << 20);
     const long long iters = o.iters >= 0 ? o.iters : big ? (o.c.quick ? 3 : 8)
@@ -96,40 +131,40 @@ int run(const options& o) {
     std::vector<char> payload(static_cast<std::size_t>(n));
     for (std::size_t i = 0; i < payload.size(); ++i)
       payload[i] = static_cast<char>((i * 31u + 7u) & 0xFFu);
-
-    std::vector<double> samples(static_cast<std::size_t>(iters));
-    std::vector<double> packing(static_cast<std::size_t>(iters));
-    for (long long k = -warmup; k < iters; ++k) {
-      // Same as py.eval("return b", {{"b", payload}}), with the packing of the argument
-      // (which that expression does first) timed on its own as well.
-      const auto t0 = clock_type::now();
-      pyvisor::vars v{{"b", payload}};
-      const auto t1 = clock_type::now();
-      auto r = py.eval("return b", v);
-      const auto t2 = clock_type::now();
-      if (!check(r, payload, k + warmup))
-        return 1;
-      if (k >= 0) {
-        samples[static_cast<std::size_t>(k)] = us_since(t0, t2);
-        packing[static_cast<std::size_t>(k)] = us_since(t0, t1);
-      }
-    }
-    const auto s = summarize(samples);
-    const auto pk = summarize(packing);
     const auto label = label_of(n);
     if (labels.size() > 1)
       labels += ',';
     labels += json_str(label);
+    auto mb_s = [&](double p50_us) { return 2.0 * static_cast<double>(n) / (p50_us / 1e6) / 1e6; };
+
+    if (!measure(py, payload, iters, warmup, {}, samples, packing))
+      return 1;
+    const auto s = summarize(samples);
+    const auto pk = summarize(packing);
     j.integer("bytes_" + label, n)
       .integer("iters_" + label, iters)
       .num("p50_ms_" + label, s.p50 / 1e3)
       .num("p99_ms_" + label, s.p99 / 1e3)
       .num("min_ms_" + label, s.min / 1e3)
       .num("pack_p50_ms_" + label, pk.p50 / 1e3)
-      .num("mb_s_" + label, 2.0 * static_cast<double>(n) / (s.p50 / 1e6) / 1e6, 1);
+      .num("mb_s_" + label, mb_s(s.p50), 1);
+    if (!big)
+      continue;
+    // Python sees a memoryview of the shared memory (eval_options::bytes_as_memoryview).
+    pyvisor::eval_options view;
+    view.bytes_as_memoryview = true;
+    if (!measure(py, payload, iters, warmup, view, samples, packing))
+      return 1;
+    const auto v = summarize(samples);
+    j.num("view_p50_ms_" + label, v.p50 / 1e3).num("view_mb_s_" + label, mb_s(v.p50), 1);
+    // The pipe alone.
+    if (!measure(*pipe_spawned, payload, iters, warmup, {}, samples, packing))
+      return 1;
+    const auto p = summarize(samples);
+    j.num("pipe_p50_ms_" + label, p.p50 / 1e3).num("pipe_mb_s_" + label, mb_s(p.p50), 1);
   }
   j.raw("sizes", labels + "]");
-  if (!stop(prog, py))
+  if (!stop(prog, py) || !stop(prog, *pipe_spawned))
     return 1;
   j.print();
   return 0;

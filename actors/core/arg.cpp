@@ -7,7 +7,9 @@
 namespace pyvisor {
 
 expected<arg> arg::from_msgpack(std::string bytes) {
-  if (auto err = core::check_structure(bytes, core::limits{}))
+  core::limits lim;
+  lim.refuse_shared_refs = true;
+  if (auto err = core::check_structure(bytes, lim))
     return make_error(errc::invalid_argument, "arg::from_msgpack: " + *err);
   arg a{raw_tag{}};
   a.bytes_ = std::move(bytes);

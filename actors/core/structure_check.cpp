@@ -110,6 +110,11 @@ std::optional<std::string> check_structure(std::string_view body, const limits& 
       if (skip > n - pos)
         return "declared length " + std::to_string(skip) + " exceeds the " +
                std::to_string(n - pos) + " bytes left";
+      // An ext's type byte is the first of what is skipped.
+      bool ext = (t >= 0xd4 && t <= 0xd8) || (t >= 0xc7 && t <= 0xc9);
+      if (ext && lim.refuse_shared_refs && skip > 0 && p[pos] == 6)
+        return "ext type 6 at byte " + std::to_string(pos - 1) +
+               " (a shared-memory reference: only the runtime makes those)";
       pos += static_cast<std::size_t>(skip);
     }
     // Close finished containers.

@@ -65,6 +65,7 @@ expected<value> blocking_value(interpreter_shared& s, interp::request& r, const 
   r.line = o.line;
   r.capture = o.capture != nullptr;
   r.bytes_as_bytearray = o.bytes_as_bytearray;
+  r.bytes_as_memoryview = o.bytes_as_memoryview;
   r.replay = o.replay;
   auto rep = blocking_call(s, r, interp::deadline_for(o.timeout, s.opts.default_timeout));
   fill_capture(o, rep);
@@ -122,6 +123,7 @@ void interpreter::eval_async(std::string_view code, const vars& v, const eval_op
   r.line = o.line;
   r.capture = o.capture != nullptr;
   r.bytes_as_bytearray = o.bytes_as_bytearray;
+  r.bytes_as_memoryview = o.bytes_as_memoryview;
   r.replay = o.replay;
   s_->table->submit(r, interp::deadline_for(o.timeout, s_->opts.default_timeout),
                     [capture = o.capture, done = std::move(done)](protocol::reply rep) {

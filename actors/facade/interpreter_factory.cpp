@@ -145,8 +145,9 @@ std::size_t shared_memory_size(const interpreter_options& o) {
   std::size_t s = o.shared_memory_bytes != 0
                     ? (o.shared_memory_bytes + two_mib - 1) / two_mib * two_mib
                     : std::min<std::size_t>(2 * o.max_frame_bytes, std::size_t{1} << 30);
+  // The areas count against an address-space limit (RLIMIT_AS): only when asked for.
   if (o.shared_memory_bytes == 0 && o.isolation.limits.memory)
-    s = std::min<std::size_t>(s, *o.isolation.limits.memory / 4);
+    return 0;
   s = s / two_mib * two_mib;
   return s >= o.shared_memory_threshold ? s : 0;
 }

@@ -121,6 +121,7 @@ interp::request request_of(interp::request::op_t op, std::string_view text, cons
   r.line = o.line;
   r.capture = o.capture != nullptr;
   r.bytes_as_bytearray = o.bytes_as_bytearray;
+  r.bytes_as_memoryview = o.bytes_as_memoryview;
   r.replay = o.replay;
   return r;
 }

@@ -30,6 +30,7 @@ inline request request_of(const eval_request& req) {
   r.line = req.options.line;
   r.env = req.env;
   r.bytes_as_bytearray = req.options.bytes_as_bytearray;
+  r.bytes_as_memoryview = req.options.bytes_as_memoryview;
   r.replay = req.options.replay;
   return r;
 }
@@ -43,6 +44,7 @@ inline request request_of(const call_request& req) {
   r.bound = &req.kwargs;
   r.env = req.env;
   r.bytes_as_bytearray = req.options.bytes_as_bytearray;
+  r.bytes_as_memoryview = req.options.bytes_as_memoryview;
   return r;
 }
 

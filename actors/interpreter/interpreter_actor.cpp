@@ -218,6 +218,10 @@ void interpreter_actor::start() {
   }
   cfg.label = label();
   cfg.log = a_.log;
+  cfg.shm_keep = a_.opts.shared_memory_keep;
+  // An isolated process (a tenant) is not trusted to leave a result alone once the host has
+  // it: results are copied out of its shared memory.
+  cfg.shm_copy = !(a_.opts.isolation == isolation{});
   session::owner_events ev;
   ev.ready = [self = address(), inc = inc_](ready_info info) {
     if (auto a = caf::actor_cast<caf::actor>(self))

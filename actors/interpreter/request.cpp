@@ -39,6 +39,7 @@ owned_request owned_request::of(const request& r) {
   o.line = r.line;
   o.env = r.env;
   o.bytes_as_bytearray = r.bytes_as_bytearray;
+  o.bytes_as_memoryview = r.bytes_as_memoryview;
   return o;
 }
 
@@ -52,6 +53,7 @@ request owned_request::view() const {
   r.line = line;
   r.env = env;
   r.bytes_as_bytearray = bytes_as_bytearray;
+  r.bytes_as_memoryview = bytes_as_memoryview;
   return r;
 }
 

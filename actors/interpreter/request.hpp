@@ -32,6 +32,7 @@ struct request {
   std::uint64_t env = 0;  ///< eval/call: run in this env; make_env: the new env's id
   bool capture = false;
   bool bytes_as_bytearray = false;
+  bool bytes_as_memoryview = false;
   bool durable = false;  ///< make_env: record the env's recipe (rebuilt after a restart)
   bool replay = false;   ///< eval on a durable env: record it in the recipe when it succeeds
 };
@@ -46,6 +47,7 @@ struct owned_request {
   int line = 1;
   std::uint64_t env = 0;
   bool bytes_as_bytearray = false;
+  bool bytes_as_memoryview = false;
 
   static owned_request of(const request& r);
   request view() const;

@@ -51,7 +51,8 @@ protocol::frame_out request_table::encode(std::uint64_t id, const request& r) co
   static const std::vector<arg> no_args;
   static const std::vector<protocol::env_spec> no_from;
   const vars& v = r.bound ? *r.bound : no_vars;
-  protocol::request_extras x{r.env, r.capture, r.bytes_as_bytearray, shared_from_};
+  protocol::request_extras x{r.env, r.capture, r.bytes_as_bytearray, r.bytes_as_memoryview,
+                             shared_from_};
   switch (r.op) {
     case request::op_t::eval:
       return protocol::encode_code_request_out(id, "eval", r.text, v, r.file, r.line, x);
@@ -78,6 +79,11 @@ bool request_table::running() const {
 }
 
 void request_table::submit(const request& r, deadline d, completion done, bool priority) {
+  if (r.bytes_as_bytearray && r.bytes_as_memoryview) {
+    done(protocol::reply{make_error(errc::invalid_argument,
+                                    "bytes_as_bytearray and bytes_as_memoryview exclude each other")});
+    return;
+  }
   auto id = next_id_.fetch_add(1, std::memory_order_relaxed);
   // Encoded outside the lock: callers on many threads encode in parallel.
   auto frame = encode(id, r);
@@ -466,7 +472,7 @@ void request_table::on_response(protocol::message& m) {
     std::lock_guard<std::mutex> g{mu_};
     if (area_) {
       area_->release(m.id);  // the runner is done with the arguments it had there
-      if (m.lease)
+      if (m.shared)
         ++shared_in_;
     }
     auto i = pending_.find(m.id);

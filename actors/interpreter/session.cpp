@@ -79,7 +79,7 @@ void session::attach(process::spawned_process p) {
   exit_ctx_ = p.context;
   std::optional<error> unmapped;
   if (p.shm >= 0) {
-    auto area = io::shared_area::map(std::exchange(p.shm, -1), p.shm_bytes);
+    auto area = io::shared_area::map(std::exchange(p.shm, -1), p.shm_bytes, cfg_.shm_keep);
     if (area)
       area_ = std::move(*area);
     else
@@ -121,7 +121,8 @@ bool session::on_frame(std::string_view body, std::shared_ptr<const char[]> owne
     auto ok = const_cast<msgpack::object*>(protocol::map_get(m.payload, "ok"));
     if (ok != nullptr && ok->type == msgpack::type::EXT && ok->via.ext.type() == protocol::ext_shared_bytes) {
       auto bad = shm_on_
-                   ? area_->resolve(m, *ok, body.size(), cfg_.limits.max_frame_bytes)
+                   ? area_->resolve(m, *ok, body.size(), cfg_.limits.max_frame_bytes,
+                                    cfg_.shm_copy)
                    : std::optional<std::string>{"without shared memory"};
       if (bad) {
         violation(errc::protocol_error, "the runner sent a reply by shared memory: " + *bad);

@@ -68,6 +68,8 @@ public:
     io::connection::watermarks marks;
     std::string label;
     log_sink log;
+    std::size_t shm_keep = 0;  ///< shared memory: io::shared_area's `keep`
+    bool shm_copy = false;     ///< shared memory: results are copied (untrusted processes)
   };
 
   static std::shared_ptr<session> make(io::io_loop& loop, std::shared_ptr<request_table> table,

@@ -34,12 +34,13 @@ public:
     return std::nullopt;
   }
 
-  /// Gives back the range taken at `at`; false when no range was taken there.
-  bool give(std::uint64_t at) {
+  /// Gives back the range taken at `at`: its (rounded) size; 0 when none was taken there.
+  std::uint64_t give(std::uint64_t at) {
     auto t = taken_.find(at);
     if (t == taken_.end())
-      return false;
+      return 0;
     auto n = t->second;
+    auto size = n;
     taken_.erase(t);
     auto next = free_.lower_bound(at);
     if (next != free_.end() && next->first == at + n) {
@@ -50,11 +51,11 @@ public:
       auto prev = std::prev(next);
       if (prev->first + prev->second == at) {
         prev->second += n;
-        return true;
+        return size;
       }
     }
     free_.emplace(at, n);
-    return true;
+    return size;
   }
 
   /// Ranges taken and not given back.

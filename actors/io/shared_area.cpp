@@ -1,5 +1,6 @@
 #include "io/shared_area.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <sys/mman.h>
@@ -14,33 +15,45 @@ constexpr std::uint64_t page = 4096;
 } // namespace
 
 struct shared_area::lease {
-  lease(std::shared_ptr<shared_area> a, std::uint64_t at) : area(std::move(a)), offset(at) {}
-  ~lease() { area->let_go(offset); }
+  lease(std::shared_ptr<shared_area> a, std::uint64_t at, std::uint64_t n)
+    : area(std::move(a)), offset(at), length(n) {}
+  ~lease() { area->let_go(offset, length); }
   lease(const lease&) = delete;
   lease& operator=(const lease&) = delete;
   std::shared_ptr<shared_area> area;
-  std::uint64_t offset;
+  std::uint64_t offset, length;
 };
 
-expected<std::shared_ptr<shared_area>> shared_area::map(int fd, std::size_t bytes) {
+expected<std::shared_ptr<shared_area>> shared_area::map(int fd, std::size_t bytes,
+                                                        std::size_t keep) {
   void* p = bytes == 0 ? MAP_FAILED
                        : ::mmap(nullptr, 2 * bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   int e = errno;
+  // The mapping keeps the memory; the fd would only outlive the process (values may).
   ::close(fd);
   if (p == MAP_FAILED)
     return make_error(errc::spawn_failed, std::string{"cannot map the shared memory: "} +
                                             (bytes == 0 ? "empty" : std::strerror(e)));
-  // The runner's half is only read here.
-  ::mprotect(static_cast<char*>(p) + bytes, bytes, PROT_READ);
-  return std::shared_ptr<shared_area>(new shared_area(static_cast<char*>(p), bytes));
+  // The runner's half stays writable here only so that trim() may give its pages back
+  // (MADV_REMOVE needs a writable shared mapping); the host never writes to it.
+  return std::shared_ptr<shared_area>(new shared_area(static_cast<char*>(p), bytes, keep));
 }
 
-shared_area::shared_area(char* base, std::size_t bytes)
-  : base_(base), bytes_(bytes), to_runner_(bytes, page) {
+shared_area::shared_area(char* base, std::size_t bytes, std::size_t keep)
+  : base_(base), bytes_(bytes), keep_(keep), to_runner_(bytes, page) {
 }
 
 shared_area::~shared_area() {
   ::munmap(base_, 2 * bytes_);
+}
+
+void shared_area::trim(std::uint64_t at, std::uint64_t length) {
+  // Within a half: only what lies above `keep` in it.
+  std::uint64_t half = at < bytes_ ? 0 : bytes_;
+  std::uint64_t from = std::max<std::uint64_t>(at, half + keep_);
+  std::uint64_t to = std::min<std::uint64_t>(at + length, half + bytes_);
+  if (from < to)  // a hole in the memfd: its pages are freed for both processes
+    ::madvise(base_ + from, to - from, MADV_REMOVE);
 }
 
 bool shared_area::place(std::uint64_t id, protocol::frame_out& f) {
@@ -77,12 +90,13 @@ void shared_area::release(std::uint64_t id) {
   if (i == held_.end())
     return;
   for (auto at : i->second)
-    to_runner_.give(at);
+    trim(at, to_runner_.give(at));
   held_.erase(i);
 }
 
 std::optional<std::string> shared_area::resolve(protocol::message& m, msgpack::object& ok,
-                                                std::size_t body_size, std::size_t max_frame) {
+                                                std::size_t body_size, std::size_t max_frame,
+                                                bool copy) {
   std::uint64_t offset = 0, length = 0;
   if (!protocol::get_shared_ref(ok, offset, length))
     return "a shared-memory reference that is not 16 bytes";
@@ -97,15 +111,27 @@ std::optional<std::string> shared_area::resolve(protocol::message& m, msgpack::o
     return "a reply of " + std::to_string(inline_size) +
            " bytes through shared memory, above max_frame_bytes (" + std::to_string(max_frame) +
            ")";
+  const char* at = base_ + bytes_ + offset;
   ok.type = msgpack::type::BIN;
-  ok.via.bin.ptr = base_ + bytes_ + offset;
   ok.via.bin.size = static_cast<std::uint32_t>(length);
-  m.lease = std::make_shared<lease>(shared_from_this(), offset);
+  if (copy) {
+    auto* mine = static_cast<char*>(m.zone->allocate_align(length == 0 ? 1 : length, 1));
+    std::memcpy(mine, at, length);
+    ok.via.bin.ptr = mine;
+    let_go(offset, length);
+  } else {
+    ok.via.bin.ptr = at;
+    m.lease = std::make_shared<lease>(shared_from_this(), offset, length);
+  }
+  m.shared = true;
   resolved_.fetch_add(1, std::memory_order_relaxed);
   return std::nullopt;
 }
 
-void shared_area::let_go(std::uint64_t offset) {
+void shared_area::let_go(std::uint64_t offset, std::uint64_t length) {
+  // The runner reuses the range only once told (take_frees): its pages may go now. Its
+  // ranges are whole pages.
+  trim(bytes_ + offset, (length + page - 1) / page * page);
   std::lock_guard<std::mutex> g{mu_};
   frees_.push_back(offset);
   frees_pending_.store(true, std::memory_order_release);

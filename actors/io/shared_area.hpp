@@ -30,7 +30,8 @@ namespace pyvisor::io {
 class shared_area : public std::enable_shared_from_this<shared_area> {
 public:
   /// Maps the memfd `fd` of 2 * `bytes` bytes (it is closed in every case).
-  static expected<std::shared_ptr<shared_area>> map(int fd, std::size_t bytes);
+  /// Freed ranges above `keep` bytes of either half go back to the system at once.
+  static expected<std::shared_ptr<shared_area>> map(int fd, std::size_t bytes, std::size_t keep);
   ~shared_area();
   shared_area(const shared_area&) = delete;
   shared_area& operator=(const shared_area&) = delete;
@@ -47,10 +48,12 @@ public:
   void release(std::uint64_t id);
 
   /// Turns the `{"ok": ext 6}` of a response into a bin that points into the runner -> host
-  /// half and sets `m.lease`. Returns what is wrong with the reference, if anything (a
-  /// protocol violation: outside the half, or above `max_frame` with the frame's body).
+  /// half and sets `m.lease`; with `copy`, into a copy in `m`'s zone (the range is free at
+  /// once: the process cannot change the value afterwards). Returns what is wrong with the
+  /// reference, if anything (a protocol violation: outside the half, or above `max_frame`
+  /// with the frame's body).
   std::optional<std::string> resolve(protocol::message& m, msgpack::object& ok,
-                                     std::size_t body_size, std::size_t max_frame);
+                                     std::size_t body_size, std::size_t max_frame, bool copy);
 
   /// Offsets of runner ranges no value holds any more (for `shm_free`); empty when none.
   std::vector<std::uint64_t> take_frees();
@@ -61,11 +64,13 @@ public:
 
 private:
   struct lease;
-  shared_area(char* base, std::size_t bytes);
-  void let_go(std::uint64_t offset);
+  shared_area(char* base, std::size_t bytes, std::size_t keep);
+  void let_go(std::uint64_t offset, std::uint64_t length);
+  void trim(std::uint64_t at, std::uint64_t length);  // offsets in the memfd
 
   char* base_;
   std::size_t bytes_;
+  std::size_t keep_;
   std::mutex mu_;
   range_allocator to_runner_;                                                   // guarded by mu_
   std::unordered_map<std::uint64_t, std::vector<std::uint64_t>> held_;          // guarded by mu_

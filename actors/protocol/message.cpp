@@ -178,7 +178,8 @@ std::variant<message, std::string> decode(std::string_view body, const limits& l
 namespace {
 
 std::uint32_t extra_count(const request_extras& x) {
-  return (x.env != 0 ? 1u : 0u) + (x.capture ? 1u : 0u) + (x.bytes_as_bytearray ? 1u : 0u);
+  return (x.env != 0 ? 1u : 0u) + (x.capture ? 1u : 0u) +
+         (x.bytes_as_bytearray || x.bytes_as_memoryview ? 1u : 0u);
 }
 
 void pack_extras(msgpack::packer<detail::msgpack_writer>& pk, const request_extras& x) {
@@ -190,9 +191,9 @@ void pack_extras(msgpack::packer<detail::msgpack_writer>& pk, const request_extr
     pk.pack(std::string_view{"capture"});
     pk.pack(true);
   }
-  if (x.bytes_as_bytearray) {
+  if (x.bytes_as_bytearray || x.bytes_as_memoryview) {
     pk.pack(std::string_view{"bytes_as"});
-    pk.pack(std::string_view{"bytearray"});
+    pk.pack(std::string_view{x.bytes_as_memoryview ? "memoryview" : "bytearray"});
   }
 }
 

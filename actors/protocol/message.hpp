@@ -35,6 +35,7 @@ struct message {
   std::shared_ptr<const char[]> buffer;  ///< large frames: strings and binaries point in here
   /// A reply whose bytes are in shared memory (io::shared_area::resolve): their range.
   std::shared_ptr<const void> lease;
+  bool shared = false;  ///< the reply's bytes came by shared memory (leased or copied)
 
   /// What values taken from this message must keep alive (zone, buffer and lease when set).
   std::shared_ptr<const void> owner() const;
@@ -119,6 +120,7 @@ struct request_extras {
   std::uint64_t env = 0;            ///< run in this env (0 = throwaway copy of root)
   bool capture = false;             ///< return stdout/stderr text with the reply
   bool bytes_as_bytearray = false;  ///< host binaries arrive as bytearray
+  bool bytes_as_memoryview = false;  ///< host binaries arrive as memoryview (not with bytearray)
   /// Arguments that are bins of at least this many bytes become slots (0: none).
   std::size_t slots_from = 0;
 };

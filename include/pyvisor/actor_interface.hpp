@@ -175,7 +175,7 @@ typename Inspector::result_type inspect(Inspector& f, eval_options& x) {
     return caf::none;
   });
   return f(caf::meta::type_name("pyvisor::eval_options"), has_timeout, timeout, x.file, x.line,
-           x.bytes_as_bytearray, x.replay, x.key, load);
+           x.bytes_as_bytearray, x.bytes_as_memoryview, x.replay, x.key, load);
 }
 
 template <class Inspector>

@@ -144,9 +144,14 @@ struct interpreter_options {
   /// inline); what does not fit in the area goes by the pipe. 0: never. fds transport only.
   std::size_t shared_memory_threshold = std::size_t{1} << 20;
   /// The size of each direction's area, rounded up to 2 MiB. 0: 2 * max_frame_bytes, at most
-  /// 1 GiB, and at most a quarter of limits.memory (the process maps both areas). Pages are
-  /// used only once written and are reused from the lowest offsets.
+  /// 1 GiB; with limits.memory set, 0 means none (the process maps both areas and its address
+  /// space limit, RLIMIT_AS, counts them: set a size to have them anyway). Pages are used only
+  /// once written, are reused from the lowest offsets, and above shared_memory_keep go back
+  /// to the system when their range is freed.
   std::size_t shared_memory_bytes = 0;
+  /// Pages of each area below this offset stay resident once written (a steady load reuses
+  /// them without page faults); a freed range above it is given back to the system at once.
+  std::size_t shared_memory_keep = std::size_t{16} << 20;
   /// Deadline of a request (eval, call, make_env; blocking, async or through the actor) whose
   /// options give none: positive, or `forever`.
   std::chrono::milliseconds default_timeout = 30s;
@@ -202,6 +207,11 @@ struct eval_options {
   captured_output* capture = nullptr;
   /// Host binaries (bin) arrive in Python as bytearray instead of bytes.
   bool bytes_as_bytearray = false;
+  /// Host binaries arrive in Python as read-only memoryviews; those of the large ones
+  /// (shared_memory_threshold) are views of the shared memory itself: no copy. They are
+  /// released when the request ends (touching one later raises ValueError): copy what must
+  /// outlive the request. Not with bytes_as_bytearray (invalid_argument).
+  bool bytes_as_memoryview = false;
   /// On a durable env (env_options::durable) of a supervised interpreter: when this eval
   /// succeeds it is recorded and run again, in order, when the env is rebuilt on a new process.
   bool replay = false;

@@ -54,6 +54,28 @@ TEST_F(limits_test, a_memory_bomb_fails_or_kills_only_its_interpreter) {
   EXPECT_EQ(x->as<int>(), 42);
 }
 
+TEST_F(limits_test, shared_memory_under_a_memory_limit_only_when_sized) {
+  // The areas count against the address space (RLIMIT_AS): a memory limit leaves them out
+  // unless shared_memory_bytes asks for them.
+  for (std::size_t area : {std::size_t{0}, std::size_t{32} << 20}) {
+    auto o = options();
+    o.isolation.limits.memory = std::uint64_t{512} << 20;
+    o.shared_memory_bytes = area;
+    auto py = must_spawn(o);
+    std::vector<std::uint8_t> in(8 << 20, 7);
+    auto r = py.eval("return b + b", {{"b", in}}, {.timeout = scaled(60s)});
+    ASSERT_TRUE(r) << r.error().to_string();
+    EXPECT_EQ(r->object().via.bin.size, 16u << 20);
+    EXPECT_EQ(py.stats().shared_memory_out, area ? 1u : 0u);
+    EXPECT_EQ(py.stats().shared_memory_in, area ? 1u : 0u);
+    // Without areas the whole limit is Python's: 440 MiB more can be had.
+    if (area == 0) {
+      auto big = py.eval("x = bytearray(440 << 20)\nreturn len(x)", {}, {.timeout = scaled(60s)});
+      EXPECT_TRUE(big) << big.error().to_string();
+    }
+  }
+}
+
 TEST_F(limits_test, a_busy_loop_over_cpu_seconds_dies_with_cpu_limit) {
   auto o = options();
   o.isolation.limits.cpu_seconds = 1;

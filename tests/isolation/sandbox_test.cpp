@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <cstring>
 #include <fstream>
 
 #include "isolation/isolation_fixture.hpp"
@@ -200,4 +201,19 @@ TEST_F(sandbox_test, limits_apply_inside_the_sandbox_and_name_their_exit) {
   EXPECT_NE(r.error().message.find("SIGXCPU"), std::string::npos) << r.error().message;
   EXPECT_NE(r.error().message.find("cpu limit (cpu_seconds 1)"), std::string::npos)
     << r.error().message;
+}
+
+TEST_F(sandbox_test, large_bytes_use_shared_memory_inside_the_sandbox) {
+  PYVISOR_REQUIRE_BWRAP();
+  auto py = must_spawn(sandboxed());
+  std::vector<std::uint8_t> in(3 << 20);
+  for (std::size_t i = 0; i < in.size(); ++i)
+    in[i] = static_cast<std::uint8_t>(i * 13);
+  auto r = py.eval("return b[::-1]", {{"b", in}});
+  ASSERT_TRUE(r) << r.error();
+  ASSERT_EQ(r->object().type, msgpack::type::BIN);
+  std::vector<std::uint8_t> reversed(in.rbegin(), in.rend());
+  EXPECT_EQ(std::memcmp(r->object().via.bin.ptr, reversed.data(), reversed.size()), 0);
+  EXPECT_EQ(py.stats().shared_memory_out, 1u);
+  EXPECT_EQ(py.stats().shared_memory_in, 1u);
 }

@@ -7,6 +7,7 @@
 
 #include <cstring>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -85,7 +86,8 @@ TEST(shared_area, placed_bytes_are_in_the_area_until_the_reply_and_references_ar
   int fd = process::make_shared_memory(area_bytes);
   ASSERT_GE(fd, 0);
   int view_fd = ::dup(fd);  // what the runner would see
-  auto area = io::shared_area::map(fd, area_bytes);
+  int view_fd_stat = ::dup(fd);  // for the pages in use
+  auto area = io::shared_area::map(fd, area_bytes, 4 * mib);  // pages above 4 MiB go back
   ASSERT_TRUE(area) << area.error();
   auto* view = static_cast<char*>(
     ::mmap(nullptr, 2 * area_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, view_fd, 0));
@@ -112,7 +114,14 @@ TEST(shared_area, placed_bytes_are_in_the_area_until_the_reply_and_references_ar
   EXPECT_EQ(len, big.size());
   EXPECT_EQ(off % 4096, 0u);
   EXPECT_EQ(std::memcmp(view + off, big.data(), len), 0);
-  (*area)->release(1);  // request 1 answered: its range is free
+  auto resident = [&] {
+    struct stat st {};
+    ::fstat(view_fd_stat, &st);
+    return static_cast<std::size_t>(st.st_blocks) * 512;
+  };
+  EXPECT_GE(resident(), 6 * mib);
+  (*area)->release(2);  // request 2 answered: its range is free, and [4, 6) MiB goes back
+  EXPECT_LE(resident(), 4 * mib + 64 * 1024);
   EXPECT_TRUE((*area)->place(3, f3));
   EXPECT_EQ((*area)->placed(), 3u);
 
@@ -133,11 +142,12 @@ TEST(shared_area, placed_bytes_are_in_the_area_until_the_reply_and_references_ar
     fb.raw(std::string(ref, sizeof ref));
     return std::move(fb).finish();
   };
+  bool copy = false;
   auto resolve = [&](std::uint64_t at, std::uint64_t n, std::size_t max_frame, protocol::message& r) {
     auto fr = reply_frame(at, n);
     r = decode_frame(fr);
     auto ok = const_cast<msgpack::object*>(protocol::map_get(r.payload, "ok"));
-    return (*area)->resolve(r, *ok, fr.size() - 4, max_frame);
+    return (*area)->resolve(r, *ok, fr.size() - 4, max_frame, copy);
   };
   protocol::message r;
   ASSERT_FALSE(resolve(4096, reply_bytes.size(), 64 * mib, r));
@@ -159,5 +169,32 @@ TEST(shared_area, placed_bytes_are_in_the_area_until_the_reply_and_references_ar
   EXPECT_TRUE(resolve(0, 2 * mib, 2 * mib, r));  // with its frame it is above 2 MiB
   EXPECT_FALSE(resolve(0, 2 * mib - 64, 2 * mib, r));
   EXPECT_EQ((*area)->resolved(), 2u);
+  r = {};
+  (*area)->take_frees();
+  // Copied results: the value holds its own bytes, the range is free at once.
+  copy = true;
+  ASSERT_FALSE(resolve(4096, reply_bytes.size(), 64 * mib, r));
+  EXPECT_FALSE(r.lease);
+  {
+    auto rep = protocol::parse_response(r);
+    const auto& o = rep.result->object();
+    EXPECT_EQ(std::string_view(o.via.bin.ptr, o.via.bin.size), reply_bytes);
+    EXPECT_TRUE(o.via.bin.ptr < view || o.via.bin.ptr >= view + 2 * area_bytes);
+    EXPECT_EQ((*area)->take_frees(), std::vector<std::uint64_t>{4096});
+  }
   ::munmap(view, 2 * area_bytes);
+  ::close(view_fd_stat);
+}
+
+TEST(shared_frames, a_user_made_shared_reference_is_refused) {
+  // Only the runtime makes ext 6: one from outside would read the interpreter's area.
+  std::string ref("\xd8\x06", 2);
+  ref.append(16, '\0');
+  auto top = arg::from_msgpack(ref);
+  ASSERT_FALSE(top);
+  EXPECT_EQ(top.error().code, errc::invalid_argument);
+  EXPECT_NE(top.error().message.find("ext type 6"), std::string::npos) << top.error().message;
+  EXPECT_FALSE(arg::from_msgpack("\x91" + ref));                          // in a list
+  EXPECT_FALSE(arg::from_msgpack(std::string("\xc7\x10\x06", 3) + ref.substr(2)));  // as ext 8
+  EXPECT_TRUE(arg::from_msgpack(std::string("\xd4\x05\x01", 3)));      // other exts pass
 }
