@@ -173,3 +173,34 @@ TEST_F(shared_memory_test, fork_server_workers_get_their_own_area) {
     EXPECT_EQ(py->stats().shared_memory_in, 1u);
   }
 }
+
+TEST_F(shared_memory_test, memoryviews_on_request_are_views_of_the_shared_memory_for_that_request) {
+  auto py = must_spawn(options());
+  auto in = pattern(4 * mib, 10);
+  eval_options view;
+  view.bytes_as_memoryview = true;
+  view.timeout = scaled(30s);
+  auto kinds = py.eval("return [type(b).__name__, b.readonly, type(s).__name__]",
+                       {{"b", in}, {"s", pattern(10, 1)}}, view);
+  ASSERT_TRUE(kinds) << kinds.error();
+  auto expected = std::make_tuple(std::string{"memoryview"}, true, std::string{"memoryview"});
+  EXPECT_EQ((kinds->as<std::tuple<std::string, bool, std::string>>()), expected);
+  // The view itself as the result: it leaves by shared memory before it is released.
+  auto same = py.eval("return b", {{"b", in}}, view);
+  ASSERT_TRUE(same) << same.error();
+  EXPECT_EQ(bin_of(*same), view_of(in));
+  EXPECT_EQ(py.stats().shared_memory_out, 2u);
+  EXPECT_EQ(py.stats().shared_memory_in, 1u);
+  // Released at the end of its request: a view kept somewhere (here in a module) raises
+  // ValueError when touched later.
+  auto keep = py.eval("import sys\nsys.modules['__main__'].held = b\nreturn 1", {{"b", in}}, view);
+  ASSERT_TRUE(keep) << keep.error();
+  auto later = py.eval("import sys\ntry:\n    sys.modules['__main__'].held[0]\nexcept ValueError:\n    return 'released'\nreturn 'alive'");
+  ASSERT_TRUE(later) << later.error();
+  EXPECT_EQ(later->as<std::string>(), "released");
+  // Both ways at once is not a thing.
+  view.bytes_as_bytearray = true;
+  auto both = py.eval("return 1", {}, view);
+  ASSERT_FALSE(both);
+  EXPECT_EQ(both.error().code, errc::invalid_argument);
+}
