@@ -32,11 +32,13 @@ struct options {
   long long iters = -1;   // -1: per size (see usage)
   long long warmup = -1;
   long long max_frame = 256LL << 20;
+  long long keep = -1;  // shared_memory_keep; -1: the default
 };
 
 void usage(std::FILE* f) {
   std::fprintf(f,
                "usage: bench_bulk [--sizes N,N,...] [--iters N] [--warmup N] [--max-frame N]\n"
+               "                  [--shm-keep N]\n"
                "                  <common>\n"
                "  defaults: --sizes 1M,64M (--quick: 1M) --max-frame 256M\n"
                "            --iters 200 for sizes <= 8 MiB, else 8 (--quick: 50 / 3)\n"
@@ -106,6 +108,8 @@ int run(const options& o) {
   pyvisor::runtime rt;
   auto io = interpreter_opts(o.c);
   io.max_frame_bytes = static_cast<std::size_t>(o.max_frame);
+  if (o.keep >= 0)
+    io.shared_memory_keep = static_cast<std::size_t>(o.keep);
   auto spawned = spawn(prog, rt, io);
   if (!spawned)
     return 1;
@@ -121,6 +125,7 @@ int run(const options& o) {
   describe(j, "bulk", o.c, io, py);
   j.integer("max_frame_bytes", o.max_frame);
   j.integer("shared_memory_threshold", static_cast<long long>(io.shared_memory_threshold));
+  j.integer("shared_memory_keep", static_cast<long long>(io.shared_memory_keep));
   std::string labels = "[";
   std::vector<double> samples, packing;
   for (long long n : o.sizes) {
@@ -178,7 +183,7 @@ int main(int argc, char** argv) {
   return bench_main(
     prog, argc, argv, o.c,
     {{"--iters", &o.iters, -1, -1, -1}, {"--warmup", &o.warmup, -1, -1, -1},
-     {"--max-frame", &o.max_frame}},
+     {"--max-frame", &o.max_frame}, {"--shm-keep", &o.keep, -1, -1, -1}},
     usage,
     [&] {
       if (!sizes_given)

@@ -151,7 +151,7 @@ struct interpreter_options {
   std::size_t shared_memory_bytes = 0;
   /// Pages of each area below this offset stay resident once written (a steady load reuses
   /// them without page faults); a freed range above it is given back to the system at once.
-  std::size_t shared_memory_keep = std::size_t{16} << 20;
+  std::size_t shared_memory_keep = std::size_t{64} << 20;
   /// Deadline of a request (eval, call, make_env; blocking, async or through the actor) whose
   /// options give none: positive, or `forever`.
   std::chrono::milliseconds default_timeout = 30s;

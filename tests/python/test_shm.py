@@ -69,16 +69,18 @@ def _markers(value, refs):
     if type(value) is list:
         return [_markers(item, refs) for item in value]
     if type(value) is dict:
-        return {key: _markers(item, refs) for key, item in value.items()}
+        return {_markers(key, refs): _markers(item, refs) for key, item in value.items()}
     return value
 
 
-def send_shared(runner, op, payload, kind=0):
-    """Send a frame whose payload may hold Refs; return its request id."""
+def send_shared(runner, op, payload, kind=0, request_id=None):
+    """Send a frame whose payload may hold Refs; return its id (a request's: the next one;
+    else `request_id`, or 0)."""
     refs = []
     payload = _markers(payload, refs)
-    request_id = 0
-    if kind == 0:
+    if request_id is not None or kind != 0:
+        request_id = request_id or 0
+    else:
         request_id = runner._next_id
         runner._next_id += 1
     body = runner.codec.packb([kind, request_id, op, payload])

@@ -7,9 +7,8 @@ through the runner -> host area."""
 import unittest
 
 from tests.python.support import codecs_under_test
-from tests.python.test_shm import T, Ref, Shared, ShmTestCase, _RANGE, ok, pattern, send_shared
+from tests.python.test_shm import T, Shared, ShmTestCase, ok, pattern, send_shared
 
-from pyvisor._framing import frame_header  # noqa: E402 (support puts the runner on sys.path)
 
 VIEWS = {"bytes_as": "memoryview"}
 
@@ -31,34 +30,9 @@ def eval_payload(code, variables, **options):
     return payload
 
 
-def _swap(value, refs):
-    # Refs (also as dict keys) -> their markers (send_shared swaps values only).
-    if type(value) is Ref:
-        refs.append(value)
-        return value.marker
-    if type(value) is list:
-        return [_swap(item, refs) for item in value]
-    if type(value) is dict:
-        return {_swap(key, refs): _swap(item, refs) for key, item in value.items()}
-    return value
-
-
-def send_frame(runner, kind, request_id, op, payload):
-    """A frame whose payload may hold Refs anywhere but in tuples and sets."""
-    refs = []
-    body = runner.codec.packb([kind, request_id, op, _swap(payload, refs)])
-    for ref in refs:
-        encoded = b"\xc4" + bytes((len(ref.marker),)) + ref.marker
-        assert encoded in body
-        body = body.replace(encoded, b"\xd8\x06" + _RANGE.pack(ref.offset, ref.length))
-    runner.send_raw(frame_header(len(body)) + body)
-
-
 def send_request(runner, op, payload):
-    request_id = runner._next_id
-    runner._next_id += 1
-    send_frame(runner, 0, request_id, op, payload)
-    return request_id
+    """A request whose payload may hold Refs anywhere but in tuples and sets."""
+    return send_shared(runner, op, payload)
 
 
 class ViewsTestCase(ShmTestCase):
@@ -236,7 +210,7 @@ class AsyncViewsTest(ViewsTestCase):
                 # response, not a memoryview request: bytes
                 shm.put(0, b"SECOND")
                 answer_ref = shm.put(4096, b"answer")
-                send_frame(runner, 1, call_id, "host_call", {"ok": answer_ref})
+                send_shared(runner, "host_call", {"ok": answer_ref}, kind=1, request_id=call_id)
                 self.assertEqual(ok(runner.response(rid)), [b"first", b"SECON", "bytes", b"answer"])
                 self.assertEqual(self.kept_states(runner), ["released"])
 
