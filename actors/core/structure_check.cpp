@@ -112,9 +112,22 @@ std::optional<std::string> check_structure(std::string_view body, const limits& 
                std::to_string(n - pos) + " bytes left";
       // An ext's type byte is the first of what is skipped.
       bool ext = (t >= 0xd4 && t <= 0xd8) || (t >= 0xc7 && t <= 0xc9);
-      if (ext && lim.refuse_shared_refs && skip > 0 && p[pos] == 6)
-        return "ext type 6 at byte " + std::to_string(pos - 1) +
-               " (a shared-memory reference: only the runtime makes those)";
+      if (ext && lim.refuse_shared_refs && skip > 0) {
+        if (p[pos] == 6)
+          return "ext type 6 at byte " + std::to_string(pos) +
+                 " (a shared-memory reference: only the runtime makes those)";
+        if (p[pos] >= 1 && p[pos] <= 3) {
+          // A tuple's or set's items are msgpack too, and the runner decodes them: look
+          // inside, one level deeper (so the recursion ends at max_depth).
+          if (remaining.size() + 2 > lim.max_depth)
+            return "nesting deeper than " + std::to_string(lim.max_depth);
+          limits inner = lim;
+          inner.max_depth = lim.max_depth - remaining.size() - 1;
+          if (auto err = check_structure(body.substr(pos + 1, skip - 1), inner))
+            return "in the ext " + std::to_string(p[pos]) + " at byte " + std::to_string(pos) +
+                   ": " + *err;
+        }
+      }
       pos += static_cast<std::size_t>(skip);
     }
     // Close finished containers.

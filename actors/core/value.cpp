@@ -187,6 +187,7 @@ std::string to_msgpack(const value& v) {
 
 expected<value> value_from_msgpack(std::string bytes) {
   core::limits lim;
+  lim.refuse_shared_refs = true;  // a value may be passed on as an argument
   if (auto err = core::check_structure(bytes, lim))
     return make_error(errc::invalid_argument, "value_from_msgpack: " + *err);
   try {

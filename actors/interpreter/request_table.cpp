@@ -468,27 +468,32 @@ void request_table::connection_lost(const error& e, bool keep_queued) {
 void request_table::on_response(protocol::message& m) {
   completion cb;
   bool stop_cancelled = false;
+  std::shared_ptr<io::shared_area> area;
   {
     std::lock_guard<std::mutex> g{mu_};
-    if (area_) {
-      area_->release(m.id);  // the runner is done with the arguments it had there
-      if (m.shared)
-        ++shared_in_;
-    }
+    area = area_;
+    if (area && m.shared)
+      ++shared_in_;
     auto i = pending_.find(m.id);
     if (i == pending_.end()) {
       if (unacknowledged_.erase(m.id) > 0) {  // a late reply to a request that timed out
         --inflight_;
         pump_locked();
       }
-      return;
+    } else {
+      cb = std::move(i->second.cb);
+      stop_cancelled = stopping_ && !i->second.cancel_sent;
+      forget_locked(i);
+      ++served_;
+      pump_locked();
     }
-    cb = std::move(i->second.cb);
-    stop_cancelled = stopping_ && !i->second.cancel_sent;
-    forget_locked(i);
-    ++served_;
-    pump_locked();
   }
+  // The runner is done with the arguments it had in shared memory (outside the table's lock:
+  // giving pages back may take a while).
+  if (area)
+    area->release(m.id);
+  if (!cb)
+    return;
   auto rep = protocol::parse_response(m);
   if (!rep.result)
     vet_runner_error(rep, stop_cancelled);

@@ -58,6 +58,12 @@ public:
     return size;
   }
 
+  /// The (rounded) size of the range taken at `at`; 0 when none is.
+  std::uint64_t size_of(std::uint64_t at) const {
+    auto t = taken_.find(at);
+    return t == taken_.end() ? 0 : t->second;
+  }
+
   /// Ranges taken and not given back.
   std::size_t taken() const noexcept { return taken_.size(); }
 

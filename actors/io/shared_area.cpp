@@ -40,7 +40,8 @@ expected<std::shared_ptr<shared_area>> shared_area::map(int fd, std::size_t byte
 }
 
 shared_area::shared_area(char* base, std::size_t bytes, std::size_t keep)
-  : base_(base), bytes_(bytes), keep_(keep), to_runner_(bytes, page) {
+  : base_(base), bytes_(bytes), keep_((keep + page - 1) / page * page),
+    to_runner_(bytes, page) {
 }
 
 shared_area::~shared_area() {
@@ -48,6 +49,11 @@ shared_area::~shared_area() {
 }
 
 void shared_area::trim(std::uint64_t at, std::uint64_t length) {
+  // Ranges are whole 4 KiB pages; on a kernel with larger pages a hole could take a
+  // neighbour's data with it: no trimming there.
+  static const bool small_pages = ::sysconf(_SC_PAGESIZE) == static_cast<long>(page);
+  if (!small_pages)
+    return;
   // Within a half: only what lies above `keep` in it.
   std::uint64_t half = at < bytes_ ? 0 : bytes_;
   std::uint64_t from = std::max<std::uint64_t>(at, half + keep_);
@@ -85,13 +91,23 @@ bool shared_area::place(std::uint64_t id, protocol::frame_out& f) {
 }
 
 void shared_area::release(std::uint64_t id) {
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> ranges;
+  {
+    std::lock_guard<std::mutex> g{mu_};
+    auto i = held_.find(id);
+    if (i == held_.end())
+      return;
+    for (auto at : i->second)
+      ranges.emplace_back(at, to_runner_.size_of(at));
+    held_.erase(i);
+  }
+  // Pages go back outside the lock (a large range takes a while), and before the ranges can
+  // be taken again.
+  for (auto [at, n] : ranges)
+    trim(at, n);
   std::lock_guard<std::mutex> g{mu_};
-  auto i = held_.find(id);
-  if (i == held_.end())
-    return;
-  for (auto at : i->second)
-    trim(at, to_runner_.give(at));
-  held_.erase(i);
+  for (auto [at, n] : ranges)
+    to_runner_.give(at);
 }
 
 std::optional<std::string> shared_area::resolve(protocol::message& m, msgpack::object& ok,

@@ -82,7 +82,8 @@ std::string to_msgpack(const value& v);
 
 /// A value from bytes holding exactly one msgpack value, checked with the frame limits
 /// (nesting, element counts, declared lengths) before anything is allocated: malformed or
-/// over-limit bytes are errc::invalid_argument naming the problem.
+/// over-limit bytes are errc::invalid_argument naming the problem, and so is ext type 6 (a
+/// shared-memory reference: only the runtime makes those) anywhere, tuples and sets included.
 expected<value> value_from_msgpack(std::string bytes);
 
 } // namespace pyvisor

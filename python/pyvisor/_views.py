@@ -22,6 +22,8 @@ later.  Slices of a view and ``memoryview(view)`` are not exports: they survive 
 in the same way (views must not outlive their request).
 """
 
+from ._wire import DecodeError
+
 __all__ = ["pending", "held", "settle", "discard", "as_memoryviews", "release"]
 
 # Views of the host -> runner area decoded from the frame being decoded (both codecs).
@@ -41,6 +43,10 @@ def settle(msg):
     global shared_size
     views = pending[:]
     del pending[:]
+    if not _in_slots(msg, views):
+        for view in views:
+            view.release()
+        raise DecodeError("shared bytes (ext 6) outside a request's vars, args or kwargs")
     shared_size = sum(view.nbytes for view in views)
     if (
         type(msg) is list
@@ -59,6 +65,23 @@ def settle(msg):
     for view in views:
         view.release()
     return msg
+
+
+def _in_slots(msg, views):
+    # The host puts ext 6 only as a request's vars / kwargs value or args item: one anywhere
+    # else was not made by the host's encoder (a forged reference), and is refused.
+    if type(msg) is not list or len(msg) != 4 or msg[0] != 0 or type(msg[3]) is not dict:
+        return False
+    payload = msg[3]
+    slots = set()
+    for key in ("vars", "kwargs"):
+        mapping = payload.get(key)
+        if type(mapping) is dict:
+            slots.update(id(value) for value in mapping.values())
+    args = payload.get("args")
+    if type(args) is list:
+        slots.update(id(item) for item in args)
+    return all(id(view) in slots for view in views)
 
 
 def discard():

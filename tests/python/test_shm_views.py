@@ -60,20 +60,20 @@ class MemoryviewInputTest(ViewsTestCase):
                 data = pattern(300000)
                 rid = send_request(runner, "eval", eval_payload(
                     "return [describe(a), describe(s), describe(n[0]['k']), describe(n[1]), plain]",
-                    {"a": shm.put(0, data), "s": b"small", "n": [{"k": shm.put(4096 * 80, b"deep")}, b""],
+                    {"a": shm.put(0, data), "s": b"small", "n": [{"k": b"deep"}, b""],
                      "plain": "text"}, **VIEWS))
                 self.assertEqual(ok(runner.response(rid)), [
                     ["memoryview", True, "mmap", data],  # a view of the area itself: no copy
                     ["memoryview", True, "bytes", b"small"],
-                    ["memoryview", True, "mmap", b"deep"],
+                    ["memoryview", True, "bytes", b"deep"],
                     ["memoryview", True, "bytes", b""],
                     "text"])
-                # dict keys stay bytes (as with bytearray), also when they came as ext 6
+                # dict keys stay bytes (as with bytearray)
                 rid = send_request(runner, "eval", eval_payload(
                     "return [[type(k).__name__ for k in m], [describe(v) for v in m.values()]]",
-                    {"m": {shm.put(8192, b"key"): shm.put(12288, b"value"), b"inline": b"v2"}}, **VIEWS))
+                    {"m": {b"key": b"value", b"inline": b"v2"}}, **VIEWS))
                 self.assertEqual(ok(runner.response(rid)), [
-                    ["bytes", "bytes"], [["memoryview", True, "mmap", b"value"],
+                    ["bytes", "bytes"], [["memoryview", True, "bytes", b"value"],
                                          ["memoryview", True, "bytes", b"v2"]]])
                 # init; call: elements of args and values of kwargs
                 rid = send_request(runner, "init", eval_payload("got = describe(x)", {"x": shm.put(0, b"init")},
@@ -206,11 +206,9 @@ class AsyncViewsTest(ViewsTestCase):
                     "return [before, bytes(v), type(answer).__name__, answer]", {"v": shm.put(0, b"first")}, **VIEWS))
                 call_id, _, _ = runner.host_call("f")
                 # the host rewrites the range while the request runs (it never does: this shows
-                # that the view is the area, not a copy), and answers with an ext 6, which is a
-                # response, not a memoryview request: bytes
+                # that the view is the area, not a copy); its answer is bytes
                 shm.put(0, b"SECOND")
-                answer_ref = shm.put(4096, b"answer")
-                send_shared(runner, "host_call", {"ok": answer_ref}, kind=1, request_id=call_id)
+                send_shared(runner, "host_call", {"ok": b"answer"}, kind=1, request_id=call_id)
                 self.assertEqual(ok(runner.response(rid)), [b"first", b"SECON", "bytes", b"answer"])
                 self.assertEqual(self.kept_states(runner), ["released"])
 

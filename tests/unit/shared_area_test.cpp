@@ -197,4 +197,14 @@ TEST(shared_frames, a_user_made_shared_reference_is_refused) {
   EXPECT_FALSE(arg::from_msgpack("\x91" + ref));                          // in a list
   EXPECT_FALSE(arg::from_msgpack(std::string("\xc7\x10\x06", 3) + ref.substr(2)));  // as ext 8
   EXPECT_TRUE(arg::from_msgpack(std::string("\xd4\x05\x01", 3)));      // other exts pass
+  // Inside a tuple, a set, or a tuple in a set: the runner decodes those items too.
+  std::string in_tuple = std::string("\xc7\x13\x01\x91", 4) + ref;
+  EXPECT_FALSE(arg::from_msgpack(in_tuple));
+  std::string in_set = std::string("\xc7\x17\x02\x91", 4) + in_tuple;
+  auto nested = arg::from_msgpack(in_set);
+  ASSERT_FALSE(nested);
+  EXPECT_NE(nested.error().message.find("ext type 6"), std::string::npos) << nested.error().message;
+  EXPECT_FALSE(value_from_msgpack(in_tuple));
+  // A tuple of plain items still passes.
+  EXPECT_TRUE(arg::from_msgpack(std::string("\xd5\x01\x91\x07", 4)));
 }
