@@ -14,7 +14,8 @@ What the C extension does not do by itself, and how it is covered here:
 import msgpack
 
 from ._scan import check, may_skip
-from ._shm import shared_view
+from ._ndarray import decode as decode_ndarray, is_ndarray, payload as ndarray_payload
+from ._shm import shared_array, shared_view
 from ._views import discard, pending, settle
 from ._typemap import HostHandle, bigint_from_payload, bigint_payload, encode_fallback, in_native_int_range, to_base
 from ._wire import (
@@ -24,7 +25,9 @@ from ._wire import (
     EXT_FROZENSET,
     EXT_HOST_HANDLE,
     EXT_SET,
+    EXT_NDARRAY,
     EXT_SHARED,
+    EXT_SHARED_NDARRAY,
     EXT_TUPLE,
     InvalidUtf8,
     MAX_DEPTH,
@@ -123,6 +126,8 @@ class CCodec(object):
             return _ExtType(EXT_BIGINT, bigint_payload(obj))
         if t is HostHandle:
             return _ExtType(EXT_HOST_HANDLE, obj.data)
+        if is_ndarray(t):
+            return _ExtType(EXT_NDARRAY, ndarray_payload(obj))
         if t in _NATIVE or t is _ExtType:  # only as an encoder's replacement
             return obj
         try:
@@ -200,6 +205,10 @@ class CCodec(object):
             return frozenset(items)
         if code == EXT_SHARED:  # check() saw a 16-byte payload
             return shared_view(data)
+        if code == EXT_NDARRAY:
+            return decode_ndarray(data)
+        if code == EXT_SHARED_NDARRAY:  # check() saw a 16-byte payload
+            return shared_array(data)
         raise DecodeError("unknown ext type %d" % code)
 
 

@@ -10,6 +10,7 @@ accept/reject decisions.
 import os
 
 from . import _pure, _typemap
+from ._ndarray import is_ndarray, unsupported as unsupported_ndarray
 from ._typemap import HostHandle, to_base, type_name
 from ._views import discard, pending, settle
 from ._wire import DecodeError, EncodeError, MAX_DEPTH, MAX_ELEMENTS
@@ -124,6 +125,9 @@ def _find(obj, path, budget, max_depth, max_elements, fallback=True):
             if found:
                 return found
         return None
+    if is_ndarray(t):
+        why = unsupported_ndarray(obj)
+        return None if why is None else "cannot serialize %s at %s" % (why, path)
     try:
         base = to_base(obj)
     except EncodeError:

@@ -7,7 +7,7 @@ import sys
 from . import _codec, _scan, _views
 from ._errors import error_payload, exception_payload, protocol_error_payload
 from ._startup import EXIT_OK
-from ._wire import KIND_NOTIFICATION, KIND_REQUEST, KIND_RESPONSE, UINT_MAX, InvalidUtf8, ProtocolViolation
+from ._wire import KIND_NOTIFICATION, KIND_REQUEST, KIND_RESPONSE, UINT_MAX, InvalidValue, ProtocolViolation
 
 # One read of the input: the default pipe capacity.  Larger reads are much slower for small
 # frames (glibc serves allocations of 128 KiB and more with mmap: ~7 us per read), so a
@@ -103,8 +103,8 @@ class _Dispatch(object):
         try:
             try:
                 msg = self._codec.unpackb(body)  # DecodeError is a ProtocolViolation
-            except InvalidUtf8 as e:
-                self._on_invalid_utf8(body, e)
+            except InvalidValue as e:  # bad UTF-8, an ndarray it cannot make
+                self._on_invalid_value(body, e)
                 return
         except ProtocolViolation:
             raise
@@ -148,9 +148,10 @@ class _Dispatch(object):
         else:
             raise ProtocolViolation("unknown frame kind %d" % kind)
 
-    def _on_invalid_utf8(self, body, error):
-        """A body that is well-formed except for a str that is not UTF-8: fail only that
-        request (``invalid_argument``), keep serving."""
+    def _on_invalid_value(self, body, error):
+        """A body that is well-formed except for a value the runner cannot make (a str that
+        is not UTF-8, an ndarray without numpy...): fail only that request
+        (``invalid_argument``), keep serving."""
         _scan.check(body, self._codec.max_depth, self._codec.max_elements, True)  # anything else wrong: fatal
         kind, request_id, op = _codec.decode_header(body)
         if not 0 <= request_id <= UINT_MAX:
@@ -158,7 +159,7 @@ class _Dispatch(object):
         if kind == KIND_REQUEST:
             self._request_count += 1
             self._dispatching = request_id
-            self._reply(request_id, op, error_payload("invalid_argument", "UnicodeDecodeError", str(error.error)))
+            self._reply(request_id, op, error_payload("invalid_argument", type(error.error).__name__, str(error.error)))
         elif kind == KIND_NOTIFICATION:
             self._log("ignoring %r notification: %s" % (op, error.error))
         elif kind == KIND_RESPONSE:

@@ -72,7 +72,11 @@ class _FastPath(object):
         finally:
             _REQUEST_reset(token)
         if ok and self._interrupted != request_id and not self._partials:
-            if type(value) is bytes and len(value) >= self._large_min and self._reply_large(request_id, op, value):
+            t = type(value)
+            if t is bytes:
+                if len(value) >= self._large_min and self._reply_large(request_id, op, value):
+                    return
+            elif t.__name__ == "ndarray" and self._reply_array(request_id, op, {"ok": value}, value):
                 return
             self._reply_packed(request_id, op, {"ok": value})
             return
@@ -118,7 +122,11 @@ class _FastPath(object):
         finally:
             _REQUEST_reset(token)
         if ok and self._interrupted != request_id and not self._partials:
-            if type(value) is bytes and len(value) >= self._large_min and self._reply_large(request_id, op, value):
+            t = type(value)
+            if t is bytes:
+                if len(value) >= self._large_min and self._reply_large(request_id, op, value):
+                    return
+            elif t.__name__ == "ndarray" and self._reply_array(request_id, op, {"ok": value}, value):
                 return
             self._reply_packed(request_id, op, {"ok": value})
             return

@@ -14,7 +14,8 @@ import sys
 from array import array
 
 from ._scan import check as _scan_check
-from ._shm import shared_view
+from ._ndarray import decode as decode_ndarray, is_ndarray, payload as ndarray_payload
+from ._shm import shared_array, shared_view
 from ._typemap import HostHandle, bigint_from_payload, bigint_payload, encode_fallback, to_base
 from ._wire import (
     DecodeError,
@@ -23,7 +24,9 @@ from ._wire import (
     EXT_FROZENSET,
     EXT_HOST_HANDLE,
     EXT_SET,
+    EXT_NDARRAY,
     EXT_SHARED,
+    EXT_SHARED_NDARRAY,
     EXT_SHARED_SIZE,
     EXT_TUPLE,
     INT_MIN,
@@ -254,6 +257,9 @@ def _pack_other(obj, t, out, budget, max_elements, fallback=True):
     if t is HostHandle:
         _pack_ext(EXT_HOST_HANDLE, obj.data, out)
         return
+    if is_ndarray(t):
+        _pack_ext(EXT_NDARRAY, ndarray_payload(obj), out)
+        return
     # msgpack.ExtType / msgpack.Timestamp are packed natively by the C extension; do the
     # same here (then validate) so that both codecs agree even on these.
     msgpack = sys.modules.get("msgpack")
@@ -287,7 +293,7 @@ def _check_raw_ext(code, data, budget, max_elements):
         if not data:
             raise EncodeError("empty bigint ext")
         return
-    if code == EXT_HOST_HANDLE:
+    if code == EXT_HOST_HANDLE or code == EXT_NDARRAY:  # the host checks an ndarray's payload
         return
     if code not in (EXT_TUPLE, EXT_SET, EXT_FROZENSET):
         raise EncodeError("ext type %d is not allowed" % code)
@@ -486,6 +492,12 @@ def _unpack_ext(data, pos, end, b, budget, max_elements):
         if n != EXT_SHARED_SIZE:
             raise DecodeError("shared bytes ext of %d bytes (not 16) at offset %d" % (n, pos))
         return shared_view(data[p:q]), q
+    if code == EXT_NDARRAY:
+        return decode_ndarray(data[p:q]), q
+    if code == EXT_SHARED_NDARRAY:
+        if n != EXT_SHARED_SIZE:
+            raise DecodeError("shared ndarray ext of %d bytes (not 16) at offset %d" % (n, pos))
+        return shared_array(data[p:q]), q
     if code != EXT_TUPLE and code != EXT_SET and code != EXT_FROZENSET:
         raise DecodeError("unknown ext type %d at offset %d" % (code, pos))
     if p >= q:

@@ -5,6 +5,7 @@ from . import _codec
 from ._options import _NO_LIMIT
 from ._errors import error_payload, shrink, unserializable_payload
 from ._framing import frame_header
+from ._ndarray import is_ndarray, parts as ndarray_parts
 from ._views import held as _held, release
 from ._wire import KIND_RESPONSE, EncodeError
 
@@ -47,6 +48,8 @@ class _Replies(object):
                     return  # with captured output: shared memory or the packed way
             elif (t is bytearray or t is memoryview) and self._reply_binary(request_id, op, payload, value):
                 return
+            elif t.__name__ == "ndarray" and self._reply_array(request_id, op, payload, value):
+                return
         self._reply_packed(request_id, op, payload)
 
     def _reply_releasing(self, request_id, op, payload):
@@ -79,6 +82,18 @@ class _Replies(object):
                 return False
         return len(value) >= self._shm_min and self._reply_shared(request_id, op, payload, value)
 
+    def _reply_array(self, request_id, op, payload, value):
+        """Queue ``payload`` with its ``ok`` ``value`` (a numpy array, ``_ndarray``) through
+        shared memory when it has at least the --shm-threshold bytes; False when it does not
+        go that way (the packed way sends it as an ext 7, or says why it cannot)."""
+        if self._shm_min == _NO_LIMIT or not is_ndarray(type(value)) or value.nbytes < self._shm_min:
+            return False
+        try:
+            head, data = ndarray_parts(value)
+        except EncodeError:
+            return False
+        return self._reply_shared(request_id, op, payload, data, head)
+
     def _reply_large(self, request_id, op, value):
         """Queue ``{"ok": value}`` for bytes of at least ``_large_min``: through shared memory
         (at least the --shm-threshold, ``_shm``) or spliced (SPLICE_MIN); False: neither
@@ -110,6 +125,8 @@ class _Replies(object):
                 if (type(value) is bytearray or type(value) is memoryview) and self._reply_binary(
                     request_id, op, payload, value
                 ):
+                    return
+                if type(value).__name__ == "ndarray" and self._reply_array(request_id, op, payload, value):
                     return
             if body is None or len(body) > self._max_frame_bytes:
                 body = self._fallback_reply(request_id, op, payload, body)

@@ -11,9 +11,10 @@ enforces inline, so both codecs accept and reject the same inputs:
   tuple/set/frozenset ext (its payload array *is* that level); empty containers count;
 * a declared element count must be <= max_elements and must fit in the bytes left in the
   enclosing frame or ext payload (an array element needs >= 1 byte, a map entry >= 2);
-* ext types are 1..5 only; ext 1..3 carry exactly one array filling the whole payload;
-  ext 4 (bigint) has a non-empty payload; ext 5 (host handle) any payload.  Ext 6 (shared
-  bytes, ``_shm``) only where ``shared`` is true (frames from the host), with a payload of
+* ext types are 1..5 and 7 only; ext 1..3 carry exactly one array filling the whole payload;
+  ext 4 (bigint) has a non-empty payload; ext 5 (host handle) and 7 (ndarray: ``_ndarray``
+  checks it when it decodes it) any payload.  Ext 6 and 8 (shared bytes and ndarray,
+  ``_shm``) only where ``shared`` is true (frames from the host), with a payload of
   exactly 16 bytes; whether it lies inside the area is checked when it is decoded.
 
 UTF-8 validity and hashability of map keys / set items are left to the decoders, which
@@ -28,7 +29,9 @@ from ._wire import (
     EXT_FROZENSET,
     EXT_HOST_HANDLE,
     EXT_SET,
+    EXT_NDARRAY,
     EXT_SHARED,
+    EXT_SHARED_NDARRAY,
     EXT_SHARED_SIZE,
     EXT_TUPLE,
     MAX_DEPTH,
@@ -228,9 +231,14 @@ def check(data, max_depth=MAX_DEPTH, max_elements=MAX_ELEMENTS, shared=False):
                     pos = q
                     left -= 1
                     continue
-                if code == EXT_SHARED and shared:
+                if (code == EXT_SHARED or code == EXT_SHARED_NDARRAY) and shared:
                     if length != EXT_SHARED_SIZE:
-                        raise DecodeError("shared bytes ext of %d bytes (not 16) at offset %d" % (length, pos))
+                        raise DecodeError("shared %s ext of %d bytes (not 16) at offset %d"
+                                          % ("bytes" if code == EXT_SHARED else "ndarray", length, pos))
+                    pos = q
+                    left -= 1
+                    continue
+                if code == EXT_NDARRAY:  # its decoder checks the payload
                     pos = q
                     left -= 1
                     continue

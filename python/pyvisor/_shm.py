@@ -26,14 +26,16 @@ import os
 import struct
 
 from ._framing import frame_header
+from ._ndarray import decode as decode_ndarray
 from ._views import pending
-from ._wire import EXT_SHARED, EXT_SHARED_SIZE, KIND_RESPONSE, DecodeError, EncodeError
+from ._wire import EXT_NDARRAY, EXT_SHARED, EXT_SHARED_NDARRAY, EXT_SHARED_SIZE, KIND_RESPONSE, DecodeError, EncodeError
 
-__all__ = ["PAGE", "Outbound", "shared_view", "setup", "shared_range", "_SharedReplies"]
+__all__ = ["PAGE", "Outbound", "shared_view", "shared_array", "setup", "shared_range", "_SharedReplies"]
 
 PAGE = 4096  # allocation unit and alignment of runner -> host ranges
 _RANGE = struct.Struct(">QQ")
 _EXT_HEADER = bytes((0xD8, EXT_SHARED))
+_ARRAY_HEADER = bytes((0xD8, EXT_SHARED_NDARRAY))
 
 # A read-only memoryview of the host -> runner area of this process and its size; None:
 # shm off.  Module state rather than codec state: both codecs' decoders reach it from their
@@ -61,6 +63,23 @@ def shared_view(payload):
     view = area[offset : offset + length]
     pending.append(view)
     return view
+
+
+def shared_array(payload):
+    """The array of an ext 8 (an ext 7 payload at (offset, length) of the host -> runner
+    area), copied out of the area (``_ndarray.decode``) and listed in ``_views.pending`` for
+    the placement check; DecodeError like ``shared_view``, InvalidValue like ``decode``."""
+    view = shared_view(payload)
+    pending.pop()
+    try:
+        array = decode_ndarray(view)
+    finally:
+        try:
+            view.release()
+        except BufferError:  # cannot happen: decode's temporary array is gone
+            pass
+    pending.append(array)
+    return array
 
 
 def shared_range(offset, length):
@@ -174,6 +193,11 @@ def _map(mmap, fd, size, prot, offset):
         return mmap.mmap(fd, size, mmap.MAP_SHARED, prot, offset=offset)
 
 
+def _ext_size(n):
+    # Bytes of an ext of n bytes encoded inline (header + type + payload; n > 16).
+    return n + (3 if n < 0x100 else 4 if n < 0x10000 else 6)
+
+
 def _bin_size(n):
     # Bytes of a bin of n bytes encoded inline (header + content).
     return n + (2 if n < 0x100 else 3 if n < 0x10000 else 5)
@@ -182,10 +206,15 @@ def _bin_size(n):
 class _SharedReplies(object):
     """Runner methods: replies through the runner -> host area, and ``shm_free``."""
 
-    def _reply_shared(self, request_id, op, payload, value):
+    def _reply_shared(self, request_id, op, payload, value, head=None):
         """Queue ``payload`` (``{"ok": value}``, maybe with captured output) with ``value``
         in the runner -> host area; False when it is not sent that way (no room, or an
-        inline reply above max_frame_bytes: the usual path answers as without shm)."""
+        inline reply above max_frame_bytes: the usual path answers as without shm).
+        With ``head`` (an ndarray's header and padding, ``_ndarray.parts``), ``head +
+        value`` is an ext 7 payload, sent as ext 8: the range holds the type byte 7 and then
+        the payload, so the data is 64-byte aligned in the host's mapping."""
+        if head is not None:
+            return self._reply_shared_array(request_id, op, payload, head, value)
         n = len(value)
         if len(payload) == 1:
             rest = {"ok": None}
@@ -204,6 +233,30 @@ class _SharedReplies(object):
             return False
         shm.area[offset : offset + n] = value
         body = head[:-1] + _EXT_HEADER + _RANGE.pack(offset, n)
+        self._out.send(frame_header(len(body)), body)
+        self._shm_out += 1
+        return True
+
+    def _reply_shared_array(self, request_id, op, payload, head, data):
+        n = len(head) + len(data)
+        rest = {key: item for key, item in payload.items() if key != "ok"}
+        rest["ok"] = None  # last: its nil is the last byte of the body
+        try:
+            body_head = self._codec.packb([KIND_RESPONSE, request_id, op, rest])
+        except EncodeError:
+            return False
+        if body_head[-1:] != b"\xc0" or len(body_head) - 1 + _ext_size(n) > self._max_frame_bytes:
+            return False
+        shm = self._shm
+        offset = shm.allocate(n + 1)
+        if offset is None:
+            return False
+        area = shm.area
+        area[offset] = EXT_NDARRAY
+        at = offset + 1 + len(head)
+        area[offset + 1 : at] = head
+        area[at : at + len(data)] = data
+        body = body_head[:-1] + _ARRAY_HEADER + _RANGE.pack(offset + 1, n)
         self._out.send(frame_header(len(body)), body)
         self._shm_out += 1
         return True

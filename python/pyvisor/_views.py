@@ -26,7 +26,8 @@ from ._wire import DecodeError
 
 __all__ = ["pending", "held", "settle", "discard", "as_memoryviews", "release"]
 
-# Views of the host -> runner area decoded from the frame being decoded (both codecs).
+# Views of the host -> runner area decoded from the frame being decoded (both codecs), and
+# the arrays of its ext 8 (copied out of the area already: only their place is checked).
 pending = []
 # Bytes of the area views the last settled frame had (the busy limits count them as if they
 # had come inline); the dispatcher takes it.
@@ -44,10 +45,11 @@ def settle(msg):
     views = pending[:]
     del pending[:]
     if not _in_slots(msg, views):
-        for view in views:
-            view.release()
-        raise DecodeError("shared bytes (ext 6) outside a request's vars, args or kwargs")
+        _release_views(views)
+        raise DecodeError("shared bytes (ext 6 or 8) outside a request's vars, args or kwargs")
     shared_size = sum(view.nbytes for view in views)
+    if any(type(view) is not memoryview for view in views):  # arrays of ext 8 (copies already)
+        views = [view for view in views if type(view) is memoryview]
     if (
         type(msg) is list
         and len(msg) == 4
@@ -68,7 +70,7 @@ def settle(msg):
 
 
 def _in_slots(msg, views):
-    # The host puts ext 6 only as a request's vars / kwargs value or args item: one anywhere
+    # The host puts ext 6 and 8 only as a request's vars / kwargs value or args item: one anywhere
     # else was not made by the host's encoder (a forged reference), and is refused.
     if type(msg) is not list or len(msg) != 4 or msg[0] != 0 or type(msg[3]) is not dict:
         return False
@@ -88,8 +90,13 @@ def discard():
     """Release the pending views of a frame that failed to decode."""
     views = pending[:]
     del pending[:]
-    for view in views:
-        view.release()
+    _release_views(views)
+
+
+def _release_views(items):
+    for item in items:
+        if type(item) is memoryview:
+            item.release()
 
 
 def _copied(obj):

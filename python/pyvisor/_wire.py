@@ -14,6 +14,8 @@ __all__ = [
     "EXT_BIGINT",
     "EXT_HOST_HANDLE",
     "EXT_SHARED",
+    "EXT_NDARRAY",
+    "EXT_SHARED_NDARRAY",
     "MAX_DEPTH",
     "MAX_ELEMENTS",
     "DEFAULT_MAX_FRAME_BYTES",
@@ -22,6 +24,7 @@ __all__ = [
     "ProtocolViolation",
     "FrameTooLarge",
     "DecodeError",
+    "InvalidValue",
     "InvalidUtf8",
     "EncodeError",
 ]
@@ -41,6 +44,8 @@ EXT_BIGINT = 4
 EXT_HOST_HANDLE = 5  # opaque host value: any payload, given back byte for byte
 EXT_SHARED = 6  # bytes in a shared memory area: offset u64 + length u64 (see _shm)
 EXT_SHARED_SIZE = 16
+EXT_NDARRAY = 7  # a numpy array: [dtype, shape, strides] header, padding, data (see _ndarray)
+EXT_SHARED_NDARRAY = 8  # an ext 7 payload in a shared memory area: offset + length like ext 6
 
 # Limits checked before anything is allocated.  The body array itself is depth 1; a
 # tuple/set/frozenset counts as one level (its ext payload array *is* that level).
@@ -65,16 +70,21 @@ class DecodeError(ProtocolViolation):
     """A frame body that is not exactly one well-formed msgpack value within the limits."""
 
 
-class InvalidUtf8(DecodeError):
-    """A str that is not valid UTF-8, in an otherwise decodable body.
+class InvalidValue(DecodeError):
+    """A value the runner cannot make, in an otherwise decodable body: a str that is not
+    UTF-8 (``InvalidUtf8``), an ndarray without numpy or with a malformed header.
 
     Not fatal for the runner: the request it came in fails with ``invalid_argument``.
-    ``error`` is the UnicodeDecodeError.
+    ``error`` is the exception that says why (its type name goes into the reply).
     """
 
     def __init__(self, error):
         DecodeError.__init__(self, "%s: %s" % (type(error).__name__, error))
         self.error = error
+
+
+class InvalidUtf8(InvalidValue):
+    """A str that is not valid UTF-8 (``error`` is the UnicodeDecodeError)."""
 
 
 class EncodeError(Exception):
