@@ -10,8 +10,10 @@
 // payload: MB/s = 2 * N / p50 round-trip time / 10^6. max_frame_bytes is raised to
 // --max-frame (default 256 MiB) so 64 MiB payloads fit. Prints one JSON object; keys per size
 // carry a label suffix (`mb_s_1mib`, `p50_ms_64mib`, ...). Sizes above 8 MiB are also measured
-// with eval_options::bytes_as_memoryview (`view_*`) and on a second interpreter without shared
-// memory (`pipe_*`: shared_memory_threshold = 0).
+// with eval_options::bytes_as_memoryview (`view_*`), on a second interpreter without shared
+// memory (`pipe_*`: shared_memory_threshold = 0), and, when the interpreter has numpy, as a
+// float64 numpy array of the same size (`ndarray_*`: `return a`, the host sending and reading
+// a pyvisor::ndarray_view<double>).
 
 #include <cstdio>
 #include <cstring>
@@ -20,6 +22,7 @@
 #include <vector>
 
 #include "bench_common.hpp"
+#include "pyvisor/ndarray.hpp"
 
 namespace {
 
@@ -79,6 +82,40 @@ bool check(const pyvisor::expected<pyvisor::value>& r, const std::vector<char>& 
   return true;
 }
 
+// Whether the reply is the float64 array `xs` (one dimension).
+bool check_array(const pyvisor::expected<pyvisor::value>& r, const std::vector<double>& xs,
+                 long long i) {
+  if (!r) {
+    std::fprintf(stderr, "%s: ndarray round trip #%lld failed: %s\n", prog, i,
+                 r.error().to_string().c_str());
+    return false;
+  }
+  auto a = pyvisor::ndarray_view<double>::from(*r);
+  if (!a || a->shape() != std::vector<std::size_t>{xs.size()} ||
+      std::memcmp(a->data(), xs.data(), xs.size() * sizeof(double)) != 0) {
+    std::fprintf(stderr, "%s: ndarray round trip #%lld returned another array%s%s\n", prog, i,
+                 a ? "" : ": ", a ? "" : a.error().to_string().c_str());
+    return false;
+  }
+  return true;
+}
+
+/// Round trips of a float64 array of `xs` through `py`; false after a failed one.
+bool measure_array(pyvisor::interpreter& py, const std::vector<double>& xs, long long iters,
+                   long long warmup, std::vector<double>& samples) {
+  samples.assign(static_cast<std::size_t>(iters), 0);
+  for (long long k = -warmup; k < iters; ++k) {
+    const auto t0 = clock_type::now();
+    auto r = py.eval("return a", {{"a", pyvisor::ndarray_view<double>(xs.data(), {xs.size()})}});
+    const auto t1 = clock_type::now();
+    if (!check_array(r, xs, k + warmup))
+      return false;
+    if (k >= 0)
+      samples[static_cast<std::size_t>(k)] = us_since(t0, t1);
+  }
+  return true;
+}
+
 /// Round trips of `payload` through `py` (timed from packing the argument to the reply);
 /// false after a failed one.
 bool measure(pyvisor::interpreter& py, const std::vector<char>& payload, long long iters,
@@ -120,6 +157,11 @@ int run(const options& o) {
   auto pipe_spawned = spawn(prog, rt, pipe_io);
   if (!pipe_spawned)
     return 1;
+
+  auto numpy_check = py.eval("import importlib.util\nreturn importlib.util.find_spec('numpy') is not None");
+  const bool has_numpy = numpy_check && numpy_check->as<bool>();
+  if (!has_numpy)
+    std::fprintf(stderr, "%s: no numpy in the interpreter: no ndarray_* figures\n", prog);
 
   json_object j;
   describe(j, "bulk", o.c, io, py);
@@ -167,6 +209,17 @@ int run(const options& o) {
       return 1;
     const auto p = summarize(samples);
     j.num("pipe_p50_ms_" + label, p.p50 / 1e3).num("pipe_mb_s_" + label, mb_s(p.p50), 1);
+    // A float64 numpy array of the same size (ext 7 through shared memory), when the
+    // interpreter has numpy.
+    if (has_numpy) {
+      std::vector<double> xs(static_cast<std::size_t>(n) / sizeof(double));
+      for (std::size_t i = 0; i < xs.size(); ++i)
+        xs[i] = static_cast<double>(i) * 0.5;
+      if (!measure_array(py, xs, iters, warmup, samples))
+        return 1;
+      const auto a = summarize(samples);
+      j.num("ndarray_p50_ms_" + label, a.p50 / 1e3).num("ndarray_mb_s_" + label, mb_s(a.p50), 1);
+    }
   }
   j.raw("sizes", labels + "]");
   if (!stop(prog, py) || !stop(prog, *pipe_spawned))

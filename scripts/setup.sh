@@ -21,6 +21,7 @@ packages=(
   libbenchmark-dev                 # Google Benchmark 1.7
   python3 python3-msgpack          # /usr/bin/python3 with the msgpack C extension
   python3-execnet                  # execnet for the pool benchmark's baseline (bench/execnet_baseline.py)
+  python3-numpy                    # ndarrays (ext 7): the tests and the 64 MiB float64 benchmark
   util-linux procps                # taskset (bench pinning), ps/pgrep (leak audits)
   dpkg-dev file                    # the .deb's dependencies (dpkg-shlibdeps) and its test
   openssl                          # the gateway TLS test makes its certificate

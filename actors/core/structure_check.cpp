@@ -113,8 +113,8 @@ std::optional<std::string> check_structure(std::string_view body, const limits& 
       // An ext's type byte is the first of what is skipped.
       bool ext = (t >= 0xd4 && t <= 0xd8) || (t >= 0xc7 && t <= 0xc9);
       if (ext && lim.refuse_shared_refs && skip > 0) {
-        if (p[pos] == 6)
-          return "ext type 6 at byte " + std::to_string(pos) +
+        if (p[pos] == 6 || p[pos] == 8)
+          return "ext type " + std::to_string(p[pos]) + " at byte " + std::to_string(pos) +
                  " (a shared-memory reference: only the runtime makes those)";
         if (p[pos] >= 1 && p[pos] <= 3) {
           // A tuple's or set's items are msgpack too, and the runner decodes them: look

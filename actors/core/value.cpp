@@ -172,6 +172,7 @@ const char* value::type_name() const noexcept {
         case 2: return "set";
         case 3: return "frozenset";
         case 4: return "bigint";
+        case 7: return "ndarray";
         default: return "ext";
       }
   }

@@ -119,7 +119,9 @@ bool session::on_frame(std::string_view body, std::shared_ptr<const char[]> owne
   using protocol::kind;
   if (m.kind == kind::response) {
     auto ok = const_cast<msgpack::object*>(protocol::map_get(m.payload, "ok"));
-    if (ok != nullptr && ok->type == msgpack::type::EXT && ok->via.ext.type() == protocol::ext_shared_bytes) {
+    if (ok != nullptr && ok->type == msgpack::type::EXT &&
+        (ok->via.ext.type() == protocol::ext_shared_bytes ||
+         ok->via.ext.type() == protocol::ext_shared_ndarray)) {
       auto bad = shm_on_
                    ? area_->resolve(m, *ok, body.size(), cfg_.limits.max_frame_bytes,
                                     cfg_.shm_copy)

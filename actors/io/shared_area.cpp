@@ -67,7 +67,9 @@ bool shared_area::place(std::uint64_t id, protocol::frame_out& f) {
   {
     std::lock_guard<std::mutex> g{mu_};
     for (const auto& s : f.slots) {
-      auto at = to_runner_.take(s.enc->size() - s.payload_at());
+      // An ndarray's range starts with its type byte: the data is then as aligned there as
+      // in the runner's replies (docs/protocol.md, "ndarray").
+      auto at = to_runner_.take(s.enc->size() - s.payload_at() + (s.ndarray() ? 1 : 0));
       if (!at) {
         for (auto t : taken)
           to_runner_.give(t);
@@ -82,8 +84,12 @@ bool shared_area::place(std::uint64_t id, protocol::frame_out& f) {
   for (std::size_t i = 0; i < f.slots.size(); ++i) {
     const auto& s = f.slots[i];
     auto n = s.enc->size() - s.payload_at();
-    std::memcpy(base_ + taken[i], s.enc->data() + s.payload_at(), n);
-    protocol::put_shared_ref(f.bytes.data() + s.at, taken[i], n);
+    auto at = taken[i];
+    if (s.ndarray())
+      base_[at++] = protocol::ext_ndarray;
+    std::memcpy(base_ + at, s.enc->data() + s.payload_at(), n);
+    protocol::put_shared_ref(f.bytes.data() + s.at, at, n,
+                             s.ndarray() ? protocol::ext_shared_ndarray : protocol::ext_shared_bytes);
   }
   f.slots.clear();
   placed_.fetch_add(taken.size(), std::memory_order_relaxed);
@@ -120,24 +126,47 @@ std::optional<std::string> shared_area::resolve(protocol::message& m, msgpack::o
     return "a shared-memory reference outside the runner's area (offset " +
            std::to_string(offset) + ", length " + std::to_string(length) + ", area " +
            std::to_string(bytes_) + ")";
-  // The limit means what it means on the pipe: the reply with the reference replaced by a bin.
-  std::uint64_t bin_head = length < 256 ? 2 : length < 65536 ? 3 : 5;
-  std::uint64_t inline_size = body_size - protocol::shared_ref_size + bin_head + length;
+  // An ext 8 (ndarray) points past the type byte 7 at the start of its range.
+  const bool array = ok.via.ext.type() == protocol::ext_shared_ndarray;
+  const char* at = base_ + bytes_ + offset;
+  if (array && (offset % page != 1 || at[-1] != protocol::ext_ndarray))
+    return "a shared ndarray at offset " + std::to_string(offset) +
+           " that does not follow a type byte 7 at the start of a page";
+  const std::uint64_t range = array ? offset - 1 : offset;
+  // The limit means what it means on the pipe: the reply with the reference replaced by the
+  // bin or the ext 7 it stands for.
+  std::uint64_t head = array ? (length < 256 ? 3 : length < 65536 ? 4 : 6)
+                             : (length < 256 ? 2 : length < 65536 ? 3 : 5);
+  std::uint64_t inline_size = body_size - protocol::shared_ref_size + head + length;
   if (inline_size > max_frame)
     return "a reply of " + std::to_string(inline_size) +
            " bytes through shared memory, above max_frame_bytes (" + std::to_string(max_frame) +
            ")";
-  const char* at = base_ + bytes_ + offset;
-  ok.type = msgpack::type::BIN;
-  ok.via.bin.size = static_cast<std::uint32_t>(length);
-  if (copy) {
-    auto* mine = static_cast<char*>(m.zone->allocate_align(length == 0 ? 1 : length, 1));
-    std::memcpy(mine, at, length);
-    ok.via.bin.ptr = mine;
-    let_go(offset, length);
+  if (array) {
+    ok.via.ext.size = static_cast<std::uint32_t>(length);  // type EXT already
   } else {
-    ok.via.bin.ptr = at;
-    m.lease = std::make_shared<lease>(shared_from_this(), offset, length);
+    ok.type = msgpack::type::BIN;
+    ok.via.bin.size = static_cast<std::uint32_t>(length);
+  }
+  if (copy) {
+    // An ndarray's copy keeps the layout of the range (type byte, then the payload), so its
+    // data stays 64-byte aligned.
+    auto* mine = static_cast<char*>(
+        m.zone->allocate_align(length + (array ? 1 : 0) + 1, array ? 64 : 1));
+    if (array)
+      *mine++ = protocol::ext_ndarray;
+    std::memcpy(mine, at, length);
+    if (array)
+      ok.via.ext.ptr = mine - 1;
+    else
+      ok.via.bin.ptr = mine;
+    let_go(range, length + (array ? 1 : 0));
+  } else {
+    if (array)
+      ok.via.ext.ptr = at - 1;
+    else
+      ok.via.bin.ptr = at;
+    m.lease = std::make_shared<lease>(shared_from_this(), range, length + (array ? 1 : 0));
   }
   m.shared = true;
   resolved_.fetch_add(1, std::memory_order_relaxed);

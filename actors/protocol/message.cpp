@@ -23,40 +23,52 @@ frame_out frame_builder::finish_out() && {
 
 namespace {
 
-/// The size of the bin header at the start of `enc` (0: not a bin).
-std::size_t bin_header(const std::string& enc) noexcept {
-  if (enc.empty())
+/// The size of the header (with an ext's type byte) at the start of `enc` when it is a bin
+/// or an ext 7 (ndarray); 0 for anything else.
+std::size_t slot_header(const std::string& enc) noexcept {
+  if (enc.size() < 6)
     return 0;
+  std::size_t head = 0;
   switch (static_cast<unsigned char>(enc[0])) {
     case 0xc4: return 2;
     case 0xc5: return 3;
     case 0xc6: return 5;
+    case 0xc7: head = 3; break;
+    case 0xc8: head = 4; break;
+    case 0xc9: head = 6; break;
     default: return 0;
   }
+  return enc[head - 1] == ext_ndarray ? head : 0;
 }
 
 } // namespace
 
 void frame_builder::argument(const arg& a) {
   const auto& shared = a.shared_bytes();
-  std::size_t head = shared ? bin_header(*shared) : 0;
+  std::size_t head = shared ? slot_header(*shared) : 0;
   if (slot_min_ == 0 || head == 0 || shared->size() - head < slot_min_) {
     buf_.append(a.bytes());
     return;
   }
   slots_.push_back(shared_slot{buf_.size(), shared});
   char ref[shared_ref_size];
-  put_shared_ref(ref, 0, shared->size() - head);
+  put_shared_ref(ref, 0, shared->size() - head,
+                 slots_.back().ndarray() ? ext_shared_ndarray : ext_shared_bytes);
   buf_.append(ref, sizeof ref);
 }
 
 std::size_t shared_slot::payload_at() const noexcept {
-  return bin_header(*enc);
+  return slot_header(*enc);
 }
 
-void put_shared_ref(char* out, std::uint64_t offset, std::uint64_t length) noexcept {
+bool shared_slot::ndarray() const noexcept {
+  auto c = static_cast<unsigned char>((*enc)[0]);
+  return c >= 0xc7 && c <= 0xc9;
+}
+
+void put_shared_ref(char* out, std::uint64_t offset, std::uint64_t length, std::int8_t type) noexcept {
   out[0] = static_cast<char>(0xd8);
-  out[1] = static_cast<char>(ext_shared_bytes);
+  out[1] = static_cast<char>(type);
   for (int i = 0; i < 8; ++i) {
     out[2 + i] = static_cast<char>(offset >> (56 - 8 * i));
     out[10 + i] = static_cast<char>(length >> (56 - 8 * i));
@@ -64,7 +76,8 @@ void put_shared_ref(char* out, std::uint64_t offset, std::uint64_t length) noexc
 }
 
 bool get_shared_ref(const msgpack::object& o, std::uint64_t& offset, std::uint64_t& length) noexcept {
-  if (o.type != msgpack::type::EXT || o.via.ext.type() != ext_shared_bytes || o.via.ext.size != 16)
+  if (o.type != msgpack::type::EXT || o.via.ext.size != 16 ||
+      (o.via.ext.type() != ext_shared_bytes && o.via.ext.type() != ext_shared_ndarray))
     return false;
   const auto* p = reinterpret_cast<const unsigned char*>(o.via.ext.data());
   offset = length = 0;

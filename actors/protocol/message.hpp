@@ -49,22 +49,31 @@ std::variant<message, std::string> decode(std::string_view body, const limits& l
 
 /// Ext type 6: bytes in the shared memory of the frame's direction, as (offset, length).
 inline constexpr std::int8_t ext_shared_bytes = 6;
-/// Its encoding: fixext 16 (0xd8 0x06), then offset and length as big-endian u64.
+/// Ext type 7: a numpy array (pyvisor/ndarray.hpp).
+inline constexpr std::int8_t ext_ndarray = 7;
+/// Ext type 8: an ext 7 payload in the shared memory of the frame's direction, as (offset,
+/// length); the byte before it is the type byte 7, so it reads as an ext 7 in place.
+inline constexpr std::int8_t ext_shared_ndarray = 8;
+/// Their encoding: fixext 16 (0xd8, the type), then offset and length as big-endian u64.
 inline constexpr std::size_t shared_ref_size = 18;
 
-/// Writes the ext 6 reference (offset, length) at `out` (shared_ref_size bytes).
-void put_shared_ref(char* out, std::uint64_t offset, std::uint64_t length) noexcept;
+/// Writes the ext 6 (or 8) reference (offset, length) at `out` (shared_ref_size bytes).
+void put_shared_ref(char* out, std::uint64_t offset, std::uint64_t length,
+                    std::int8_t type = ext_shared_bytes) noexcept;
 
-/// Whether `o` is an ext 6 reference; if so sets `offset` and `length`.
+/// Whether `o` is an ext 6 or 8 reference; if so sets `offset` and `length`.
 bool get_shared_ref(const msgpack::object& o, std::uint64_t& offset, std::uint64_t& length) noexcept;
 
-/// An argument whose bytes may travel in shared memory: the frame holds an ext 6 reference at
-/// `at` (its offset still 0), `enc` the argument's encoding (a bin of at least the threshold).
+/// An argument whose bytes may travel in shared memory: the frame holds an ext 6 (or 8)
+/// reference at `at` (its offset still 0), `enc` the argument's encoding (a bin, or an ext 7,
+/// of at least the threshold).
 struct shared_slot {
   std::size_t at = 0;
   std::shared_ptr<const std::string> enc;
-  /// Where the bin's payload starts in `enc` (after its header).
+  /// Where the payload starts in `enc` (after its header and, for an ext, its type byte).
   std::size_t payload_at() const noexcept;
+  /// Whether `enc` is an ndarray (ext 7, referenced as ext 8) rather than a bin (ext 6).
+  bool ndarray() const noexcept;
 };
 
 /// A request frame on its way: its bytes, and the arguments that may go by shared memory.

@@ -6,6 +6,7 @@
 #include "pyvisor/expected.hpp"
 #include "pyvisor/host_function.hpp"
 #include "pyvisor/types.hpp"
+#include "pyvisor/ndarray.hpp"
 #include "pyvisor/interpreter.hpp"
 #include "pyvisor/interpreter_options.hpp"
 #include "pyvisor/log_record.hpp"

@@ -9,6 +9,7 @@
 /// | `pyvisor::frozenset<T>`     | ext 3         | frozenset         |
 /// | `pyvisor::bigint`           | int or ext 4  | int of any size   |
 /// | `pyvisor::host_handle`      | ext 5         | pyvisor.HostHandle (opaque, returns identical) |
+/// | `pyvisor::ndarray_view<T>`  | ext 7         | numpy.ndarray (pyvisor/ndarray.hpp) |
 ///
 /// Converting *from* a value, tuples, sets and frozensets also convert to std containers
 /// (`std::vector`, `std::tuple`, `std::set`): pyvisor::value expands them for msgpack-cxx.
@@ -26,7 +27,14 @@
 namespace pyvisor {
 
 /// Ext type numbers on the wire (docs/protocol.md).
-enum class ext_type : std::int8_t { tuple = 1, set = 2, frozenset = 3, bigint = 4, host_handle = 5 };
+enum class ext_type : std::int8_t {
+  tuple = 1,
+  set = 2,
+  frozenset = 3,
+  bigint = 4,
+  host_handle = 5,
+  ndarray = 7,  ///< a numpy array (pyvisor/ndarray.hpp)
+};
 
 /// A Python tuple: std::tuple on the C++ side, ext 1 on the wire.
 template <class... Ts>

@@ -68,7 +68,7 @@ public:
   }
 
   /// The msgpack type of this value: "nil", "bool", "int", "float", "str", "bin", "array",
-  /// "map", "tuple", "set", "frozenset", "bigint" or "ext".
+  /// "map", "tuple", "set", "frozenset", "bigint", "ndarray" (pyvisor/ndarray.hpp) or "ext".
   const char* type_name() const noexcept;
 
 private:
@@ -82,8 +82,8 @@ std::string to_msgpack(const value& v);
 
 /// A value from bytes holding exactly one msgpack value, checked with the frame limits
 /// (nesting, element counts, declared lengths) before anything is allocated: malformed or
-/// over-limit bytes are errc::invalid_argument naming the problem, and so is ext type 6 (a
-/// shared-memory reference: only the runtime makes those) anywhere, tuples and sets included.
+/// over-limit bytes are errc::invalid_argument naming the problem, and so are ext types 6 and 8
+/// (shared-memory references: only the runtime makes those) anywhere, tuples and sets included.
 expected<value> value_from_msgpack(std::string bytes);
 
 } // namespace pyvisor

@@ -29,8 +29,8 @@ public:
 
   /// An argument from bytes that hold exactly one msgpack value, checked with the same limits
   /// as frames (nesting, element counts, declared lengths); anything else is invalid_argument,
-  /// and so is ext type 6 anywhere in it, tuples and sets included (shared-memory references
-  /// are the runtime's own).
+  /// and so are ext types 6 and 8 anywhere in it, tuples and sets included (shared-memory
+  /// references are the runtime's own).
   static expected<arg> from_msgpack(std::string bytes);
 
   /// A Python list of run-time length and mixed types: `arg::list({1, "a", other_arg})`.

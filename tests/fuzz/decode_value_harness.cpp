@@ -14,6 +14,7 @@
 #include "core/ext_payload.hpp"
 #include "protocol/message.hpp"
 #include "core/structure_check.hpp"
+#include "pyvisor/ndarray.hpp"
 #include "pyvisor/types.hpp"
 #include "pyvisor/value.hpp"
 
@@ -128,6 +129,19 @@ void exercise_all(const value& v) {
   convert<std::map<std::string, pyvisor::bigint>>(v);
   if (auto h = v.to<pyvisor::host_handle>())
     sink += h->bytes.size();
+  // ndarrays: the header parse, and every item a typed view reaches.
+  if (auto hd = pyvisor::ndarray_header_of(v))
+    sink += hd->dtype.size() + hd->shape.size();
+  if (auto a = pyvisor::ndarray_view<std::uint8_t>::from(v)) {
+    auto extent = pyvisor::detail::ndarray_extent(a->shape(), a->strides(), 1);
+    PYVISOR_FUZZ_CHECK(extent.has_value());
+    const auto* bytes = reinterpret_cast<const char*>(a->data());
+    for (std::size_t i = 0; i < *extent; ++i)
+      sink += static_cast<unsigned char>(bytes[i]);
+  }
+  if (auto a = pyvisor::ndarray_view<double>::from(v); a && a->contiguous())
+    for (double x : a->span())
+      sink += x > 0;
   if (auto b = v.to<pyvisor::bigint>()) {
     sink += b->to_string().size();
     (void) b->to_int64();
