@@ -112,20 +112,72 @@ def _bad(why):
     return InvalidValue(ValueError("malformed ndarray (ext 7): " + why))
 
 
+_INT_MAX = (1 << 63) - 1  # numpy's intp: no dimension or stride beyond it
+_UINT_WIDTH = {0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8}
+
+
+def _uints(data, pos):
+    # An array (fixarray or array 16) of at most MAX_DIMS unsigned ints; (list, end).
+    b = data[pos]
+    if 0x90 <= b <= 0x9F:
+        count, pos = b & 0x0F, pos + 1
+    elif b == 0xDC:
+        count, pos = (data[pos + 1] << 8) | data[pos + 2], pos + 3
+    else:
+        raise _bad("shape and strides must be arrays of at most %d non-negative ints" % MAX_DIMS)
+    if count > MAX_DIMS:
+        raise _bad("%d dimensions (at most %d)" % (count, MAX_DIMS))
+    out = []
+    for _ in range(count):
+        b = data[pos]
+        if b <= 0x7F:
+            out.append(b)
+            pos += 1
+            continue
+        width = _UINT_WIDTH.get(b)
+        if width is None:
+            raise _bad("shape and strides must be arrays of at most %d non-negative ints" % MAX_DIMS)
+        value = int.from_bytes(bytes(data[pos + 1 : pos + 1 + width]), "big")
+        if len(data[pos + 1 : pos + 1 + width]) != width or value > _INT_MAX:
+            raise _bad("a dimension or stride above 2^63 - 1")
+        out.append(value)
+        pos += 1 + width
+    return out, pos
+
+
+def header(data):
+    """``(dtype text, shape, strides, end)`` of the header at the start of an ext 7 payload.
+    Only this shape is read: a 3-array of a str and two arrays of unsigned ints, nothing else
+    (no ext inside it: a shared-memory reference there would read the area)."""
+    try:
+        if data[0] != 0x93:
+            raise _bad("the header is not an array [dtype, shape, strides]")
+        b = data[1]
+        if 0xA0 <= b <= 0xBF:
+            length, pos = b & 0x1F, 2
+        elif b == 0xD9:
+            length, pos = data[2], 3
+        else:
+            raise _bad("the header's dtype is not a str")
+        text = bytes(data[pos : pos + length])
+        if len(text) != length:
+            raise _bad("the header is truncated")
+        pos += length
+        shape, pos = _uints(data, pos)
+        strides, pos = _uints(data, pos)
+        return text.decode("ascii"), shape, strides, pos
+    except IndexError:
+        raise _bad("the header is truncated")
+    except UnicodeDecodeError:
+        raise _bad("the dtype is not ASCII")
+
+
 def decode(data):
     """A new C-contiguous, writable array from an ext 7 payload (bytes or a memoryview);
     InvalidValue when numpy is missing or the payload is malformed."""
     np = _numpy()
     n = len(data)
-    try:
-        header, end = _pure._unpack(bytes(data[: min(n, 4096)]), 0, min(n, 4096), 3, 3 * MAX_DIMS)
-    except Exception as e:
-        raise _bad("the header is not a msgpack array [dtype, shape, strides] (%s)" % e)
-    if type(header) is not list or len(header) != 3:
-        raise _bad("the header is not an array [dtype, shape, strides]")
-    dtype_text, shape, strides = header
-    if type(dtype_text) is not str or type(shape) is not list or type(strides) is not list:
-        raise _bad("the header is not an array [dtype, shape, strides]")
+    dtype_text, shape, strides, end = header(data)
     try:
         dtype = np.dtype(dtype_text)
     except Exception:
@@ -134,8 +186,6 @@ def decode(data):
         raise _bad("dtype %r is not one of bool, int, uint, float or complex as numpy writes it" % dtype_text)
     if len(shape) != len(strides) or len(shape) > MAX_DIMS:
         raise _bad("%d dimensions and %d strides (at most %d)" % (len(shape), len(strides), MAX_DIMS))
-    if not all(type(x) is int and x >= 0 for x in shape + strides):
-        raise _bad("shape and strides must be non-negative ints")
     start = head_size(end)
     if start > n or any(data[end:start]):
         raise _bad("the padding after the header is not %d zero bytes" % (start - end))
@@ -148,10 +198,10 @@ def decode(data):
     if elements * dtype.itemsize > extent:  # overlapping or zero strides: the copy would be larger
         raise _bad("shape %s of %d-byte items is more than the %d bytes of data (overlapping strides)"
                    % (shape, dtype.itemsize, extent))
-    if extent == 0:
-        return np.zeros(shape, dtype=dtype)
     try:
+        if extent == 0:
+            return np.zeros(shape, dtype=dtype)
         view = np.ndarray(tuple(shape), dtype=dtype, buffer=data, offset=start, strides=tuple(strides))
         return np.array(view, order="C", copy=True)
-    except (ValueError, TypeError, MemoryError) as e:
+    except (ValueError, TypeError, OverflowError, MemoryError) as e:
         raise _bad("%s: %s" % (type(e).__name__, e))

@@ -27,7 +27,7 @@ import struct
 
 from ._framing import frame_header
 from ._ndarray import decode as decode_ndarray
-from ._views import pending
+from ._views import array_sizes, pending
 from ._wire import EXT_NDARRAY, EXT_SHARED, EXT_SHARED_NDARRAY, EXT_SHARED_SIZE, KIND_RESPONSE, DecodeError, EncodeError
 
 __all__ = ["PAGE", "Outbound", "shared_view", "shared_array", "setup", "shared_range", "_SharedReplies"]
@@ -71,6 +71,7 @@ def shared_array(payload):
     the placement check; DecodeError like ``shared_view``, InvalidValue like ``decode``."""
     view = shared_view(payload)
     pending.pop()
+    size = len(view)
     try:
         array = decode_ndarray(view)
     finally:
@@ -79,6 +80,7 @@ def shared_array(payload):
         except BufferError:  # cannot happen: decode's temporary array is gone
             pass
     pending.append(array)
+    array_sizes[id(array)] = size + 6  # as if inline (an ext 32's header)
     return array
 
 

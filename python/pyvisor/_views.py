@@ -29,6 +29,8 @@ __all__ = ["pending", "held", "settle", "discard", "as_memoryviews", "release"]
 # Views of the host -> runner area decoded from the frame being decoded (both codecs), and
 # the arrays of its ext 8 (copied out of the area already: only their place is checked).
 pending = []
+# id(array) -> the size of its ext 7 payload in the area, for the pending arrays.
+array_sizes = {}
 # Bytes of the area views the last settled frame had (the busy limits count them as if they
 # had come inline); the dispatcher takes it.
 shared_size = 0
@@ -46,10 +48,15 @@ def settle(msg):
     del pending[:]
     if not _in_slots(msg, views):
         _release_views(views)
+        array_sizes.clear()
         raise DecodeError("shared bytes (ext 6 or 8) outside a request's vars, args or kwargs")
-    shared_size = sum(view.nbytes for view in views)
-    if any(type(view) is not memoryview for view in views):  # arrays of ext 8 (copies already)
+    if array_sizes:  # arrays of ext 8 (copies already): their payloads' sizes count
+        shared_size = sum(view.nbytes if type(view) is memoryview else array_sizes.get(id(view), 0)
+                          for view in views)
+        array_sizes.clear()
         views = [view for view in views if type(view) is memoryview]
+    else:
+        shared_size = sum(view.nbytes for view in views)
     if (
         type(msg) is list
         and len(msg) == 4
@@ -90,6 +97,7 @@ def discard():
     """Release the pending views of a frame that failed to decode."""
     views = pending[:]
     del pending[:]
+    array_sizes.clear()
     _release_views(views)
 
 

@@ -113,6 +113,10 @@ class CodecTest(TimedTestCase):
             "shape": self.malformed(["<f8", "x", [8]], bytes(8)),
             "header": b"\x92\xa3<f8\x90",
             "empty": b"",
+            "ext in header": b"\x93\xd8\x06" + bytes(16) + b"\x90\x90" + bytes(40),
+            "ext as a dimension": b"\x93\xa3<f8\x91\xd4\x04\x01\x91\x08" + bytes(60),
+            "dimension above intp": self.malformed(["<f8", [1 << 63], [8]], bytes(8)),
+            "truncated": b"\x93\xa3<f8\x92\x01",
         }
         for what, payload in cases.items():
             with self.subTest(what):
@@ -227,6 +231,34 @@ class RunnerTest(ShmTestCase):
                 self.assertEqual(reply["error"]["code"], "invalid_argument")
                 self.assertEqual(reply["error"]["type"], "ImportError")
                 self.assertEqual(ok(runner.eval("return 1 + 1")), 2)
+
+    def test_a_reference_inside_a_header_reads_nothing_and_huge_empty_arrays_fail_cleanly(self):
+        # A review found both: an ext 6/8 as the header's dtype read the area (another request's
+        # bytes came back in the error), and an empty array with a dimension of 2^63 ended the
+        # runner.  The header parser now takes only [str, [uint...], [uint...]].
+        import msgpack
+
+        for codec in codecs_under_test():
+            with self.subTest(codec=codec):
+                shm = self.shared_file()
+                runner, _ = self.start(codec, shm=shm)
+                runner.codec = ArrayHostCodec()
+                secret = _pure.packb(["s3cr3t-t0ken", [], []])
+                shm.put(3 * 4096, secret)
+                for code in (6, 8):
+                    header = b"\x93" + bytes((0xD8, code)) + _RANGE.pack(3 * 4096, len(secret)) + b"\x90\x90"
+                    payload = header + bytes(_ndarray.head_size(len(header)) - len(header))
+                    reply = runner.eval("return x", {"x": msgpack.ExtType(7, payload)})
+                    self.assertEqual(reply["error"]["code"], "invalid_argument")
+                    self.assertNotIn("s3cr3t", repr(reply))
+                for shape in ([0, 1 << 63], [0, (1 << 63) - 1, 1 << 62], [1 << 64 - 1]):
+                    h = _pure.packb(["<f8", shape, [0] * len(shape)])
+                    bomb = msgpack.ExtType(7, h + bytes(_ndarray.head_size(len(h)) - len(h)))
+                    reply = runner.eval("return x", {"x": bomb})
+                    self.assertEqual(reply["error"]["code"], "invalid_argument", reply)
+                    self.assertIn("malformed ndarray", reply["error"]["message"])
+                self.assertEqual(ok(runner.eval("return 2")), 2)
+                self.assertEqual(ok(runner.call("stats", {}))["shm_in"], 0)
 
     def test_an_ext8_where_the_host_puts_none_is_a_protocol_violation(self):
         for codec in codecs_under_test():
