@@ -50,7 +50,8 @@ bool read_sizes(const msgpack::object& o, std::vector<std::size_t>& out) {
     return false;
   for (std::uint32_t i = 0; i < o.via.array.size; ++i) {
     const auto& x = o.via.array.ptr[i];
-    if (x.type != msgpack::type::POSITIVE_INTEGER)
+    // numpy's intp: nothing above 2^63 - 1
+    if (x.type != msgpack::type::POSITIVE_INTEGER || x.via.u64 > static_cast<std::uint64_t>(INT64_MAX))
       return false;
     out.push_back(static_cast<std::size_t>(x.via.u64));
   }
@@ -114,7 +115,8 @@ expected<ndarray_parts> parse_ndarray(const char* payload, std::size_t n) {
   if (!read_sizes(o.via.array.ptr[1], out.header.shape) ||
       !read_sizes(o.via.array.ptr[2], out.header.strides) ||
       out.header.shape.size() != out.header.strides.size())
-    return bad("shape and strides are not two arrays of at most 32 non-negative ints of the same length");
+    return bad("shape and strides are not two arrays of at most 32 ints in 0 .. 2^63 - 1 of the same "
+               "length");
   std::size_t start = data_start(end);
   if (start > n || std::any_of(payload + end, payload + start, [](char c) { return c != 0; }))
     return bad("the padding after the header is not zero bytes up to offset " + std::to_string(start));

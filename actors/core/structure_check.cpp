@@ -1,5 +1,7 @@
 #include "core/structure_check.hpp"
 
+#include "pyvisor/ndarray.hpp"
+
 #include <cstdint>
 #include <vector>
 
@@ -116,6 +118,13 @@ std::optional<std::string> check_structure(std::string_view body, const limits& 
         if (p[pos] == 6 || p[pos] == 8)
           return "ext type " + std::to_string(p[pos]) + " at byte " + std::to_string(pos) +
                  " (a shared-memory reference: only the runtime makes those)";
+        if (p[pos] == 7) {
+          // An ndarray: its header is checked here too, so a malformed one fails where it
+          // was made (the runner would refuse it anyway).
+          auto parts = detail::parse_ndarray(reinterpret_cast<const char*>(p + pos + 1), skip - 1);
+          if (!parts)
+            return "at byte " + std::to_string(pos) + ": " + parts.error().message;
+        }
         if (p[pos] >= 1 && p[pos] <= 3) {
           // A tuple's or set's items are msgpack too, and the runner decodes them: look
           // inside, one level deeper (so the recursion ends at max_depth).

@@ -15,13 +15,14 @@ constexpr std::uint64_t page = 4096;
 } // namespace
 
 struct shared_area::lease {
-  lease(std::shared_ptr<shared_area> a, std::uint64_t at, std::uint64_t n)
-    : area(std::move(a)), offset(at), length(n) {}
-  ~lease() { area->let_go(offset, length); }
+  lease(std::shared_ptr<shared_area> a, std::uint64_t at, std::uint64_t n, bool own_page)
+    : area(std::move(a)), offset(at), length(n), own_page(own_page) {}
+  ~lease() { area->let_go(offset, length, own_page); }
   lease(const lease&) = delete;
   lease& operator=(const lease&) = delete;
   std::shared_ptr<shared_area> area;
   std::uint64_t offset, length;
+  bool own_page;
 };
 
 expected<std::shared_ptr<shared_area>> shared_area::map(int fd, std::size_t bytes,
@@ -29,22 +30,33 @@ expected<std::shared_ptr<shared_area>> shared_area::map(int fd, std::size_t byte
   void* p = bytes == 0 ? MAP_FAILED
                        : ::mmap(nullptr, 2 * bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   int e = errno;
-  // The mapping keeps the memory; the fd would only outlive the process (values may).
+  // The runner's half once more, copy-on-write: what replies are read from (see resolve).
+  void* q = p == MAP_FAILED ? MAP_FAILED
+                            : ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd,
+                                     static_cast<off_t>(bytes));
+  if (p != MAP_FAILED && q == MAP_FAILED) {
+    e = errno;
+    ::munmap(p, 2 * bytes);
+    p = MAP_FAILED;
+  }
+  // The mappings keep the memory; the fd would only outlive the process (values may).
   ::close(fd);
   if (p == MAP_FAILED)
     return make_error(errc::spawn_failed, std::string{"cannot map the shared memory: "} +
                                             (bytes == 0 ? "empty" : std::strerror(e)));
-  // The runner's half stays writable here only so that trim() may give its pages back
-  // (MADV_REMOVE needs a writable shared mapping); the host never writes to it.
-  return std::shared_ptr<shared_area>(new shared_area(static_cast<char*>(p), bytes, keep));
+  // The shared mapping's runner half stays writable only so that trim() may give its pages
+  // back (MADV_REMOVE needs a writable shared mapping); the host never writes to it.
+  return std::shared_ptr<shared_area>(
+    new shared_area(static_cast<char*>(p), static_cast<char*>(q), bytes, keep));
 }
 
-shared_area::shared_area(char* base, std::size_t bytes, std::size_t keep)
-  : base_(base), bytes_(bytes), keep_((keep + page - 1) / page * page),
+shared_area::shared_area(char* base, char* replies, std::size_t bytes, std::size_t keep)
+  : base_(base), replies_(replies), bytes_(bytes), keep_((keep + page - 1) / page * page),
     to_runner_(bytes, page) {
 }
 
 shared_area::~shared_area() {
+  ::munmap(replies_, bytes_);
   ::munmap(base_, 2 * bytes_);
 }
 
@@ -69,7 +81,7 @@ bool shared_area::place(std::uint64_t id, protocol::frame_out& f) {
     for (const auto& s : f.slots) {
       // An ndarray's range starts with its type byte: the data is then as aligned there as
       // in the runner's replies (docs/protocol.md, "ndarray").
-      auto at = to_runner_.take(s.enc->size() - s.payload_at() + (s.ndarray() ? 1 : 0));
+      auto at = to_runner_.take(s.size + (s.ndarray ? 1 : 0));
       if (!at) {
         for (auto t : taken)
           to_runner_.give(t);
@@ -83,13 +95,13 @@ bool shared_area::place(std::uint64_t id, protocol::frame_out& f) {
   // The copies run outside the lock: the ranges are this request's alone.
   for (std::size_t i = 0; i < f.slots.size(); ++i) {
     const auto& s = f.slots[i];
-    auto n = s.enc->size() - s.payload_at();
+    auto n = s.size;
     auto at = taken[i];
-    if (s.ndarray())
+    if (s.ndarray)
       base_[at++] = protocol::ext_ndarray;
-    std::memcpy(base_ + at, s.enc->data() + s.payload_at(), n);
+    std::memcpy(base_ + at, s.data, n);
     protocol::put_shared_ref(f.bytes.data() + s.at, at, n,
-                             s.ndarray() ? protocol::ext_shared_ndarray : protocol::ext_shared_bytes);
+                             s.ndarray ? protocol::ext_shared_ndarray : protocol::ext_shared_bytes);
   }
   f.slots.clear();
   placed_.fetch_add(taken.size(), std::memory_order_relaxed);
@@ -128,7 +140,7 @@ std::optional<std::string> shared_area::resolve(protocol::message& m, msgpack::o
            std::to_string(bytes_) + ")";
   // An ext 8 (ndarray) points past the type byte 7 at the start of its range.
   const bool array = ok.via.ext.type() == protocol::ext_shared_ndarray;
-  const char* at = base_ + bytes_ + offset;
+  char* at = replies_ + offset;
   if (array && (offset % page != 1 || at[-1] != protocol::ext_ndarray))
     return "a shared ndarray at offset " + std::to_string(offset) +
            " that does not follow a type byte 7 at the start of a page";
@@ -160,20 +172,29 @@ std::optional<std::string> shared_area::resolve(protocol::message& m, msgpack::o
       ok.via.ext.ptr = mine - 1;
     else
       ok.via.bin.ptr = mine;
-    let_go(range, length + (array ? 1 : 0));
+    let_go(range, length + (array ? 1 : 0), false);
+  } else if (array) {
+    // The ext object's type byte, and the header after it, must not change under the host
+    // (the type decides how the value is read): writing the byte gives the host its own copy
+    // of that page (replies_ is copy-on-write), which the runner's writes no longer reach.
+    // The rest of the data stays shared, like a bytes value's. let_go drops the copy.
+    at[-1] = protocol::ext_ndarray;
+    ok.via.ext.ptr = at - 1;
+    m.lease = std::make_shared<lease>(shared_from_this(), range, length + 1, true);
   } else {
-    if (array)
-      ok.via.ext.ptr = at - 1;
-    else
-      ok.via.bin.ptr = at;
-    m.lease = std::make_shared<lease>(shared_from_this(), range, length + (array ? 1 : 0));
+    ok.via.bin.ptr = at;
+    m.lease = std::make_shared<lease>(shared_from_this(), range, length, false);
   }
   m.shared = true;
   resolved_.fetch_add(1, std::memory_order_relaxed);
   return std::nullopt;
 }
 
-void shared_area::let_go(std::uint64_t offset, std::uint64_t length) {
+void shared_area::let_go(std::uint64_t offset, std::uint64_t length, bool own_page) {
+  // The host's copy of the range's first page goes (the next reply there reads the shared
+  // page again).
+  if (own_page)
+    ::madvise(replies_ + offset, page, MADV_DONTNEED);
   // The runner reuses the range only once told (take_frees): its pages may go now. Its
   // ranges are whole pages.
   trim(bytes_ + offset, (length + page - 1) / page * page);

@@ -22,7 +22,8 @@ namespace pyvisor::io {
 /// Host -> runner: a request's large bins (protocol::frame_out's slots) are copied into ranges
 /// that stay untouched until the runner's response to that request arrives (release()).
 /// Runner -> host: a reply's ext 6 becomes a bin that points into the mapping, kept alive by a
-/// lease; when the last value holding it dies, its offset waits in `take_frees()` for the next
+/// lease (an ext 8 an ext 7 whose first page, with its type byte and header, is the host's own
+/// copy); when the last value holding it dies, its offset waits in `take_frees()` for the next
 /// `shm_free` notification. The mapping lives as long as the area or any lease: values keep
 /// their bytes after the process is gone.
 ///
@@ -64,11 +65,12 @@ public:
 
 private:
   struct lease;
-  shared_area(char* base, std::size_t bytes, std::size_t keep);
-  void let_go(std::uint64_t offset, std::uint64_t length);
+  shared_area(char* base, char* replies, std::size_t bytes, std::size_t keep);
+  void let_go(std::uint64_t offset, std::uint64_t length, bool own_page);
   void trim(std::uint64_t at, std::uint64_t length);  // offsets in the memfd
 
-  char* base_;
+  char* base_;     // the memfd, shared: the host half is written here, trim() punches holes
+  char* replies_;  // the runner half again, copy-on-write: replies are read from here
   std::size_t bytes_;
   std::size_t keep_;
   std::mutex mu_;

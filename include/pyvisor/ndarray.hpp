@@ -5,13 +5,17 @@
 /// An `ndarray` that Python returns arrives as a value of type "ndarray"; `ndarray_view<T>`
 /// reads it in place, typed and without a copy:
 ///
-///     auto v = interp.eval("np.linspace(0, 1, 5)").value();
+///     auto v = interp.eval("return np.linspace(0, 1, 5)").value();
 ///     auto a = pyvisor::ndarray_view<double>::from(v).value();   // a(3) == 0.75
 ///
-/// and one goes the other way as an argument (its bytes are copied into the request):
+/// and one goes the other way as an argument: a view of memory it does not own is copied when
+/// the `arg` is made; one that owns its items (`take`) or came from a value is not (its bytes
+/// are copied once, when the request is written, into shared memory or the pipe):
 ///
 ///     std::vector<double> xs(1 << 20, 1.0);
-///     interp.eval("float(a.sum())", {{"a", pyvisor::ndarray_view<double>(xs.data(), {1024, 1024})}});
+///     interp.eval("return float(a.sum())", {{"a", pyvisor::ndarray_view<double>(xs.data(), {1024, 1024})}});
+///     auto owned = pyvisor::ndarray_view<double>::take(std::move(xs), {1024, 1024}).value();
+///     interp.eval("return float(a.sum())", {{"a", owned}});
 ///
 /// Python gets a new, writable, C-contiguous `numpy.ndarray`. Arrays of bool, signed and
 /// unsigned integers, floats and complex numbers travel; their bytes take the shared-memory
@@ -37,6 +41,7 @@
 #include "pyvisor/expected.hpp"
 #include "pyvisor/types.hpp"
 #include "pyvisor/value.hpp"
+#include "pyvisor/vars.hpp"
 
 namespace pyvisor {
 
@@ -113,14 +118,38 @@ std::string dtype_of() {
 template <class T>
 class ndarray_view {
 public:
+  /// An empty array (shape {0}).
   ndarray_view() = default;
 
   /// A view of `data` with `shape`; `strides` in bytes, C order when empty. The memory must
-  /// live while the view is used; packing the view (into an `arg`) copies the bytes.
+  /// live while the view is used; an `arg` made from the view copies the bytes.
   ndarray_view(const T* data, std::vector<std::size_t> shape, std::vector<std::size_t> strides = {})
     : data_(data), shape_(std::move(shape)), strides_(std::move(strides)) {
     if (strides_.empty())
       strides_ = c_strides(shape_);
+  }
+
+  /// The same, with `owner` keeping the memory alive (and unchanged) for as long as the view,
+  /// or an `arg` made from it, lives: such an `arg` holds the bytes without copying them.
+  ndarray_view(std::shared_ptr<const void> owner, const T* data, std::vector<std::size_t> shape,
+               std::vector<std::size_t> strides = {})
+    : ndarray_view(data, std::move(shape), std::move(strides)) {
+    owner_ = std::move(owner);
+  }
+
+  /// A view that owns `items` (moved in, not copied), C order in `shape`; invalid_argument
+  /// when the shape does not hold exactly items.size() items.
+  static expected<ndarray_view> take(std::vector<T>&& items, std::vector<std::size_t> shape) {
+    std::size_t n = 1;
+    for (auto d : shape)
+      if (__builtin_mul_overflow(n, d, &n))
+        return make_error(errc::invalid_argument, "ndarray_view::take: the shape overflows");
+    if (n != items.size())
+      return make_error(errc::invalid_argument, "ndarray_view::take: a shape of " + std::to_string(n) +
+                                                    " items for " + std::to_string(items.size()));
+    auto owned = std::make_shared<const std::vector<T>>(std::move(items));
+    const T* data = owned->data();
+    return ndarray_view(std::move(owned), data, std::move(shape));
   }
 
   /// The array in `v` as T, without a copy when its data is aligned for T (always through
@@ -136,17 +165,27 @@ public:
     if (parts->header.dtype != dtype_of<T>())
       return make_error(errc::type_mismatch, "an ndarray of dtype " + parts->header.dtype +
                                                  ", not " + dtype_of<T>());
+    for (auto stride : parts->header.strides)
+      if (stride % alignof(T) != 0)  // items would be misaligned (numpy never sends these)
+        return make_error(errc::type_mismatch, "an ndarray with a stride of " + std::to_string(stride) +
+                                                   " bytes, not a multiple of " +
+                                                   std::to_string(alignof(T)));
+    if constexpr (std::is_same_v<T, bool>) {
+      for (std::size_t i = 0; i < parts->size; ++i)
+        if (static_cast<unsigned char>(parts->data[i]) > 1)
+          return make_error(errc::type_mismatch, "a bool ndarray with a byte that is neither 0 nor 1");
+    }
     ndarray_view out;
     out.shape_ = std::move(parts->header.shape);
     out.strides_ = std::move(parts->header.strides);
-    out.keep_ = v;
     if (reinterpret_cast<std::uintptr_t>(parts->data) % alignof(T) == 0) {
       out.data_ = reinterpret_cast<const T*>(parts->data);
+      out.owner_ = std::make_shared<const value>(v);  // the value's memory
     } else {
       std::shared_ptr<T[]> copy{new T[parts->size / sizeof(T) + 1]};
       std::memcpy(copy.get(), parts->data, parts->size);
       out.data_ = copy.get();
-      out.copy_ = std::move(copy);
+      out.owner_ = std::move(copy);
     }
     return out;
   }
@@ -180,6 +219,8 @@ public:
   }
   /// numpy's dtype string of the items.
   static std::string dtype() { return dtype_of<T>(); }
+  /// What keeps the memory alive (nullptr for a view of memory it does not own).
+  const std::shared_ptr<const void>& owner() const noexcept { return owner_; }
 
 private:
   static std::vector<std::size_t> c_strides(const std::vector<std::size_t>& shape) {
@@ -193,11 +234,34 @@ private:
   }
 
   const T* data_ = nullptr;
-  std::vector<std::size_t> shape_;
-  std::vector<std::size_t> strides_;
-  value keep_;                   // the value the view reads from (its memory)
-  std::shared_ptr<T[]> copy_;    // or an aligned copy of its data
+  std::vector<std::size_t> shape_{0};    // default: empty
+  std::vector<std::size_t> strides_{0};
+  std::shared_ptr<const void> owner_;  // the value read from, an aligned copy, or the caller's
 };
+
+template <class T>
+arg::arg(const ndarray_view<T>& v) {
+  if (!v.owner()) {  // memory the view does not keep: the encoding is a copy
+    detail::msgpack_writer w{&bytes_};
+    msgpack::pack(w, v);
+    share_if_large();
+    return;
+  }
+  auto extent = detail::ndarray_extent(v.shape(), v.strides(), sizeof(T));
+  if (!extent || v.ndim() > detail::ndarray_max_dims || *extent > 0xffff0000u ||
+      (v.data() == nullptr && *extent != 0))
+    throw msgpack::type_error();  // as packing it would
+  std::vector<std::size_t> strides = v.strides();
+  if (*extent == 0)
+    strides.assign(strides.size(), 0);
+  auto body = detail::ndarray_head(dtype_of<T>(), v.shape(), strides);
+  std::string head;
+  detail::msgpack_writer w{&head};
+  msgpack::packer<detail::msgpack_writer> pk{w};
+  pk.pack_ext(static_cast<std::uint32_t>(body.size() + *extent), static_cast<std::int8_t>(ext_type::ndarray));
+  head += body;
+  *this = from_parts(std::move(head), v.owner(), reinterpret_cast<const char*>(v.data()), *extent);
+}
 
 } // namespace pyvisor
 
@@ -212,8 +276,9 @@ struct pack<pyvisor::ndarray_view<T>> {
   packer<Stream>& operator()(packer<Stream>& o, const pyvisor::ndarray_view<T>& v) const {
     auto extent = pyvisor::detail::ndarray_extent(v.shape(), v.strides(), sizeof(T));
     if (!extent || v.ndim() > pyvisor::detail::ndarray_max_dims ||
-        v.shape().size() != v.strides().size() || *extent > 0xffff0000u)
-      throw msgpack::type_error();  // the view cannot be an ext 7 (ext 32 holds < 4 GiB)
+        v.shape().size() != v.strides().size() || *extent > 0xffff0000u ||
+        (v.data() == nullptr && *extent != 0))
+      throw msgpack::type_error();  // the view cannot be an ext 7 (ext 32 holds < 4 GiB; no data)
     std::vector<std::size_t> strides = v.strides();
     if (*extent == 0)
       strides.assign(strides.size(), 0);  // canonical: an empty array has no steps

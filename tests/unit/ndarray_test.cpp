@@ -120,6 +120,33 @@ TEST(ndarray, a_view_packs_as_an_ext7_and_reads_back_typed_and_aligned) {
   EXPECT_EQ(kept(2, 2), 10.5);
 }
 
+TEST(ndarray, a_view_that_keeps_its_memory_is_sent_without_a_copy) {
+  std::vector<double> same(1000);
+  std::iota(same.begin(), same.end(), 1.0);
+  auto items = same;
+  const double* where = items.data();
+  auto owned = ndarray_view<double>::take(std::move(items), {10, 100});
+  ASSERT_TRUE(owned) << owned.error();
+  EXPECT_EQ(owned->data(), where);
+  arg a{*owned};
+  ASSERT_TRUE(a.external());
+  EXPECT_EQ(a.external()->data, reinterpret_cast<const char*>(where));
+  // The same encoding as a copied view.
+  EXPECT_EQ(a.bytes(), arg{ndarray_view<double>(same.data(), {10, 100})}.bytes());
+  EXPECT_FALSE(arg{ndarray_view<double>(same.data(), {10, 100})}.external());
+  // A view of a value Python sent goes back as it is.
+  auto received = ndarray_view<double>::from(at_shift(payload_of(a.bytes()), 0));
+  ASSERT_TRUE(received) << received.error();
+  arg back{*received};
+  ASSERT_TRUE(back.external());
+  EXPECT_EQ(back.external()->data, reinterpret_cast<const char*>(received->data()));
+  EXPECT_EQ(back.bytes(), a.bytes());
+  // take() checks the shape.
+  auto wrong = ndarray_view<double>::take(std::vector<double>(5), {2, 3});
+  ASSERT_FALSE(wrong);
+  EXPECT_EQ(wrong.error().code, errc::invalid_argument);
+}
+
 TEST(ndarray, strided_and_empty_views) {
   // 2 x 3 in Fortran order: item (i, j) at i * 8 + j * 16.
   std::vector<std::int64_t> col_major{1, 4, 2, 5, 3, 6};
@@ -149,6 +176,29 @@ TEST(ndarray, strided_and_empty_views) {
   ASSERT_TRUE(sb) << sb.error();
   EXPECT_TRUE((*sb)());
   EXPECT_EQ(sb->size(), 1u);
+}
+
+TEST(ndarray, misaligned_strides_odd_bools_and_default_views) {
+  // Items at a stride that is not a multiple of their alignment would be misaligned reads.
+  auto odd = raw_payload(header("<f8", {2}, {9}), 17);
+  auto r = ndarray_view<double>::from(at_shift(odd, 0));
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("stride of 9"), std::string::npos) << r.error().message;
+  EXPECT_TRUE(ndarray_view<std::uint8_t>::from(at_shift(raw_payload(header("|u1", {2}, {9}), 10), 0)));
+  // A bool is 0 or 1.
+  auto two = raw_payload(header("|b1", {1}, {1}), 0);
+  two.push_back('\x02');
+  auto b = ndarray_view<bool>::from(at_shift(two, 0));
+  ASSERT_FALSE(b);
+  EXPECT_NE(b.error().message.find("neither 0 nor 1"), std::string::npos);
+  // A default view is empty, and packs as one (a review found it packed 8 bytes from nullptr).
+  ndarray_view<double> none;
+  EXPECT_EQ(none.size(), 0u);
+  EXPECT_EQ(none.shape(), (std::vector<std::size_t>{0}));
+  auto packed = value_from_msgpack(arg{std::vector<ndarray_view<double>>(3)}.bytes());
+  ASSERT_TRUE(packed) << packed.error();
+  // A view without data that would need some cannot be packed.
+  EXPECT_THROW(arg(ndarray_view<double>(nullptr, {2})), msgpack::type_error);
 }
 
 TEST(ndarray, other_dtypes_and_other_values_are_type_mismatches) {
@@ -187,6 +237,7 @@ TEST(ndarray, malformed_payloads_are_refused_with_the_reason) {
     {"shape and strides", raw_payload(header("<f8", std::vector<std::uint64_t>(33, 1),
                                              std::vector<std::uint64_t>(33, 8)), 8)},
     {"shape and strides", raw_payload(header("<f8", {1, 1}, {8}), 8)},
+    {"shape and strides", raw_payload(header("<f8", {0, std::uint64_t{1} << 63}, {0, 0}), 0)},
     {"header", std::string("\x92\xa3<f8\x90", 6)},
     {"header", std::string{}},
   };
@@ -222,7 +273,7 @@ TEST(shared_frames, a_large_ndarray_becomes_an_ext8_slot_placed_after_its_type_b
   x.slots_from = mib;
   auto out = protocol::encode_code_request_out(9, "eval", "return a", v, "<f>", 1, x);
   ASSERT_EQ(out.slots.size(), 1u);
-  EXPECT_TRUE(out.slots[0].ndarray());
+  EXPECT_TRUE(out.slots[0].ndarray);
   EXPECT_EQ(out.bytes.substr(out.slots[0].at, 2), std::string("\xd8\x08", 2));
   auto copy = out;
   EXPECT_EQ(std::move(copy).inline_frame(), plain);
@@ -257,6 +308,16 @@ TEST(shared_frames, a_large_ndarray_becomes_an_ext8_slot_placed_after_its_type_b
   ASSERT_FALSE(r);
   EXPECT_NE(r.error().message.find("ext type 8"), std::string::npos) << r.error().message;
   EXPECT_FALSE(value_from_msgpack(std::string("\xc7\x13\x01\x91", 4) + forged));
+  // A malformed ext 7 is refused where it is made, and so is a reference hidden in its header.
+  std::string bad_array("\xc7\x09\x07\x93\xa3<f8\x91\x01\x91\x08", 12);
+  auto refused = arg::from_msgpack(bad_array);
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message.find("malformed ndarray"), std::string::npos)
+    << refused.error().message;
+  std::string hidden = std::string("\x93", 1) + forged + std::string("\x90\x90", 2);
+  hidden.resize(63, '\0');
+  EXPECT_FALSE(arg::from_msgpack(std::string("\xc7\x3f\x07", 3) + hidden));
+  EXPECT_TRUE(arg::from_msgpack(arg{ndarray_view<double>(xs.data(), {4})}.bytes()));
 }
 
 TEST(shared_area, an_ext8_reply_is_read_in_place_or_copied_aligned) {
@@ -307,12 +368,23 @@ TEST(shared_area, an_ext8_reply_is_read_in_place_or_copied_aligned) {
       const char* p = reinterpret_cast<const char*>(a->data());
       EXPECT_EQ(reinterpret_cast<std::uintptr_t>(p) % 64, 0u);
       EXPECT_EQ((*a)(9, 99), 1000.0);
-      // In place: what the process writes there shows; copied: it does not.
-      double* first = reinterpret_cast<double*>(runner_half + 8193 + payload.size() - 8000);
-      EXPECT_EQ(*first, 1.0);
-      *first = -1.0;
-      EXPECT_EQ((*a)(0, 0), copy ? 1.0 : -1.0) << (copy ? "copied" : "in place");
-      *first = 1.0;
+      // In place: what the process writes into the data shows (past the first page); copied:
+      // it does not.
+      double* last = reinterpret_cast<double*>(runner_half + 8193 + payload.size() - 8);
+      EXPECT_EQ(*last, 1000.0);
+      *last = -1.0;
+      EXPECT_EQ((*a)(9, 99), copy ? 1000.0 : -1.0) << (copy ? "copied" : "in place");
+      *last = 1000.0;
+      // The type byte and the header are the host's own either way: the process changing them
+      // changes nothing (a review made a held array turn into a tuple this way).
+      runner_half[8192] = 1;
+      runner_half[8193 + 3] = 'i';  // "<f8" -> "<i8"
+      EXPECT_STREQ(rep.result->type_name(), "ndarray");
+      auto again = ndarray_view<double>::from(*rep.result);
+      ASSERT_TRUE(again) << again.error();
+      EXPECT_EQ((*again)(0, 0), 1.0);
+      runner_half[8192] = 7;
+      runner_half[8193 + 3] = 'f';
       r = {};
     }
     EXPECT_EQ((*area)->take_frees(), std::vector<std::uint64_t>{8192});  // the range's start
