@@ -12,8 +12,10 @@
 // carry a label suffix (`mb_s_1mib`, `p50_ms_64mib`, ...). Sizes above 8 MiB are also measured
 // with eval_options::bytes_as_memoryview (`view_*`), on a second interpreter without shared
 // memory (`pipe_*`: shared_memory_threshold = 0), and, when the interpreter has numpy, as a
-// float64 numpy array of the same size (`ndarray_*`: `return a`, the host sending and reading
-// a pyvisor::ndarray_view<double>).
+// float64 numpy array of the same size (`ndarray_*`: `return a`, the host sending an
+// ndarray_view<double>::take of a copy made before the clock starts, and reading the reply
+// with ndarray_view<double>::from), and with the payload moved into the argument (`moved_*`:
+// a copy made before the clock starts, `{"b", std::move(copy)}`).
 
 #include <cstdio>
 #include <cstring>
@@ -100,13 +102,21 @@ bool check_array(const pyvisor::expected<pyvisor::value>& r, const std::vector<d
   return true;
 }
 
-/// Round trips of a float64 array of `xs` through `py`; false after a failed one.
+/// Round trips of a float64 array of `xs` through `py`, a copy of `xs` moved into the
+/// argument each time (made before the clock starts: `ndarray_view::take`, no copy when
+/// sending); false after a failed one.
 bool measure_array(pyvisor::interpreter& py, const std::vector<double>& xs, long long iters,
                    long long warmup, std::vector<double>& samples) {
   samples.assign(static_cast<std::size_t>(iters), 0);
   for (long long k = -warmup; k < iters; ++k) {
+    std::vector<double> fresh = xs;
     const auto t0 = clock_type::now();
-    auto r = py.eval("return a", {{"a", pyvisor::ndarray_view<double>(xs.data(), {xs.size()})}});
+    auto a = pyvisor::ndarray_view<double>::take(std::move(fresh), {xs.size()});
+    if (!a) {
+      std::fprintf(stderr, "%s: %s\n", prog, a.error().to_string().c_str());
+      return false;
+    }
+    auto r = py.eval("return a", {{"a", *a}});
     const auto t1 = clock_type::now();
     if (!check_array(r, xs, k + warmup))
       return false;
@@ -118,16 +128,21 @@ bool measure_array(pyvisor::interpreter& py, const std::vector<double>& xs, long
 
 /// Round trips of `payload` through `py` (timed from packing the argument to the reply);
 /// false after a failed one.
+/// With `moved`, a copy of `payload` made before the clock starts is moved into the argument
+/// (`{"b", std::move(copy)}`: the argument holds it without copying).
 bool measure(pyvisor::interpreter& py, const std::vector<char>& payload, long long iters,
              long long warmup, const pyvisor::eval_options& eo, std::vector<double>& samples,
-             std::vector<double>& packing) {
+             std::vector<double>& packing, bool moved = false) {
   samples.assign(static_cast<std::size_t>(iters), 0);
   packing.assign(static_cast<std::size_t>(iters), 0);
   for (long long k = -warmup; k < iters; ++k) {
+    std::vector<char> fresh;
+    if (moved)
+      fresh = payload;
     // Same as py.eval("return b", {{"b", payload}}), with the packing of the argument
     // (which that expression does first) timed on its own as well.
     const auto t0 = clock_type::now();
-    pyvisor::vars v{{"b", payload}};
+    pyvisor::vars v{moved ? pyvisor::var{"b", std::move(fresh)} : pyvisor::var{"b", payload}};
     const auto t1 = clock_type::now();
     auto r = py.eval("return b", v, eo);
     const auto t2 = clock_type::now();
@@ -204,6 +219,11 @@ int run(const options& o) {
       return 1;
     const auto v = summarize(samples);
     j.num("view_p50_ms_" + label, v.p50 / 1e3).num("view_mb_s_" + label, mb_s(v.p50), 1);
+    // The caller's vector moved into the argument: no packing copy.
+    if (!measure(py, payload, iters, warmup, {}, samples, packing, true))
+      return 1;
+    const auto mv = summarize(samples);
+    j.num("moved_p50_ms_" + label, mv.p50 / 1e3).num("moved_mb_s_" + label, mb_s(mv.p50), 1);
     // The pipe alone.
     if (!measure(*pipe_spawned, payload, iters, warmup, {}, samples, packing))
       return 1;

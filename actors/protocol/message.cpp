@@ -25,7 +25,7 @@ namespace {
 
 /// The size of the header (with an ext's type byte) at the start of `enc` when it is a bin
 /// or an ext 7 (ndarray); 0 for anything else.
-std::size_t slot_header(const std::string& enc) noexcept {
+std::size_t slot_header(std::string_view enc) noexcept {
   if (enc.size() < 6)
     return 0;
   std::size_t head = 0;
@@ -41,29 +41,46 @@ std::size_t slot_header(const std::string& enc) noexcept {
   return enc[head - 1] == ext_ndarray ? head : 0;
 }
 
+/// Whether `head` is a bin header or an ext 7's header and type byte (what a slot holds).
+bool slot_head(std::string_view head) noexcept {
+  std::string padded{head};
+  padded.append(6, '\0');
+  return !head.empty() && slot_header(padded) == head.size();
+}
+
 } // namespace
 
 void frame_builder::argument(const arg& a) {
-  const auto& shared = a.shared_bytes();
-  std::size_t head = shared ? slot_header(*shared) : 0;
-  if (slot_min_ == 0 || head == 0 || shared->size() - head < slot_min_) {
+  shared_slot s;
+  if (const auto& e = a.external()) {  // the caller's bytes
+    s.head = e->head;
+    s.data = e->data;
+    s.size = e->size;
+    s.keep = e;
+  } else if (const auto& shared = a.shared_bytes()) {
+    if (std::size_t head = slot_header(*shared)) {
+      s.head = shared->substr(0, head);
+      s.data = shared->data() + head;
+      s.size = shared->size() - head;
+      s.keep = shared;
+    }
+  }
+  if (!s.keep) {  // small, or not bytes or an array
     buf_.append(a.bytes());
     return;
   }
-  slots_.push_back(shared_slot{buf_.size(), shared});
+  if (slot_min_ == 0 || s.size < slot_min_ || !slot_head(s.head)) {
+    buf_.append(s.head);
+    buf_.append(s.data, s.size);
+    return;
+  }
+  auto c = static_cast<unsigned char>(s.head[0]);
+  s.ndarray = c >= 0xc7 && c <= 0xc9;
+  s.at = buf_.size();
   char ref[shared_ref_size];
-  put_shared_ref(ref, 0, shared->size() - head,
-                 slots_.back().ndarray() ? ext_shared_ndarray : ext_shared_bytes);
+  put_shared_ref(ref, 0, s.size, s.ndarray ? ext_shared_ndarray : ext_shared_bytes);
+  slots_.push_back(std::move(s));
   buf_.append(ref, sizeof ref);
-}
-
-std::size_t shared_slot::payload_at() const noexcept {
-  return slot_header(*enc);
-}
-
-bool shared_slot::ndarray() const noexcept {
-  auto c = static_cast<unsigned char>((*enc)[0]);
-  return c >= 0xc7 && c <= 0xc9;
 }
 
 void put_shared_ref(char* out, std::uint64_t offset, std::uint64_t length, std::int8_t type) noexcept {
@@ -91,7 +108,7 @@ bool get_shared_ref(const msgpack::object& o, std::uint64_t& offset, std::uint64
 std::size_t frame_out::body_size() const noexcept {
   std::size_t n = bytes.size() - 4;
   for (const auto& s : slots)
-    n += s.enc->size() - shared_ref_size;
+    n += s.head.size() + s.size - shared_ref_size;
   return n;
 }
 
@@ -107,7 +124,8 @@ std::string frame_out::inline_frame() && {
   std::size_t from = 0;
   for (const auto& s : slots) {
     out.append(bytes, from, s.at - from);
-    out.append(*s.enc);
+    out.append(s.head);
+    out.append(s.data, s.size);
     from = s.at + shared_ref_size;
   }
   out.append(bytes, from, std::string::npos);
@@ -212,7 +230,7 @@ void pack_extras(msgpack::packer<detail::msgpack_writer>& pk, const request_extr
 
 /// What `a` takes in a frame whose slots start at `slots_from` bytes (an upper bound).
 std::size_t inline_size(const arg& a, std::size_t slots_from) {
-  auto n = a.bytes().size();
+  auto n = a.encoded_size();
   return slots_from != 0 && n >= slots_from ? shared_ref_size : n;
 }
 

@@ -65,15 +65,16 @@ void put_shared_ref(char* out, std::uint64_t offset, std::uint64_t length,
 bool get_shared_ref(const msgpack::object& o, std::uint64_t& offset, std::uint64_t& length) noexcept;
 
 /// An argument whose bytes may travel in shared memory: the frame holds an ext 6 (or 8)
-/// reference at `at` (its offset still 0), `enc` the argument's encoding (a bin, or an ext 7,
-/// of at least the threshold).
+/// reference at `at` (its offset still 0); inline, the argument is `head` (a bin's header, or
+/// an ext 7's header and type byte) then the `size` bytes at `data` (at least the threshold),
+/// which `keep` keeps alive: the argument's encoding, or the caller's bytes (arg::external).
 struct shared_slot {
   std::size_t at = 0;
-  std::shared_ptr<const std::string> enc;
-  /// Where the payload starts in `enc` (after its header and, for an ext, its type byte).
-  std::size_t payload_at() const noexcept;
-  /// Whether `enc` is an ndarray (ext 7, referenced as ext 8) rather than a bin (ext 6).
-  bool ndarray() const noexcept;
+  std::string head;
+  const char* data = nullptr;
+  std::size_t size = 0;
+  std::shared_ptr<const void> keep;
+  bool ndarray = false;  ///< an ext 7, referenced as ext 8, rather than a bin (ext 6)
 };
 
 /// A request frame on its way: its bytes, and the arguments that may go by shared memory.

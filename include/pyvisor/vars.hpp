@@ -1,6 +1,8 @@
 #pragma once
 
+#include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -12,8 +14,17 @@
 
 namespace pyvisor {
 
+template <class T>
+class ndarray_view;
+
 /// One argument, already encoded as msgpack. Constructible from anything msgpack-cxx can
 /// pack (numbers, strings, std containers, optional, tuple, ...) and from a pyvisor::value.
+///
+/// Large bytes without a copy: an argument made from an rvalue `std::vector<char>` or
+/// `std::vector<std::uint8_t>` (`{"b", std::move(buffer)}`), from `arg::bytes_ref`, or from an
+/// `ndarray_view` that keeps its memory (pyvisor/ndarray.hpp) holds the caller's bytes
+/// instead of an encoded copy of them; they are copied once, when the request is written,
+/// straight into the pipe or into shared memory.
 class arg {
 public:
   template <class T>
@@ -22,6 +33,17 @@ public:
     msgpack::pack(w, x);
     share_if_large();
   }
+  /// Python `bytes` taken from `b` (moved in, not copied: see above).
+  arg(std::vector<char>&& b);
+  arg(std::vector<std::uint8_t>&& b);  // NOLINT: implicit like the others
+  /// A numpy array (ext 7) of `v`'s items: without a copy when the view keeps its memory
+  /// (`ndarray_view::from`, or made with an owner), else its bytes are copied now.
+  template <class T>
+  arg(const ndarray_view<T>& v);  // NOLINT: defined in pyvisor/ndarray.hpp
+  /// Python `bytes` of the `size` bytes at `data`, which `owner` keeps alive (and unchanged)
+  /// for as long as the argument or a copy of it lives: nothing is copied until the request
+  /// is written.
+  static arg bytes_ref(std::shared_ptr<const void> owner, const void* data, std::size_t size);
   /// nil (Python None).
   arg() : bytes_(1, '\xc0') {}
   arg(const char* s) : arg(std::string_view{s}) {}
@@ -39,16 +61,41 @@ public:
   /// A Python tuple of run-time length and mixed types (ext 1): `arg::tuple({1, "a"})`.
   static arg tuple(const std::vector<arg>& items);
 
-  /// The msgpack encoding.
-  const std::string& bytes() const noexcept { return shared_ ? *shared_ : bytes_; }
+  /// The msgpack encoding (for an argument that holds the caller's bytes, made on first use).
+  const std::string& bytes() const;
 
-  /// The encoding's shared storage when it is above 4 KiB (nullptr below): the runtime keeps
-  /// a large argument alive with it until the argument is on its way (shared memory).
+  /// The size of the msgpack encoding (never makes it).
+  std::size_t encoded_size() const noexcept {
+    return external_ ? external_->head.size() + external_->size : bytes().size();
+  }
+
+  /// The encoding's shared storage when it is above 4 KiB (nullptr below, and for the
+  /// caller's bytes): the runtime keeps a large argument alive with it until the argument
+  /// is on its way (shared memory).
   const std::shared_ptr<const std::string>& shared_bytes() const noexcept { return shared_; }
+
+  /// An argument that holds the caller's bytes: its encoding is `head` then the `size`
+  /// bytes at `data`, which `owner` keeps alive.
+  struct external_body {
+    std::string head;
+    std::shared_ptr<const void> owner;
+    const char* data = nullptr;
+    std::size_t size = 0;
+    mutable std::once_flag once;  // bytes(): the whole encoding, made once
+    mutable std::string whole;
+  };
+  /// Its parts (nullptr for an encoded argument).
+  const std::shared_ptr<const external_body>& external() const noexcept { return external_; }
 
 private:
   struct raw_tag {};
   explicit arg(raw_tag) {}
+  /// An argument whose encoding is `head` then `size` bytes at `data` (kept alive by
+  /// `owner`); `head` makes them exactly one msgpack value (a bin or ext 7 header).
+  static arg from_parts(std::string head, std::shared_ptr<const void> owner, const char* data,
+                        std::size_t size);
+  template <class Vector>
+  void take(Vector&& b);
   /// Above 4 KiB the encoding moves to `shared_`, which copies of the arg share: a braced
   /// `vars{{"b", payload}}` copies its initializer list, and a 64 MiB argument must not be
   /// copied twice more on its way into the request frame.
@@ -58,8 +105,9 @@ private:
       bytes_ = std::string{};
     }
   }
-  std::string bytes_;  // the encoding, unless shared_
+  std::string bytes_;  // the encoding, unless shared_ or external_
   std::shared_ptr<const std::string> shared_;
+  std::shared_ptr<const external_body> external_;
 };
 
 } // namespace pyvisor

@@ -204,3 +204,28 @@ TEST_F(shared_memory_test, memoryviews_on_request_are_views_of_the_shared_memory
   ASSERT_FALSE(both);
   EXPECT_EQ(both.error().code, errc::invalid_argument);
 }
+
+TEST_F(shared_memory_test, moved_in_buffers_give_the_same_values_both_ways) {
+  for (std::size_t threshold : {mib, std::size_t{0}}) {
+    SCOPED_TRACE(threshold);
+    auto o = options();
+    o.shared_memory_threshold = threshold;
+    auto py = must_spawn(o);
+    auto expected = pattern(3 * mib + 5, 9);
+    auto moved = expected;
+    auto r = py.eval("return [len(b), b[::-1][:4]]", {{"b", std::move(moved)}}, {.timeout = scaled(30s)});
+    ASSERT_TRUE(r) << r.error();
+    auto tail = std::vector<std::uint8_t>(expected.rbegin(), expected.rbegin() + 4);
+    EXPECT_EQ((r->as<std::tuple<std::size_t, std::vector<std::uint8_t>>>()),
+              std::make_tuple(expected.size(), tail));
+    // Borrowed with an owner, as a call's argument.
+    auto owner = std::make_shared<const std::vector<std::uint8_t>>(expected);
+    auto c = py.call("bytes", {arg::bytes_ref(owner, owner->data(), owner->size())}, {},
+                     {.timeout = scaled(30s)});
+    ASSERT_TRUE(c) << c.error();
+    EXPECT_EQ(bin_of(*c), view_of(expected));
+    auto s = py.stats();
+    EXPECT_EQ(s.shared_memory_out, threshold == 0 ? 0u : 2u);  // both arguments
+    EXPECT_EQ(s.shared_memory_in, threshold == 0 ? 0u : 1u);   // the call's result
+  }
+}

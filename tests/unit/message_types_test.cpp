@@ -1,6 +1,7 @@
 // Every message type of the actor interface survives CAF's binary serializer (what caf::io
 // uses between nodes), alone and inside a caf::message; bad bytes are refused on load.
 
+#include "protocol/message.hpp"
 #include "pyvisor/actor_interface.hpp"
 #include "pyvisor/types.hpp"
 
@@ -194,4 +195,58 @@ TEST(args, copies_of_a_large_arg_share_its_encoding) {
   EXPECT_EQ(small_copy.bytes(), small.bytes());
   EXPECT_EQ(make_value(small_copy).as<std::string>(), "abc");
   EXPECT_EQ(make_value(copy).object().via.bin.size, payload.size());
+}
+
+TEST(args, a_moved_in_vector_or_a_borrowed_buffer_is_held_not_copied) {
+  auto make = [] {
+    std::vector<char> b(1 << 20);
+    for (std::size_t i = 0; i < b.size(); ++i)
+      b[i] = static_cast<char>(i * 13);
+    return b;
+  };
+  const auto same = make();
+  auto payload = make();
+  const char* where = payload.data();
+  arg a{std::move(payload)};
+  ASSERT_TRUE(a.external());
+  EXPECT_EQ(a.external()->data, where);  // the caller's memory, not a copy
+  EXPECT_EQ(a.encoded_size(), same.size() + 5);
+  // The frame is the one of the copied argument, inline and with a slot.
+  protocol::request_extras x;
+  vars moved{{"b", a}};
+  vars copied{{"b", same}};
+  EXPECT_EQ(protocol::encode_code_request(1, "eval", "return b", moved, "<f>", 1, x),
+            protocol::encode_code_request(1, "eval", "return b", copied, "<f>", 1, x));
+  x.slots_from = 4096;
+  auto out = protocol::encode_code_request_out(1, "eval", "return b", moved, "<f>", 1, x);
+  ASSERT_EQ(out.slots.size(), 1u);
+  EXPECT_EQ(out.slots[0].data, where);
+  EXPECT_FALSE(out.slots[0].ndarray);
+  x.slots_from = 0;
+  EXPECT_EQ(std::move(out).inline_frame(),
+            protocol::encode_code_request(1, "eval", "return b", copied, "<f>", 1, x));
+  // bytes() makes the encoding once, shared by the copies.
+  arg c = a;
+  EXPECT_EQ(a.bytes(), arg{same}.bytes());
+  EXPECT_EQ(&c.bytes(), &a.bytes());
+  EXPECT_EQ(make_value(c).object().via.bin.size, same.size());
+  // Small ones are encoded as before; uint8_t vectors too.
+  arg small{std::vector<std::uint8_t>{1, 2, 3}};
+  EXPECT_FALSE(small.external());
+  EXPECT_EQ(make_value(small).as<std::vector<std::uint8_t>>(), (std::vector<std::uint8_t>{1, 2, 3}));
+  std::vector<std::uint8_t> big(10000, 7);
+  const auto* big_at = big.data();
+  arg u{std::move(big)};
+  ASSERT_TRUE(u.external());
+  EXPECT_EQ(reinterpret_cast<const std::uint8_t*>(u.external()->data), big_at);
+  // Borrowed with an owner: kept alive by the argument and its copies only.
+  auto owner = std::make_shared<std::string>(10000, 'z');
+  std::weak_ptr<std::string> watch = owner;
+  {
+    auto r = arg::bytes_ref(owner, owner->data(), owner->size());
+    owner.reset();
+    EXPECT_FALSE(watch.expired());
+    EXPECT_EQ(make_value(r).as<std::string>(), std::string(10000, 'z'));  // a bin reads as a string too
+  }
+  EXPECT_TRUE(watch.expired());
 }
