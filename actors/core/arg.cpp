@@ -1,5 +1,7 @@
 #include "pyvisor/vars.hpp"
 
+#include <stdexcept>
+
 #include "core/limits.hpp"
 #include "core/structure_check.hpp"
 #include "pyvisor/types.hpp"
@@ -22,18 +24,20 @@ const std::string& arg::bytes() const {
     return shared_ ? *shared_ : bytes_;
   const auto& e = *external_;
   std::call_once(e.once, [&e] {
-    e.whole.reserve(e.head.size() + e.size);
+    e.whole.reserve(e.head.size() + e.prefix.size() + e.size);
     e.whole.append(e.head);
+    e.whole.append(e.prefix);
     e.whole.append(e.data, e.size);
   });
   return e.whole;
 }
 
-arg arg::from_parts(std::string head, std::shared_ptr<const void> owner, const char* data,
-                    std::size_t size) {
+arg arg::from_parts(std::string head, std::string prefix, std::shared_ptr<const void> owner,
+                    const char* data, std::size_t size) {
   arg a{raw_tag{}};
   auto e = std::make_shared<external_body>();
   e->head = std::move(head);
+  e->prefix = std::move(prefix);
   e->owner = std::move(owner);
   e->data = data;
   e->size = size;
@@ -45,6 +49,8 @@ namespace {
 
 /// The msgpack bin header for `n` bytes.
 std::string bin_head(std::size_t n) {
+  if (n > 0xffffffffu)
+    throw std::length_error("pyvisor::arg: bytes of 4 GiB or more are not a msgpack bin");
   std::string head;
   detail::msgpack_writer w{&head};
   msgpack::packer<detail::msgpack_writer> pk{w};
@@ -64,7 +70,7 @@ void arg::take(Vector&& b) {
   auto owned = std::make_shared<const Vector>(std::move(b));
   const auto* data = reinterpret_cast<const char*>(owned->data());
   auto n = owned->size();
-  *this = from_parts(bin_head(n), std::move(owned), data, n);
+  *this = from_parts(bin_head(n), {}, std::move(owned), data, n);
 }
 
 arg::arg(std::vector<char>&& b) {
@@ -76,7 +82,7 @@ arg::arg(std::vector<std::uint8_t>&& b) {
 }
 
 arg arg::bytes_ref(std::shared_ptr<const void> owner, const void* data, std::size_t size) {
-  return from_parts(bin_head(size), std::move(owner), static_cast<const char*>(data), size);
+  return from_parts(bin_head(size), {}, std::move(owner), static_cast<const char*>(data), size);
 }
 
 arg arg::list(const std::vector<arg>& items) {

@@ -45,18 +45,90 @@ std::size_t itemsize_of(const std::string& dtype) {
   return size;
 }
 
-bool read_sizes(const msgpack::object& o, std::vector<std::size_t>& out) {
-  if (o.type != msgpack::type::ARRAY || o.via.array.size > ndarray_max_dims)
-    return false;
-  for (std::uint32_t i = 0; i < o.via.array.size; ++i) {
-    const auto& x = o.via.array.ptr[i];
-    // numpy's intp: nothing above 2^63 - 1
-    if (x.type != msgpack::type::POSITIVE_INTEGER || x.via.u64 > static_cast<std::uint64_t>(INT64_MAX))
-      return false;
-    out.push_back(static_cast<std::size_t>(x.via.u64));
+/// Reads the header's exact shape, as the runner's parser does (python/pyvisor/_ndarray.py):
+/// a fixarray of 3; a fixstr or str 8; two fixarrays or arrays 16 of at most 32 positive
+/// fixints or uints up to 2^63 - 1. Nothing else (no ext: a reference there would be read).
+class header_reader {
+public:
+  header_reader(const char* p, std::size_t n) : p_(reinterpret_cast<const unsigned char*>(p)), n_(n) {}
+
+  std::optional<std::string> read(ndarray_header& h) {
+    if (!byte(0x93))
+      return "the header is not an array [dtype, shape, strides]";
+    std::size_t len = 0;
+    if (at_ < n_ && p_[at_] >= 0xa0 && p_[at_] <= 0xbf) {
+      len = p_[at_++] & 0x1f;
+    } else if (byte(0xd9)) {
+      if (!number(1, len))
+        return "the header is truncated";
+    } else {
+      return "the header's dtype is not a str";
+    }
+    if (n_ - at_ < len)
+      return "the header is truncated";
+    h.dtype.assign(reinterpret_cast<const char*>(p_ + at_), len);
+    at_ += len;
+    if (auto e = sizes(h.shape))
+      return e;
+    return sizes(h.strides);
   }
-  return true;
-}
+  std::size_t end() const noexcept { return at_; }
+
+private:
+  bool byte(unsigned char b) {
+    if (at_ < n_ && p_[at_] == b) {
+      ++at_;
+      return true;
+    }
+    return false;
+  }
+  bool number(std::size_t width, std::size_t& out) {
+    if (n_ - at_ < width)
+      return false;
+    std::uint64_t v = 0;
+    for (std::size_t i = 0; i < width; ++i)
+      v = (v << 8) | p_[at_ + i];
+    at_ += width;
+    out = static_cast<std::size_t>(v);
+    return v <= static_cast<std::uint64_t>(INT64_MAX);  // numpy's intp
+  }
+  std::optional<std::string> sizes(std::vector<std::size_t>& out) {
+    const std::string bad = "shape and strides are not two arrays of at most 32 ints in 0 .. 2^63 - 1";
+    std::size_t count = 0;
+    if (at_ < n_ && p_[at_] >= 0x90 && p_[at_] <= 0x9f) {
+      count = p_[at_++] & 0x0f;
+    } else if (byte(0xdc)) {
+      if (!number(2, count))
+        return bad;
+    } else {
+      return bad;
+    }
+    if (count > ndarray_max_dims)
+      return bad;
+    for (std::size_t i = 0; i < count; ++i) {
+      if (at_ >= n_)
+        return bad;
+      unsigned char b = p_[at_];
+      std::size_t v = 0;
+      if (b <= 0x7f) {
+        v = b;
+        ++at_;
+      } else if (b >= 0xcc && b <= 0xcf) {
+        ++at_;
+        if (!number(std::size_t{1} << (b - 0xcc), v))
+          return bad;
+      } else {
+        return bad;
+      }
+      out.push_back(v);
+    }
+    return std::nullopt;
+  }
+
+  const unsigned char* p_;
+  std::size_t n_;
+  std::size_t at_ = 0;
+};
 
 } // namespace
 
@@ -91,30 +163,16 @@ std::string ndarray_head(const std::string& dtype, const std::vector<std::size_t
 }
 
 expected<ndarray_parts> parse_ndarray(const char* payload, std::size_t n) {
-  // The header is small: 3 + 2 * 32 ints at most 600 bytes or so.
-  std::size_t window = std::min<std::size_t>(n, 4096);
-  std::size_t end = 0;
-  msgpack::object_handle h;
-  try {
-    h = msgpack::unpack(payload, window, end, nullptr, nullptr,
-                        msgpack::unpack_limit(3 * ndarray_max_dims, 0, 64, 0, 0, 3));
-  } catch (const std::exception& e) {
-    return bad(std::string{"the header is not a msgpack array [dtype, shape, strides] ("} +
-               e.what() + ")");
-  }
-  const auto& o = h.get();
-  if (o.type != msgpack::type::ARRAY || o.via.array.size != 3 ||
-      o.via.array.ptr[0].type != msgpack::type::STR)
-    return bad("the header is not an array [dtype, shape, strides]");
   ndarray_parts out;
-  out.header.dtype = o.via.array.ptr[0].as<std::string>();
+  header_reader reader{payload, n};
+  if (auto why = reader.read(out.header))
+    return bad(*why);
+  std::size_t end = reader.end();
   std::size_t itemsize = itemsize_of(out.header.dtype);
   if (itemsize == 0)
     return bad("dtype \"" + out.header.dtype +
                "\" is not one of bool, int, uint, float or complex as numpy writes it");
-  if (!read_sizes(o.via.array.ptr[1], out.header.shape) ||
-      !read_sizes(o.via.array.ptr[2], out.header.strides) ||
-      out.header.shape.size() != out.header.strides.size())
+  if (out.header.shape.size() != out.header.strides.size())
     return bad("shape and strides are not two arrays of at most 32 ints in 0 .. 2^63 - 1 of the same "
                "length");
   std::size_t start = data_start(end);
@@ -136,13 +194,17 @@ expected<ndarray_parts> parse_ndarray(const char* payload, std::size_t n) {
   return out;
 }
 
-} // namespace detail
-
-expected<ndarray_header> ndarray_header_of(const value& v) {
+expected<ndarray_parts> ndarray_parts_of(const value& v) {
   const auto& o = v.object();
   if (o.type != msgpack::type::EXT || o.via.ext.type() != static_cast<std::int8_t>(ext_type::ndarray))
     return make_error(errc::type_mismatch, std::string{"not an ndarray: a "} + v.type_name());
-  auto parts = detail::parse_ndarray(o.via.ext.data(), o.via.ext.size);
+  return parse_ndarray(o.via.ext.data(), o.via.ext.size);
+}
+
+} // namespace detail
+
+expected<ndarray_header> ndarray_header_of(const value& v) {
+  auto parts = detail::ndarray_parts_of(v);
   if (!parts)
     return parts.error();
   return std::move(parts->header);

@@ -31,9 +31,11 @@ expected<std::shared_ptr<shared_area>> shared_area::map(int fd, std::size_t byte
                        : ::mmap(nullptr, 2 * bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   int e = errno;
   // The runner's half once more, copy-on-write: what replies are read from (see resolve).
+  // Only a page per held array is ever written (copied): no reservation for the rest (under
+  // vm.overcommit_memory = 2 the kernel charges it all the same).
   void* q = p == MAP_FAILED ? MAP_FAILED
-                            : ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd,
-                                     static_cast<off_t>(bytes));
+                            : ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
+                                     MAP_PRIVATE | MAP_NORESERVE, fd, static_cast<off_t>(bytes));
   if (p != MAP_FAILED && q == MAP_FAILED) {
     e = errno;
     ::munmap(p, 2 * bytes);
@@ -81,7 +83,7 @@ bool shared_area::place(std::uint64_t id, protocol::frame_out& f) {
     for (const auto& s : f.slots) {
       // An ndarray's range starts with its type byte: the data is then as aligned there as
       // in the runner's replies (docs/protocol.md, "ndarray").
-      auto at = to_runner_.take(s.size + (s.ndarray ? 1 : 0));
+      auto at = to_runner_.take(s.prefix.size() + s.size + (s.ndarray ? 1 : 0));
       if (!at) {
         for (auto t : taken)
           to_runner_.give(t);
@@ -95,11 +97,12 @@ bool shared_area::place(std::uint64_t id, protocol::frame_out& f) {
   // The copies run outside the lock: the ranges are this request's alone.
   for (std::size_t i = 0; i < f.slots.size(); ++i) {
     const auto& s = f.slots[i];
-    auto n = s.size;
+    auto n = s.prefix.size() + s.size;
     auto at = taken[i];
     if (s.ndarray)
       base_[at++] = protocol::ext_ndarray;
-    std::memcpy(base_ + at, s.data, n);
+    std::memcpy(base_ + at, s.prefix.data(), s.prefix.size());
+    std::memcpy(base_ + at + s.prefix.size(), s.data, s.size);
     protocol::put_shared_ref(f.bytes.data() + s.at, at, n,
                              s.ndarray ? protocol::ext_shared_ndarray : protocol::ext_shared_bytes);
   }
@@ -154,6 +157,19 @@ std::optional<std::string> shared_area::resolve(protocol::message& m, msgpack::o
     return "a reply of " + std::to_string(inline_size) +
            " bytes through shared memory, above max_frame_bytes (" + std::to_string(max_frame) +
            ")";
+  if (!copy) {
+    // A range the host still holds (a value lives on it) cannot come again: its first page
+    // may be the host's own copy, which the other value's end would drop.
+    const std::uint64_t end = offset + std::max<std::uint64_t>(length, 1);
+    std::lock_guard<std::mutex> g{mu_};
+    auto next = held_replies_.lower_bound(range);
+    bool overlaps = (next != held_replies_.end() && next->first < end) ||
+                    (next != held_replies_.begin() && std::prev(next)->second > range);
+    if (overlaps)
+      return "a reply by shared memory at offset " + std::to_string(offset) +
+             " while the host still holds a value there";
+    held_replies_.emplace(range, end);
+  }
   if (array) {
     ok.via.ext.size = static_cast<std::uint32_t>(length);  // type EXT already
   } else {
@@ -195,6 +211,10 @@ void shared_area::let_go(std::uint64_t offset, std::uint64_t length, bool own_pa
   // page again).
   if (own_page)
     ::madvise(replies_ + offset, page, MADV_DONTNEED);
+  {
+    std::lock_guard<std::mutex> g{mu_};
+    held_replies_.erase(offset);
+  }
   // The runner reuses the range only once told (take_frees): its pages may go now. Its
   // ranges are whole pages.
   trim(bytes_ + offset, (length + page - 1) / page * page);

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <map>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -77,6 +78,7 @@ private:
   range_allocator to_runner_;                                                   // guarded by mu_
   std::unordered_map<std::uint64_t, std::vector<std::uint64_t>> held_;          // guarded by mu_
   std::vector<std::uint64_t> frees_;                                            // guarded by mu_
+  std::map<std::uint64_t, std::uint64_t> held_replies_;  // runner ranges values hold: start -> end; mu_
   std::atomic<bool> frees_pending_{false};
   std::atomic<std::uint64_t> placed_{0}, resolved_{0};
 };

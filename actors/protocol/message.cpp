@@ -54,6 +54,7 @@ void frame_builder::argument(const arg& a) {
   shared_slot s;
   if (const auto& e = a.external()) {  // the caller's bytes
     s.head = e->head;
+    s.prefix = e->prefix;
     s.data = e->data;
     s.size = e->size;
     s.keep = e;
@@ -71,6 +72,7 @@ void frame_builder::argument(const arg& a) {
   }
   if (slot_min_ == 0 || s.size < slot_min_ || !slot_head(s.head)) {
     buf_.append(s.head);
+    buf_.append(s.prefix);
     buf_.append(s.data, s.size);
     return;
   }
@@ -78,7 +80,7 @@ void frame_builder::argument(const arg& a) {
   s.ndarray = c >= 0xc7 && c <= 0xc9;
   s.at = buf_.size();
   char ref[shared_ref_size];
-  put_shared_ref(ref, 0, s.size, s.ndarray ? ext_shared_ndarray : ext_shared_bytes);
+  put_shared_ref(ref, 0, s.prefix.size() + s.size, s.ndarray ? ext_shared_ndarray : ext_shared_bytes);
   slots_.push_back(std::move(s));
   buf_.append(ref, sizeof ref);
 }
@@ -108,7 +110,7 @@ bool get_shared_ref(const msgpack::object& o, std::uint64_t& offset, std::uint64
 std::size_t frame_out::body_size() const noexcept {
   std::size_t n = bytes.size() - 4;
   for (const auto& s : slots)
-    n += s.head.size() + s.size - shared_ref_size;
+    n += s.head.size() + s.prefix.size() + s.size - shared_ref_size;
   return n;
 }
 
@@ -125,6 +127,7 @@ std::string frame_out::inline_frame() && {
   for (const auto& s : slots) {
     out.append(bytes, from, s.at - from);
     out.append(s.head);
+    out.append(s.prefix);
     out.append(s.data, s.size);
     from = s.at + shared_ref_size;
   }

@@ -66,11 +66,14 @@ bool get_shared_ref(const msgpack::object& o, std::uint64_t& offset, std::uint64
 
 /// An argument whose bytes may travel in shared memory: the frame holds an ext 6 (or 8)
 /// reference at `at` (its offset still 0); inline, the argument is `head` (a bin's header, or
-/// an ext 7's header and type byte) then the `size` bytes at `data` (at least the threshold),
-/// which `keep` keeps alive: the argument's encoding, or the caller's bytes (arg::external).
+/// an ext 7's header and type byte), `prefix` (an ext 7 payload's start: the ndarray header)
+/// then the `size` bytes at `data` (at least the threshold), which `keep` keeps alive: the
+/// argument's encoding, or the caller's bytes (arg::external). The shared memory gets
+/// `prefix` and the bytes (the payload).
 struct shared_slot {
   std::size_t at = 0;
   std::string head;
+  std::string prefix;
   const char* data = nullptr;
   std::size_t size = 0;
   std::shared_ptr<const void> keep;

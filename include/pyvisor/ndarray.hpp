@@ -73,6 +73,9 @@ struct ndarray_parts {
 /// says what is wrong.
 expected<ndarray_parts> parse_ndarray(const char* payload, std::size_t n);
 
+/// parse_ndarray of the ext 7 in `v`; type_mismatch when `v` is not one.
+expected<ndarray_parts> ndarray_parts_of(const value& v);
+
 /// The payload's header and padding (the data follows) for `dtype`, `shape` and `strides`.
 std::string ndarray_head(const std::string& dtype, const std::vector<std::size_t>& shape,
                          const std::vector<std::size_t>& strides);
@@ -156,10 +159,7 @@ public:
   /// shared memory; not always inline, where it is then copied once). errc::type_mismatch
   /// when `v` is not an ndarray or its dtype is not dtype_of<T>() (the message names both).
   static expected<ndarray_view> from(const value& v) {
-    const auto& o = v.object();
-    if (o.type != msgpack::type::EXT || o.via.ext.type() != static_cast<std::int8_t>(ext_type::ndarray))
-      return make_error(errc::type_mismatch, std::string{"not an ndarray: a "} + v.type_name());
-    auto parts = detail::parse_ndarray(o.via.ext.data(), o.via.ext.size);
+    auto parts = detail::ndarray_parts_of(v);
     if (!parts)
       return parts.error();
     if (parts->header.dtype != dtype_of<T>())
@@ -259,8 +259,8 @@ arg::arg(const ndarray_view<T>& v) {
   detail::msgpack_writer w{&head};
   msgpack::packer<detail::msgpack_writer> pk{w};
   pk.pack_ext(static_cast<std::uint32_t>(body.size() + *extent), static_cast<std::int8_t>(ext_type::ndarray));
-  head += body;
-  *this = from_parts(std::move(head), v.owner(), reinterpret_cast<const char*>(v.data()), *extent);
+  *this = from_parts(std::move(head), std::move(body), v.owner(),
+                     reinterpret_cast<const char*>(v.data()), *extent);
 }
 
 } // namespace pyvisor

@@ -42,7 +42,7 @@ public:
   arg(const ndarray_view<T>& v);  // NOLINT: defined in pyvisor/ndarray.hpp
   /// Python `bytes` of the `size` bytes at `data`, which `owner` keeps alive (and unchanged)
   /// for as long as the argument or a copy of it lives: nothing is copied until the request
-  /// is written.
+  /// is written. Throws std::length_error from 4 GiB on (a msgpack bin holds less).
   static arg bytes_ref(std::shared_ptr<const void> owner, const void* data, std::size_t size);
   /// nil (Python None).
   arg() : bytes_(1, '\xc0') {}
@@ -61,12 +61,15 @@ public:
   /// A Python tuple of run-time length and mixed types (ext 1): `arg::tuple({1, "a"})`.
   static arg tuple(const std::vector<arg>& items);
 
-  /// The msgpack encoding (for an argument that holds the caller's bytes, made on first use).
+  /// The msgpack encoding (for an argument that holds the caller's bytes, made on first use
+  /// and kept as long as the argument or a copy lives: a host-call answer, an argument inside
+  /// `arg::list`/`tuple` or a container, CAF serialization).
   const std::string& bytes() const;
 
   /// The size of the msgpack encoding (never makes it).
   std::size_t encoded_size() const noexcept {
-    return external_ ? external_->head.size() + external_->size : bytes().size();
+    return external_ ? external_->head.size() + external_->prefix.size() + external_->size
+                     : bytes().size();
   }
 
   /// The encoding's shared storage when it is above 4 KiB (nullptr below, and for the
@@ -74,10 +77,12 @@ public:
   /// is on its way (shared memory).
   const std::shared_ptr<const std::string>& shared_bytes() const noexcept { return shared_; }
 
-  /// An argument that holds the caller's bytes: its encoding is `head` then the `size`
-  /// bytes at `data`, which `owner` keeps alive.
+  /// An argument that holds the caller's bytes: its encoding is `head` (a bin's header, or an
+  /// ext 7's header and type byte), `prefix` (the start of the ext's payload: an ndarray's
+  /// header and padding) and the `size` bytes at `data`, which `owner` keeps alive.
   struct external_body {
     std::string head;
+    std::string prefix;
     std::shared_ptr<const void> owner;
     const char* data = nullptr;
     std::size_t size = 0;
@@ -90,10 +95,10 @@ public:
 private:
   struct raw_tag {};
   explicit arg(raw_tag) {}
-  /// An argument whose encoding is `head` then `size` bytes at `data` (kept alive by
-  /// `owner`); `head` makes them exactly one msgpack value (a bin or ext 7 header).
-  static arg from_parts(std::string head, std::shared_ptr<const void> owner, const char* data,
-                        std::size_t size);
+  /// An argument whose encoding is `head`, `prefix`, then `size` bytes at `data` (kept alive
+  /// by `owner`); together one msgpack value (a bin, or an ext 7).
+  static arg from_parts(std::string head, std::string prefix, std::shared_ptr<const void> owner,
+                        const char* data, std::size_t size);
   template <class Vector>
   void take(Vector&& b);
   /// Above 4 KiB the encoding moves to `shared_`, which copies of the arg share: a braced

@@ -72,9 +72,15 @@ TEST_F(ndarray_test, arrays_go_both_ways_through_shared_memory_and_the_pipe) {
     ASSERT_TRUE(m) << m.error();
     EXPECT_EQ(m->shape(), (std::vector<std::size_t>{2 * mib / 64, 8}));
     EXPECT_EQ((*m)(100, 3), (100 * 8 + 3) * 0.5);
+    // Moved in (ndarray_view::take): no copy until the request is written, the same array.
+    auto owned = ndarray_view<double>::take(std::vector<double>(xs), {xs.size()});
+    ASSERT_TRUE(owned) << owned.error();
+    auto sum = py->eval("return float(a.sum())", {{"a", *owned}}, {.timeout = scaled(30s)});
+    ASSERT_TRUE(sum) << sum.error();
+    EXPECT_EQ(sum->as<double>(), expected_sum);
     auto s = py->stats();
     EXPECT_EQ(s.shared_memory_in, threshold == 0 ? 0u : 2u);
-    EXPECT_EQ(s.shared_memory_out, threshold == 0 ? 0u : 2u);
+    EXPECT_EQ(s.shared_memory_out, threshold == 0 ? 0u : 3u);
   }
 }
 

@@ -229,3 +229,28 @@ TEST_F(shared_memory_test, moved_in_buffers_give_the_same_values_both_ways) {
     EXPECT_EQ(s.shared_memory_in, threshold == 0 ? 0u : 1u);   // the call's result
   }
 }
+
+TEST_F(shared_memory_test, python_cannot_resize_the_shared_memory) {
+  // The runner's mmap may keep a dup of the memfd (Python < 3.13): truncating it used to make
+  // the host's next access a SIGBUS (a review). The memfd is sealed at its size.
+  auto py = must_spawn(options());
+  auto tried = py.eval(
+    "import os\n"
+    "out = []\n"
+    "for name in os.listdir('/proc/self/fd'):\n"
+    "    try:\n"
+    "        if not os.readlink('/proc/self/fd/' + name).startswith('/memfd:pyvisor-shm'):\n"
+    "            continue\n"
+    "        os.ftruncate(int(name), 0)\n"
+    "        out.append('truncated')\n"
+    "    except OSError as e:\n"
+    "        out.append(e.errno)\n"
+    "return out");
+  ASSERT_TRUE(tried) << tried.error();
+  for (auto r : tried->as<std::vector<msgpack::object>>())
+    EXPECT_EQ(r.type, msgpack::type::POSITIVE_INTEGER) << "the memfd was truncated";
+  auto in = pattern(3 * mib, 5);
+  auto r = py.eval("return b", {{"b", in}}, {.timeout = scaled(30s)});
+  ASSERT_TRUE(r) << r.error();
+  EXPECT_EQ(bin_of(*r), view_of(in));
+}

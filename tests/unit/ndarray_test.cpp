@@ -141,6 +141,20 @@ TEST(ndarray, a_view_that_keeps_its_memory_is_sent_without_a_copy) {
   ASSERT_TRUE(back.external());
   EXPECT_EQ(back.external()->data, reinterpret_cast<const char*>(received->data()));
   EXPECT_EQ(back.bytes(), a.bytes());
+  // As a slot (the shared-memory path): the prefix (header, padding) then the caller's items,
+  // the same payload as the copy's.
+  protocol::request_extras x;
+  x.slots_from = 1024;
+  vars held{{"a", a}};
+  auto out = protocol::encode_code_request_out(1, "eval", "return a", held, "<f>", 1, x);
+  ASSERT_EQ(out.slots.size(), 1u);
+  EXPECT_TRUE(out.slots[0].ndarray);
+  EXPECT_EQ(out.slots[0].data, reinterpret_cast<const char*>(where));
+  EXPECT_EQ(out.slots[0].prefix + std::string(out.slots[0].data, out.slots[0].size), payload_of(a.bytes()));
+  vars copied{{"a", ndarray_view<double>(same.data(), {10, 100})}};
+  x.slots_from = 0;
+  EXPECT_EQ(std::move(out).inline_frame(),
+            protocol::encode_code_request(1, "eval", "return a", copied, "<f>", 1, x));
   // take() checks the shape.
   auto wrong = ndarray_view<double>::take(std::vector<double>(5), {2, 3});
   ASSERT_FALSE(wrong);
@@ -250,6 +264,15 @@ TEST(ndarray, malformed_payloads_are_refused_with_the_reason) {
     EXPECT_NE(r.error().message.find(c.what), std::string::npos) << c.what << ": " << r.error().message;
     EXPECT_FALSE(ndarray_header_of(v));
   }
+  // Only the exact shape the runner reads too: no array 32, int 64 or str 16 in the header.
+  std::string a32 = "\x93\xa3<f8\xdd" + std::string("\x00\x00\x00\x01", 4) + "\x01\x91\x08";
+  EXPECT_FALSE(ndarray_view<double>::from(at_shift(raw_payload(a32, 8), 0)));
+  std::string i64 = "\x93\xa3<f8\x91\xd3" + std::string(7, '\0') + "\x01\x91\x08";
+  EXPECT_FALSE(ndarray_view<double>::from(at_shift(raw_payload(i64, 8), 0)));
+  std::string s16 = std::string("\x93\xda\x00\x03<f8\x91\x01\x91\x08", 11);
+  EXPECT_FALSE(ndarray_view<double>::from(at_shift(raw_payload(s16, 8), 0)));
+  std::string fine = "\x93\xa3<f8\x91\xcf" + std::string(7, '\0') + "\x01\x91\x08";  // uint 64 1
+  EXPECT_TRUE(ndarray_view<double>::from(at_shift(raw_payload(fine, 8), 0)));
   // A negative dimension is not a non-negative int.
   std::string neg;
   {
@@ -388,6 +411,21 @@ TEST(shared_area, an_ext8_reply_is_read_in_place_or_copied_aligned) {
       r = {};
     }
     EXPECT_EQ((*area)->take_frees(), std::vector<std::uint64_t>{8192});  // the range's start
+  }
+  // A runner sending a range the host still holds again (a review: the first value's end
+  // would drop the host's copy of the page the second one reads its header from) is refused,
+  // also as bytes over it; once the value is gone, the range may come again.
+  {
+    protocol::message first, second;
+    ASSERT_FALSE(resolve(8193, payload.size(), false, first));
+    auto dup = resolve(8193, payload.size(), false, second);
+    ASSERT_TRUE(dup);
+    EXPECT_NE(dup->find("still holds"), std::string::npos) << *dup;
+    EXPECT_TRUE(resolve(8192 + 100, 10, false, second));  // ext 6 inside it
+    first = {};
+    EXPECT_FALSE(resolve(8193, payload.size(), false, second));
+    second = {};
+    (*area)->take_frees();
   }
   // Not after a type byte 7 at the start of a page: refused.
   protocol::message r;

@@ -6,6 +6,7 @@
 #include "protocol/message.hpp"
 
 #include <cstring>
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -207,4 +208,18 @@ TEST(shared_frames, a_user_made_shared_reference_is_refused) {
   EXPECT_FALSE(value_from_msgpack(in_tuple));
   // A tuple of plain items still passes.
   EXPECT_TRUE(arg::from_msgpack(std::string("\xd5\x01\x91\x07", 4)));
+}
+
+TEST(shared_area, the_memfd_is_sealed_at_its_size) {
+  // A process that truncated it would make the host's next access a SIGBUS (a review).
+  int fd = process::make_shared_memory(2 * mib);
+  ASSERT_GE(fd, 0);
+  int seals = ::fcntl(fd, F_GET_SEALS);
+  EXPECT_EQ(seals & (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL), F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
+  EXPECT_NE(::ftruncate(fd, 0), 0);
+  EXPECT_EQ(errno, EPERM);
+  struct stat st {};
+  ASSERT_EQ(::fstat(fd, &st), 0);
+  EXPECT_EQ(static_cast<std::size_t>(st.st_size), 4 * mib);
+  ::close(fd);
 }
