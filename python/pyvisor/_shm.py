@@ -215,50 +215,33 @@ class _SharedReplies(object):
         With ``head`` (an ndarray's header and padding, ``_ndarray.parts``), ``head +
         value`` is an ext 7 payload, sent as ext 8: the range holds the type byte 7 and then
         the payload, so the data is 64-byte aligned in the host's mapping."""
-        if head is not None:
-            return self._reply_shared_array(request_id, op, payload, head, value)
-        n = len(value)
+        array = head is not None
+        n = len(value) + (len(head) if array else 0)
         if len(payload) == 1:
             rest = {"ok": None}
         else:
             rest = {key: item for key, item in payload.items() if key != "ok"}
             rest["ok"] = None  # last: its nil is the last byte of the body
         try:
-            head = self._codec.packb([KIND_RESPONSE, request_id, op, rest])
+            start = self._codec.packb([KIND_RESPONSE, request_id, op, rest])
         except EncodeError:  # captured output that is not clean text: the fallback cleans it
             return False
-        if head[-1:] != b"\xc0" or len(head) - 1 + _bin_size(n) > self._max_frame_bytes:
+        inline = _ext_size(n) if array else _bin_size(n)
+        if start[-1:] != b"\xc0" or len(start) - 1 + inline > self._max_frame_bytes:
             return False
         shm = self._shm
-        offset = shm.allocate(n)
-        if offset is None:
-            return False
-        shm.area[offset : offset + n] = value
-        body = head[:-1] + _EXT_HEADER + _RANGE.pack(offset, n)
-        self._out.send(frame_header(len(body)), body)
-        self._shm_out += 1
-        return True
-
-    def _reply_shared_array(self, request_id, op, payload, head, data):
-        n = len(head) + len(data)
-        rest = {key: item for key, item in payload.items() if key != "ok"}
-        rest["ok"] = None  # last: its nil is the last byte of the body
-        try:
-            body_head = self._codec.packb([KIND_RESPONSE, request_id, op, rest])
-        except EncodeError:
-            return False
-        if body_head[-1:] != b"\xc0" or len(body_head) - 1 + _ext_size(n) > self._max_frame_bytes:
-            return False
-        shm = self._shm
-        offset = shm.allocate(n + 1)
+        offset = shm.allocate(n + 1 if array else n)
         if offset is None:
             return False
         area = shm.area
-        area[offset] = EXT_NDARRAY
-        at = offset + 1 + len(head)
-        area[offset + 1 : at] = head
-        area[at : at + len(data)] = data
-        body = body_head[:-1] + _ARRAY_HEADER + _RANGE.pack(offset + 1, n)
+        if array:
+            area[offset] = EXT_NDARRAY
+            offset += 1
+            area[offset : offset + len(head)] = head
+            area[offset + len(head) : offset + n] = value
+        else:
+            area[offset : offset + n] = value
+        body = start[:-1] + (_ARRAY_HEADER if array else _EXT_HEADER) + _RANGE.pack(offset, n)
         self._out.send(frame_header(len(body)), body)
         self._shm_out += 1
         return True
