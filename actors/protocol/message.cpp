@@ -41,13 +41,6 @@ std::size_t slot_header(std::string_view enc) noexcept {
   return enc[head - 1] == ext_ndarray ? head : 0;
 }
 
-/// Whether `head` is a bin header or an ext 7's header and type byte (what a slot holds).
-bool slot_head(std::string_view head) noexcept {
-  std::string padded{head};
-  padded.append(6, '\0');
-  return !head.empty() && slot_header(padded) == head.size();
-}
-
 } // namespace
 
 void frame_builder::argument(const arg& a) {
@@ -70,7 +63,8 @@ void frame_builder::argument(const arg& a) {
     buf_.append(a.bytes());
     return;
   }
-  if (slot_min_ == 0 || s.size < slot_min_ || !slot_head(s.head)) {
+  // A bin's or an ext 7's header either way (arg::external_body makes only those).
+  if (slot_min_ == 0 || s.size < slot_min_) {
     buf_.append(s.head);
     buf_.append(s.prefix);
     buf_.append(s.data, s.size);

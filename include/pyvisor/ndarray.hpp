@@ -239,6 +239,24 @@ private:
   std::shared_ptr<const void> owner_;  // the value read from, an aligned copy, or the caller's
 };
 
+namespace detail {
+
+/// The start of `v`'s ext 7 payload (its header and padding) and how many bytes of data follow
+/// it; msgpack::type_error when `v` cannot be an ext 7 (ext 32 holds < 4 GiB; no data).
+template <class T>
+std::pair<std::string, std::size_t> ndarray_payload_start(const ndarray_view<T>& v) {
+  auto extent = ndarray_extent(v.shape(), v.strides(), sizeof(T));
+  if (!extent || v.ndim() > ndarray_max_dims || *extent > 0xffff0000u ||
+      (v.data() == nullptr && *extent != 0))
+    throw msgpack::type_error();
+  std::vector<std::size_t> strides = v.strides();
+  if (*extent == 0)
+    strides.assign(strides.size(), 0);  // canonical: an empty array has no steps
+  return {ndarray_head(dtype_of<T>(), v.shape(), strides), *extent};
+}
+
+} // namespace detail
+
 template <class T>
 arg::arg(const ndarray_view<T>& v) {
   if (!v.owner()) {  // memory the view does not keep: the encoding is a copy
@@ -247,20 +265,13 @@ arg::arg(const ndarray_view<T>& v) {
     share_if_large();
     return;
   }
-  auto extent = detail::ndarray_extent(v.shape(), v.strides(), sizeof(T));
-  if (!extent || v.ndim() > detail::ndarray_max_dims || *extent > 0xffff0000u ||
-      (v.data() == nullptr && *extent != 0))
-    throw msgpack::type_error();  // as packing it would
-  std::vector<std::size_t> strides = v.strides();
-  if (*extent == 0)
-    strides.assign(strides.size(), 0);
-  auto body = detail::ndarray_head(dtype_of<T>(), v.shape(), strides);
+  auto [body, extent] = detail::ndarray_payload_start(v);
   std::string head;
   detail::msgpack_writer w{&head};
   msgpack::packer<detail::msgpack_writer> pk{w};
-  pk.pack_ext(static_cast<std::uint32_t>(body.size() + *extent), static_cast<std::int8_t>(ext_type::ndarray));
+  pk.pack_ext(static_cast<std::uint32_t>(body.size() + extent), static_cast<std::int8_t>(ext_type::ndarray));
   *this = from_parts(std::move(head), std::move(body), v.owner(),
-                     reinterpret_cast<const char*>(v.data()), *extent);
+                     reinterpret_cast<const char*>(v.data()), extent);
 }
 
 } // namespace pyvisor
@@ -274,20 +285,12 @@ template <class T>
 struct pack<pyvisor::ndarray_view<T>> {
   template <class Stream>
   packer<Stream>& operator()(packer<Stream>& o, const pyvisor::ndarray_view<T>& v) const {
-    auto extent = pyvisor::detail::ndarray_extent(v.shape(), v.strides(), sizeof(T));
-    if (!extent || v.ndim() > pyvisor::detail::ndarray_max_dims ||
-        v.shape().size() != v.strides().size() || *extent > 0xffff0000u ||
-        (v.data() == nullptr && *extent != 0))
-      throw msgpack::type_error();  // the view cannot be an ext 7 (ext 32 holds < 4 GiB; no data)
-    std::vector<std::size_t> strides = v.strides();
-    if (*extent == 0)
-      strides.assign(strides.size(), 0);  // canonical: an empty array has no steps
-    auto head = pyvisor::detail::ndarray_head(pyvisor::dtype_of<T>(), v.shape(), strides);
-    o.pack_ext(static_cast<std::uint32_t>(head.size() + *extent),
+    auto [head, extent] = pyvisor::detail::ndarray_payload_start(v);
+    o.pack_ext(static_cast<std::uint32_t>(head.size() + extent),
                static_cast<std::int8_t>(pyvisor::ext_type::ndarray));
     o.pack_ext_body(head.data(), static_cast<std::uint32_t>(head.size()));
-    if (*extent != 0)
-      o.pack_ext_body(reinterpret_cast<const char*>(v.data()), static_cast<std::uint32_t>(*extent));
+    if (extent != 0)
+      o.pack_ext_body(reinterpret_cast<const char*>(v.data()), static_cast<std::uint32_t>(extent));
     return o;
   }
 };

@@ -5,6 +5,7 @@
 #include "io/shared_area.hpp"
 #include "process/spawn.hpp"
 #include "protocol/message.hpp"
+#include "unit/shared_reply.hpp"
 #include "pyvisor/vars.hpp"
 
 #include <complex>
@@ -363,18 +364,7 @@ TEST(shared_area, an_ext8_reply_is_read_in_place_or_copied_aligned) {
   std::memcpy(runner_half + 8193, payload.data(), payload.size());
 
   auto resolve = [&](std::uint64_t at, std::uint64_t n, bool copy, protocol::message& r) {
-    protocol::frame_builder fb;
-    auto& pk = fb.packer();
-    pk.pack_array(4);
-    pk.pack(1);
-    pk.pack(5);
-    pk.pack(std::string_view{"eval"});
-    pk.pack_map(1);
-    pk.pack(std::string_view{"ok"});
-    char ref[protocol::shared_ref_size];
-    protocol::put_shared_ref(ref, at, n, protocol::ext_shared_ndarray);
-    fb.raw(std::string(ref, sizeof ref));
-    auto fr = std::move(fb).finish();
+    auto fr = test::shared_reply_frame(at, n, protocol::ext_shared_ndarray);
     auto d = protocol::decode(std::string_view{fr}.substr(4), protocol::limits{});
     r = std::get<protocol::message>(std::move(d));
     auto ok = const_cast<msgpack::object*>(protocol::map_get(r.payload, "ok"));

@@ -4,6 +4,7 @@
 #include "io/shared_area.hpp"
 #include "process/spawn.hpp"
 #include "protocol/message.hpp"
+#include "unit/shared_reply.hpp"
 
 #include <cstring>
 #include <fcntl.h>
@@ -129,23 +130,9 @@ TEST(shared_area, placed_bytes_are_in_the_area_until_the_reply_and_references_ar
   // Runner -> host: the reply's reference becomes a bin in the runner's half, kept by a lease.
   auto reply_bytes = pattern(2 * mib, 3);
   std::memcpy(view + area_bytes + 4096, reply_bytes.data(), reply_bytes.size());
-  auto reply_frame = [&](std::uint64_t at, std::uint64_t n) {
-    protocol::frame_builder fb;
-    auto& pk = fb.packer();
-    pk.pack_array(4);
-    pk.pack(1);
-    pk.pack(5);
-    pk.pack(std::string_view{"eval"});
-    pk.pack_map(1);
-    pk.pack(std::string_view{"ok"});
-    char ref[protocol::shared_ref_size];
-    protocol::put_shared_ref(ref, at, n);
-    fb.raw(std::string(ref, sizeof ref));
-    return std::move(fb).finish();
-  };
   bool copy = false;
   auto resolve = [&](std::uint64_t at, std::uint64_t n, std::size_t max_frame, protocol::message& r) {
-    auto fr = reply_frame(at, n);
+    auto fr = test::shared_reply_frame(at, n);
     r = decode_frame(fr);
     auto ok = const_cast<msgpack::object*>(protocol::map_get(r.payload, "ok"));
     return (*area)->resolve(r, *ok, fr.size() - 4, max_frame, copy);
