@@ -1,8 +1,9 @@
 #include "pyvisor/interpreter.hpp"
 
-#include <condition_variable>
+#include <atomic>
 #include <mutex>
 #include <optional>
+#include <thread>
 
 #include <caf/actor.hpp>
 #include <caf/scoped_actor.hpp>
@@ -12,6 +13,7 @@
 #include "facade/env_shared.hpp"
 #include "facade/interpreter_shared.hpp"
 #include "interpreter/messages.hpp"
+#include "io/thread_wake.hpp"
 #include "protocol/message.hpp"
 #include "pyvisor/actor_interface.hpp"
 
@@ -26,18 +28,26 @@ interpreter_shared::~interpreter_shared() {
 
 namespace {
 
-/// One blocked caller. The I/O thread completes it straight from the request table.
+/// One blocked caller. It reads its reply itself when the request went out alone (the
+/// interpreter's pipe is lent to it: io::connection::read_reply_here); otherwise the I/O
+/// thread completes it straight from the request table.
 struct waiter {
-  std::mutex mu;
-  std::condition_variable cv;
+  std::atomic<bool> done{false};
+  std::atomic<bool> polling{false};  // the caller may be in poll(2): wake it there
   std::optional<protocol::reply> result;
+  std::thread::id caller = std::this_thread::get_id();
+  std::shared_ptr<io::thread_wake> wake;
+
+  explicit waiter(std::shared_ptr<io::thread_wake> w) : wake(std::move(w)) {}
 
   void set(protocol::reply r) {
-    {
-      std::lock_guard<std::mutex> g{mu};
-      result.emplace(std::move(r));
-    }
-    cv.notify_one();
+    result.emplace(std::move(r));
+    done.store(true);
+    if (std::this_thread::get_id() == caller)
+      return;  // the caller itself, reading its reply (or answered at once)
+    if (polling.load() && wake)
+      wake->signal();
+    done.notify_one();
   }
 };
 
@@ -51,10 +61,17 @@ void fill_capture(const eval_options& o, protocol::reply& r) {
 } // namespace
 
 protocol::reply blocking_call(interpreter_shared& s, const interp::request& r, interp::deadline d) {
-  auto w = std::make_shared<waiter>();
-  s.table->submit(r, d, [w](protocol::reply rep) { w->set(std::move(rep)); });
-  std::unique_lock<std::mutex> lk{w->mu};
-  w->cv.wait(lk, [&] { return w->result.has_value(); });
+  auto w = std::make_shared<waiter>(s.table->wake_of_this_thread());
+  auto sent = s.table->submit(r, d, [w](protocol::reply rep) { w->set(std::move(rep)); });
+  if (sent.alone && w->wake) {
+    // Set before the check of `done` (both seq_cst): a completion from elsewhere either is
+    // seen by answered() or sees `polling` and signals the wake.
+    w->polling.store(true);
+    s.table->read_reply_here(sent.id, *w->wake, [&w] { return w->done.load(); });
+    w->polling.store(false);
+  }
+  while (!w->done.load(std::memory_order_acquire))
+    w->done.wait(false, std::memory_order_acquire);
   return std::move(*w->result);
 }
 

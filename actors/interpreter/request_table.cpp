@@ -78,11 +78,11 @@ bool request_table::running() const {
   return !refused_ && stash_limit_ == 0 && (open_ || conn_ != nullptr);
 }
 
-void request_table::submit(const request& r, deadline d, completion done, bool priority) {
+request_table::submitted request_table::submit(const request& r, deadline d, completion done, bool priority) {
   if (r.bytes_as_bytearray && r.bytes_as_memoryview) {
     done(protocol::reply{make_error(errc::invalid_argument,
                                     "bytes_as_bytearray and bytes_as_memoryview exclude each other")});
-    return;
+    return {};
   }
   auto id = next_id_.fetch_add(1, std::memory_order_relaxed);
   // Encoded outside the lock: callers on many threads encode in parallel.
@@ -92,7 +92,7 @@ void request_table::submit(const request& r, deadline d, completion done, bool p
                                     "request of " + std::to_string(size) +
                                       " bytes exceeds max_frame_bytes (" +
                                       std::to_string(max_frame_) + ")")});
-    return;
+    return {};
   }
   if (!priority && (r.op == request::op_t::make_env || (r.replay && r.env != 0)))
     done = recording(r, std::move(done));
@@ -101,13 +101,13 @@ void request_table::submit(const request& r, deadline d, completion done, bool p
     auto e = *refused_;
     lk.unlock();
     done(protocol::reply{std::move(e)});
-    return;
+    return {};
   }
   if (r.env != 0 && r.op != request::op_t::make_env && !priority) {
     if (auto e = envs_.error_of(r.env)) {
       lk.unlock();
       done(protocol::reply{std::move(*e)});
-      return;
+      return {};
     }
   }
   bool send_now = priority ? conn_ != nullptr : admit_now_locked();
@@ -126,7 +126,7 @@ void request_table::submit(const request& r, deadline d, completion done, bool p
                               std::to_string(busy_.max_queued) + ")");
     lk.unlock();
     done(protocol::reply{std::move(e)});
-    return;
+    return {};
   }
   // Registered before the write: the reply may arrive before write() returns.
   auto& p = pending_.emplace(id, pending_entry{std::move(done), send_now}).first->second;
@@ -135,8 +135,10 @@ void request_table::submit(const request& r, deadline d, completion done, bool p
     p.due = deadlines_.emplace(d.at, id);
     p.timeout_ms = d.ms;
   }
+  submitted out{id, false};
   if (send_now) {
     ++inflight_;
+    out.alone = inflight_ == 1 && !priority;
     send_locked(std::move(frame), id);
   } else {
     queue_.push_back({id, std::move(frame), r.op == request::op_t::make_env ? 0 : r.env});
@@ -145,6 +147,17 @@ void request_table::submit(const request& r, deadline d, completion done, bool p
   lk.unlock();
   if (d.set())
     timer_->arm_at(d.at);
+  return out;
+}
+
+bool request_table::read_reply_here(std::uint64_t id, io::thread_wake& wake,
+                                    const std::function<bool()>& answered) {
+  std::shared_ptr<io::connection> c;
+  {
+    std::lock_guard<std::mutex> g{mu_};
+    c = conn_;
+  }
+  return c && c->read_reply_here(id, wake, answered);
 }
 
 void request_table::send_locked(protocol::frame_out frame, std::uint64_t id) {
@@ -562,6 +575,7 @@ interpreter_stats request_table::stats() const {
   s.bytes_out = c.bytes_out;
   s.shared_memory_out = shared_out_;
   s.shared_memory_in = shared_in_;
+  s.replies_read_by_caller = caller_read_.load(std::memory_order_relaxed);
   return s;
 }
 

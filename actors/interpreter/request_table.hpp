@@ -64,9 +64,23 @@ public:
   /// A fresh env id (never 0).
   std::uint64_t next_env_id() noexcept { return next_env_.fetch_add(1, std::memory_order_relaxed); }
 
+  /// What submit() did with a request.
+  struct submitted {
+    std::uint64_t id = 0;  ///< 0: answered at once (refused, overloaded, too large)
+    bool alone = false;    ///< written at once, with no other request in flight
+  };
+
   /// Encodes `r`, admits it and returns at once. `done` runs exactly once. `priority` (the
   /// init script) is written even while admission is held and ignores every limit.
-  void submit(const request& r, deadline d, completion done, bool priority = false);
+  submitted submit(const request& r, deadline d, completion done, bool priority = false);
+
+  /// For a caller that blocks until request `id` (submitted `alone`) is answered: reads the
+  /// reply on the calling thread (io::connection::read_reply_here) until `answered()`; false
+  /// when the process's pipe could not be lent (the caller waits as usual).
+  bool read_reply_here(std::uint64_t id, io::thread_wake& wake,
+                       const std::function<bool()>& answered);
+  /// The calling thread's wake for read_reply_here (null: none can be made).
+  std::shared_ptr<io::thread_wake> wake_of_this_thread() { return loop_.wakes().of_this_thread(); }
 
   /// Whether a process is attached and admitting, or about to (false from the moment its
   /// process ended until the next one is ready, and once refusing): a pool routes around a
@@ -121,6 +135,9 @@ public:
   void on_response(protocol::message& m);
   /// The connection's backlog drained: admit what waits.
   void on_drained();
+
+  /// Counts a reply a blocked caller read itself (stats().replies_read_by_caller).
+  void count_caller_read() noexcept { caller_read_.fetch_add(1, std::memory_order_relaxed); }
 
   /// Counts a finished Python -> host message (stats().host_calls).
   void count_host_message() noexcept { host_handled_.fetch_add(1, std::memory_order_relaxed); }
@@ -184,6 +201,7 @@ private:
   std::atomic<std::uint64_t> next_id_{1};
   std::atomic<std::uint64_t> next_env_{1};
   std::atomic<std::uint64_t> host_handled_{0};
+  std::atomic<std::uint64_t> caller_read_{0};
 };
 
 } // namespace pyvisor::interp

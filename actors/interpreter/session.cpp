@@ -51,8 +51,10 @@ std::shared_ptr<session> session::make(io::io_loop& loop, std::shared_ptr<reques
                                          std::move(ev)}};
   // The connection holds its session until the exit (or spawn_failed) releases it.
   io::connection_events ce;
-  ce.frame = [s](std::string_view body, std::shared_ptr<const char[]> owner) {
-    return s->on_frame(body, std::move(owner));
+  ce.frame = [s](std::string_view body, std::shared_ptr<const char[]> owner, std::uint64_t only) {
+    if (only != 0)
+      return s->on_own_reply(body, std::move(owner), only);
+    return s->on_frame(body, std::move(owner)) ? io::frame_verdict::taken : io::frame_verdict::stop;
   };
   ce.violation = [s](errc code, std::string what) { s->violation(code, std::move(what)); };
   ce.line = [s](log_source src, std::string_view line) { s->on_line(src, line); };
@@ -107,7 +109,28 @@ void session::set_exit_reason(error e) {
     exit_reason_ = std::move(e);
 }
 
-// ---- frames (I/O thread) ---------------------------------------------------------------------
+// ---- frames ----------------------------------------------------------------------------------
+
+io::frame_verdict session::on_own_reply(std::string_view body, std::shared_ptr<const char[]> owner,
+                                        std::uint64_t id) {
+  // On the thread that waits for reply `id`: that reply, through the pipe, is handled here as
+  // on the I/O thread; anything else (other frames, shared-memory replies, malformed frames:
+  // the I/O thread reports those) goes to the I/O thread.
+  auto decoded = protocol::decode(body, cfg_.limits, std::move(owner));
+  auto m = std::get_if<protocol::message>(&decoded);
+  if (m == nullptr || m->kind != protocol::kind::response || m->id != id)
+    return io::frame_verdict::not_here;
+  auto ok = protocol::map_get(m->payload, "ok");
+  if (ok != nullptr && ok->type == msgpack::type::EXT &&
+      (ok->via.ext.type() == protocol::ext_shared_bytes ||
+       ok->via.ext.type() == protocol::ext_shared_ndarray))
+    return io::frame_verdict::not_here;
+  table_->count_caller_read();
+  table_->on_response(*m);
+  return io::frame_verdict::taken;
+}
+
+// I/O thread from here on.
 
 bool session::on_frame(std::string_view body, std::shared_ptr<const char[]> owner) {
   auto decoded = protocol::decode(body, cfg_.limits, std::move(owner));

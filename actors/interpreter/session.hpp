@@ -100,6 +100,8 @@ public:
 private:
   session(std::shared_ptr<request_table> table, caf::actor host, config cfg, owner_events ev);
   bool on_frame(std::string_view body, std::shared_ptr<const char[]> owner);
+  io::frame_verdict on_own_reply(std::string_view body, std::shared_ptr<const char[]> owner,
+                                 std::uint64_t id);
   void dispatch_host(protocol::message& m);
   void on_line(log_source src, std::string_view line, std::uint64_t request_id = 0);
   void on_python_log(const protocol::message& m);  // a `logging` record, to the sink

@@ -5,7 +5,10 @@
 
 #include <cerrno>
 #include <cstring>
+#include <sys/epoll.h>
 #include <unistd.h>
+
+#include "io/thread_wake.hpp"
 
 namespace pyvisor::io {
 
@@ -14,7 +17,7 @@ using namespace detail;
 
 connection::connection(io_loop& loop, std::size_t max_frame_bytes, watermarks w,
                        connection_events ev)
-  : loop_(loop), marks_(w), ev_(std::move(ev)), reader_(max_frame_bytes),
+  : loop_(loop), marks_(w), ev_(std::move(ev)), frames_(max_frame_bytes),
     max_frame_(max_frame_bytes) {
   if (marks_.low > marks_.high)
     marks_.low = marks_.high;
@@ -25,6 +28,8 @@ connection::~connection() {
   process::close_fds(proc_);
   if (python_pidfd_ >= 0)
     ::close(python_pidfd_);
+  if (watch_fd_ >= 0)
+    ::close(watch_fd_);
 }
 
 bool connection::reaped() const {
@@ -51,7 +56,18 @@ void connection::attach(process::spawned_process p) {
   }
   pid_.store(p.python());
   std::weak_ptr<connection> weak = shared_from_this();
-  w_read_ = fd_watcher::make(loop_, p.from_child, [weak](int, int) {
+  // The I/O thread watches the reply pipe through an epoll set of its own, which a thread
+  // that reads its own reply disarms (read_reply_here); without one, nobody lends the pipe.
+  watch_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
+  if (watch_fd_ >= 0) {
+    epoll_event e{};
+    e.events = EPOLLIN;
+    if (::epoll_ctl(watch_fd_, EPOLL_CTL_ADD, p.from_child, &e) != 0) {
+      ::close(watch_fd_);
+      watch_fd_ = -1;
+    }
+  }
+  w_read_ = fd_watcher::make(loop_, watch_fd_ >= 0 ? watch_fd_ : p.from_child, [weak](int, int) {
     if (auto self = weak.lock())
       self->on_readable();
   });
@@ -84,6 +100,8 @@ void connection::attach(process::spawned_process p) {
     w_dump_->start(UV_READABLE);
   }
   w_read_->start(UV_READABLE);
+  // Lending needs the epoll set; the store publishes proc_ and frames_ to lenders.
+  reader_.store(watch_fd_ >= 0 ? reader_free : reader_loop);
   std::lock_guard<std::mutex> g{mu_};
   to_child_ = write_failed_ ? -1 : p.to_child;
   interrupt_fd_ = p.interrupt;
@@ -106,6 +124,7 @@ void connection::stop_reading() {
   stopped_reading_ = true;
   if (w_read_)
     w_read_->stop();
+  kick_lender();  // a lender hands the pipe back (and reads nothing more)
 }
 
 void connection::pause_reading() {
@@ -128,9 +147,18 @@ void connection::resume_reading() {
 }
 
 void connection::on_readable() {
+  if (!claim_reader()) {
+    // Lent (the lender's reply pipe is disarmed, so this is its hang-up): the lender hands
+    // the pipe back and take_back() watches again.
+    w_read_->stop();
+    read_parked_ = true;
+    return;
+  }
+  take_back();
   batching = this;
   read_some();
   batching = nullptr;
+  release_reader();
   if (!batched_)
     return;  // nothing was written while reading: no lock taken
   batched_ = false;
@@ -150,14 +178,14 @@ void connection::on_readable() {
 void connection::read_some() {
   // A bounded number of reads per wake-up keeps the loop fair to other interpreters.
   for (int i = 0; i < 8 && proc_.from_child >= 0 && !paused_ && !stopped_reading_; ++i) {
-    auto [p, n] = reader_.write_area();
+    auto [p, n] = frames_.write_area();
     if (n == 0) {  // a complete large frame is waiting: take it first
       read_frames();
       continue;
     }
     auto r = ::read(proc_.from_child, p, n);
     if (r > 0) {
-      reader_.commit(static_cast<std::size_t>(r));
+      frames_.commit(static_cast<std::size_t>(r));
       bytes_in_.fetch_add(static_cast<std::uint64_t>(r), std::memory_order_relaxed);
       read_frames();
       if (static_cast<std::size_t>(r) < n)
@@ -173,12 +201,12 @@ void connection::read_some() {
   }
   // Nothing half-read: the read buffer goes back to the I/O thread's spare (an idle
   // interpreter holds none; the next reader on this thread takes it again).
-  reader_.release_if_empty();
+  frames_.release_if_empty();
 }
 
 void connection::read_frames() {
   while (!stopped_reading_) {
-    auto r = reader_.next();
+    auto r = frames_.next();
     using st = protocol::frame_reader::status;
     if (r.st == st::need_more)
       return;
@@ -194,7 +222,7 @@ void connection::read_frames() {
       }
       return;
     }
-    if (ev_.frame && !ev_.frame(r.body, std::move(r.owner)))
+    if (ev_.frame && ev_.frame(r.body, std::move(r.owner), 0) == frame_verdict::stop)
       stop_reading();
   }
 }

@@ -19,13 +19,26 @@
 
 namespace pyvisor::io {
 
+class thread_wake;
+
+/// What the owner did with a frame (connection_events::frame).
+enum class frame_verdict : std::uint8_t {
+  taken,     ///< handled
+  stop,      ///< a protocol violation: the owner ends the process, nothing more is read
+  not_here,  ///< (only with `only` set) not the reply the reading thread waits for: the I/O
+             ///< thread is to handle it (it gets it again, with `only` 0)
+};
+
 /// What a connection reports to its owner. Every callback runs on the I/O thread, never with
-/// the connection's lock held (so a callback may call back into the connection). After
-/// `exited` nothing more is reported.
+/// the connection's lock held (so a callback may call back into the connection), except
+/// `frame` with `only` set (see read_reply_here). After `exited` nothing more is reported.
 struct connection_events {
-  /// One complete frame body; `owner`, when set, keeps a large body's buffer alive. Return
-  /// false to stop reading (the owner found a protocol violation and ends the process).
-  std::function<bool(std::string_view body, std::shared_ptr<const char[]> owner)> frame;
+  /// One complete frame body; `owner`, when set, keeps a large body's buffer alive. `only`:
+  /// 0 on the I/O thread; otherwise the call runs on a thread that waits for the reply to
+  /// request `only` (read_reply_here), and handles that reply alone (else `not_here`).
+  std::function<frame_verdict(std::string_view body, std::shared_ptr<const char[]> owner,
+                              std::uint64_t only)>
+    frame;
   /// The byte stream broke framing (a frame above the limit, an empty frame): nothing more is
   /// read. The owner ends the process.
   std::function<void(errc code, std::string what)> violation;
@@ -54,6 +67,10 @@ struct connection_events {
 /// checking it has not happened. The exit is handled in this order: `waitid(WNOWAIT)` (the
 /// exited child keeps its pid), the child's process group is killed (no guard), the replies
 /// and log lines left in the pipes are read, then the child is reaped.
+///
+/// Reading: the I/O thread reads the reply pipe, except while a thread that blocks until one
+/// reply comes lends it (read_reply_here): that thread then reads its reply itself (no relay
+/// through the I/O thread, no cross-thread wake-up), and hands the pipe back for anything else.
 ///
 /// Thread-safety: `attach`, `stop_reading` and `pause_reading` run on the I/O thread; the rest
 /// from any thread.
@@ -114,6 +131,18 @@ public:
   void pause_reading();
   void resume_reading();
 
+  /// For a thread that blocks until request `id` is answered, with nothing else in flight: it
+  /// takes the reply pipe from the I/O thread (whose watch on it is disarmed meanwhile) and
+  /// reads frames itself, handing each to `frame` with `only = id`, until `answered()` holds
+  /// (the reply was handled here, or another thread completed the request and signalled
+  /// `wake`). Anything else it reads (another frame, EOF, an error), and any need of the I/O
+  /// thread for the pipe (the exit, stop_reading), hands the pipe back at once; so does a
+  /// frame that is not `id`'s reply, which the I/O thread then handles in order. False when
+  /// the pipe could not be taken (the I/O thread or another thread is reading, reading is
+  /// paused or stopped, the process ended): the caller waits for the I/O thread as before.
+  /// `wake` is the calling thread's; it may be left signalled (drain it before polling).
+  bool read_reply_here(std::uint64_t id, thread_wake& wake, const std::function<bool()>& answered);
+
   /// Whether the process is ending: the guard exited, the reply pipe hung up, or Python is a
   /// zombie. I/O thread only.
   bool exiting() const;
@@ -142,6 +171,11 @@ private:
   void on_writable();
   void on_readable();
   void read_some();
+  bool claim_reader();
+  void take_back();
+  void release_reader();
+  void kick_lender();
+  bool arm_reader(bool on);
   void read_frames();
   void on_log(int& fd, std::shared_ptr<fd_watcher>& w, line_splitter& split, log_source src);
   void on_exit();
@@ -167,14 +201,36 @@ private:
   int python_pidfd_ = -1;      // guarded by mu_ (signals to the runner itself)
   std::uint64_t busy_transitions_ = 0;  // guarded by mu_
 
+  // The reply pipe's reader: who may read from_child and touch reader_ (reader_state).
+  // free: the I/O thread when it is readable; lent: a thread in read_reply_here; loop: the
+  // I/O thread (inside one of its callbacks, or handed back by a lender: see take_back);
+  // closed: nobody (the exit was handled, or never attached).
+  enum reader_state : int { reader_free, reader_lent, reader_loop, reader_closed };
+  std::atomic<int> reader_{reader_closed};
+  std::atomic<bool> reader_wanted_{false};  // the I/O thread wants the pipe back from a lender
+  std::mutex lend_mu_;
+  thread_wake* lender_ = nullptr;  // guarded by lend_mu_: the lender's wake
+  // Written by a lender before it hands back (reader_ = loop), read by the I/O thread after.
+  bool handed_back_ = false;
+  std::string deferred_copy_;  // a frame the lender did not handle (not_here), for the loop
+  std::string_view deferred_;
+  std::shared_ptr<const char[]> deferred_owner_;
+  bool has_deferred_ = false;
+  int watch_fd_ = -1;  // an epoll set holding from_child, which w_read_ watches: a lender
+                       // disarms it (epoll_ctl is thread-safe, uv handles are not)
+
+  // Whoever holds the reader (see reader_).
+  protocol::frame_reader frames_;
+  std::atomic<bool> stopped_reading_{false};
+  std::atomic<bool> paused_{false};
+
   // I/O thread only.
   process::spawned_process proc_;
-  protocol::frame_reader reader_;
   std::shared_ptr<fd_watcher> w_read_, w_write_, w_out_, w_err_, w_exit_, w_dump_;
   line_splitter out_lines_, err_lines_;
-  bool stopped_reading_ = false;
-  bool paused_ = false;
-  bool batched_ = false;  // I/O thread only: frames were collected during on_readable
+  bool batched_ = false;  // frames were collected during on_readable
+  bool read_parked_ = false;  // w_read_ stopped while lent: restarted when the pipe is back
+  bool exit_parked_ = false;  // w_exit_ likewise
 
   std::atomic<int> pid_{0};
   std::atomic<std::uint64_t> heartbeats_{0};

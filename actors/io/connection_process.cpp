@@ -131,12 +131,22 @@ void connection::on_dump() {
 }
 
 void connection::on_exit() {
+  // The replies left in the pipe are read below: a thread reading its own reply hands the
+  // pipe back first (its reply pipe hangs up now too), and take_back() watches the exit again.
+  if (!claim_reader()) {
+    w_exit_->stop();
+    exit_parked_ = true;
+    return;
+  }
+  take_back();
   int status = 0;
   if (proc_.status_pipe) {
     // A fork-server worker: its template killed the group and wrote the wait status.
     auto got = ::read(proc_.pidfd, &status, sizeof status);
-    if (got < 0 && (errno == EAGAIN || errno == EINTR))
+    if (got < 0 && (errno == EAGAIN || errno == EINTR)) {
+      release_reader();
       return;  // spurious: the watcher fires again
+    }
     if (got != static_cast<ssize_t>(sizeof status))
       status = SIGKILL;  // the template died first: the worker died with it (PDEATHSIG)
   } else {
@@ -144,8 +154,10 @@ void connection::on_exit() {
     // The child stays a zombie (WNOWAIT): its pid, and so its process group id, cannot be
     // reused until the reap below.
     if (::waitid(p_pidfd, static_cast<id_t>(proc_.pidfd), &info, WEXITED | WNOHANG | WNOWAIT) != 0 ||
-        info.si_pid == 0)
+        info.si_pid == 0) {
+      release_reader();
       return;  // spurious, or EINTR: the watcher fires again
+    }
     // With the guard every descendant is gone already. Without one, the group goes too: no
     // orphans.
     if (proc_.python() == proc_.pid)
@@ -155,7 +167,7 @@ void connection::on_exit() {
   if (proc_.from_child >= 0 && !stopped_reading_) {
     paused_ = false;
     for (int i = 0; i < 1024 && proc_.from_child >= 0 && !stopped_reading_; ++i) {
-      auto [p, n] = reader_.write_area();
+      auto [p, n] = frames_.write_area();
       if (n == 0) {
         read_frames();
         continue;
@@ -163,7 +175,7 @@ void connection::on_exit() {
       auto k = ::read(proc_.from_child, p, n);
       if (k <= 0)
         break;
-      reader_.commit(static_cast<std::size_t>(k));
+      frames_.commit(static_cast<std::size_t>(k));
       bytes_in_.fetch_add(static_cast<std::uint64_t>(k), std::memory_order_relaxed);
       read_frames();
     }
@@ -185,6 +197,11 @@ void connection::on_exit() {
   for (auto* w : {&w_read_, &w_write_, &w_out_, &w_err_, &w_exit_, &w_dump_})
     if (*w)
       (*w)->close();
+  reader_.store(reader_closed);  // nobody lends the pipe any more
+  if (watch_fd_ >= 0) {
+    ::close(watch_fd_);
+    watch_fd_ = -1;
+  }
   {
     std::lock_guard<std::mutex> g{mu_};
     if (!proc_.status_pipe)

@@ -9,6 +9,8 @@
 
 #include <uv.h>
 
+#include "io/thread_wake.hpp"
+
 namespace pyvisor::io {
 
 /// The one libuv loop thread of a runtime. Everything that touches a uv handle runs on it.
@@ -33,6 +35,9 @@ public:
   /// Stops the loop and joins the thread. Idempotent.
   void stop();
 
+  /// The wakes of threads that read their own replies (connection::read_reply_here).
+  thread_wakes& wakes() noexcept { return wakes_; }
+
 private:
   static void on_wake(uv_async_t* h);
   void drain();
@@ -46,6 +51,7 @@ private:
   std::atomic<int> senders_{0};  // posts between queueing their job and their uv_async_send's end
   std::thread thread_;
   std::thread::id thread_id_;
+  thread_wakes wakes_;
 };
 
 /// What every uv handle pyvisor creates (besides the loop's own wake-up) has in its `data`: the

@@ -22,6 +22,9 @@ struct interpreter_stats {
   std::uint64_t bytes_out = 0;         ///< bytes written to the runner
   std::uint64_t shared_memory_out = 0;  ///< requests whose large bytes went by shared memory
   std::uint64_t shared_memory_in = 0;   ///< replies whose bytes came by shared memory
+  /// Replies the blocked caller read from the pipe itself (a blocking eval/call alone in
+  /// flight); the I/O thread read the rest of requests_served.
+  std::uint64_t replies_read_by_caller = 0;
   std::uint64_t restarts = 0;          ///< processes started after the first (supervised)
   std::optional<exit_report> last_exit;  ///< how the last process ended (code/signal, reason)
   std::chrono::system_clock::time_point last_exit_time{};  ///< when (set with last_exit)
