@@ -75,7 +75,25 @@ class _Output(object):
             self._on_congested()
 
     def flush(self):
-        if not self._waiting and self._chunks:
+        if self._waiting:
+            return
+        chunks = self._chunks
+        if len(chunks) == 1 and not self.congested:
+            # The usual case, one reply: one write, without the general path's calls.
+            data = chunks[0]
+            try:
+                written = os.write(self._fd, data)
+            except (BlockingIOError, InterruptedError):
+                written = 0
+            except OSError:
+                self._write()  # it fails the same way and reports the broken pipe
+                return
+            self.pending -= written
+            if written == len(data):
+                chunks.pop()
+                return
+            chunks[0] = memoryview(data)[written:]
+        if chunks:
             self._write()
 
     def schedule_flush(self):
