@@ -115,7 +115,10 @@ io::frame_verdict session::on_own_reply(std::string_view body, std::shared_ptr<c
                                         std::uint64_t id) {
   // On the thread that waits for reply `id`: that reply, through the pipe, is handled here as
   // on the I/O thread; anything else (other frames, shared-memory replies, malformed frames:
-  // the I/O thread reports those) goes to the I/O thread.
+  // the I/O thread reports those) goes to the I/O thread. Its head is read first, so other
+  // frames are not decoded twice: [1 (response), id, ...] as fixarray 4, fixint, uint.
+  if (!protocol::is_response_to(body, id))
+    return io::frame_verdict::not_here;
   auto decoded = protocol::decode(body, cfg_.limits, std::move(owner));
   auto m = std::get_if<protocol::message>(&decoded);
   if (m == nullptr || m->kind != protocol::kind::response || m->id != id)

@@ -42,7 +42,9 @@ bool connection::read_reply_here(std::uint64_t id, thread_wake& wake,
   int expected = reader_free;
   if (!reader_.compare_exchange_strong(expected, reader_lent))
     return false;
-  if (watch_fd_ < 0 || !ev_.frame) {  // no epoll set (attach could not make one)
+  // Again now that the pipe is ours: the I/O thread pauses or stops only while it holds it,
+  // so a pause that came between the check above and the claim is seen here.
+  if (watch_fd_ < 0 || !ev_.frame || paused_.load() || stopped_reading_.load()) {
     reader_.store(reader_free);
     if (reader_wanted_.exchange(false))
       loop_.post([weak = weak_from_this()] {
@@ -126,7 +128,11 @@ bool connection::read_reply_here(std::uint64_t id, thread_wake& wake,
   auto post_take_back = [this] {
     loop_.post([weak = weak_from_this()] {
       auto self = weak.lock();
-      if (!self || !self->claim_reader())
+      // Nothing due any more (on_readable took the pipe back first): a claim now would only
+      // cut short the loan of the next lender.
+      if (!self || (self->reader_.load() != reader_loop && !self->read_parked_ && !self->exit_parked_))
+        return;
+      if (!self->claim_reader())
         return;
       self->take_back();
       self->frames_.release_if_empty();

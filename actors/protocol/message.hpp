@@ -41,6 +41,25 @@ struct message {
   std::shared_ptr<const void> owner() const;
 };
 
+/// Whether `body` starts as the response to request `id` (`[1, id, ...]`: a 4-array, kind 1,
+/// then `id` as any msgpack uint), without decoding it; false for anything else, malformed
+/// bodies included (the decoder reports those).
+inline bool is_response_to(std::string_view body, std::uint64_t id) noexcept {
+  auto b = [&](std::size_t i) { return static_cast<std::uint8_t>(body[i]); };
+  if (body.size() < 3 || b(0) != 0x94 || b(1) != 0x01)
+    return false;
+  std::uint8_t h = b(2);
+  if (h < 0x80)
+    return h == id;
+  std::size_t n = h == 0xcc ? 1 : h == 0xcd ? 2 : h == 0xce ? 4 : h == 0xcf ? 8 : 0;
+  if (n == 0 || body.size() < 3 + n)
+    return false;
+  std::uint64_t v = 0;
+  for (std::size_t i = 0; i < n; ++i)
+    v = (v << 8) | b(3 + i);
+  return v == id;
+}
+
 /// Decodes one frame body after check_structure; returns a description on any violation.
 /// With `buffer` (the large frame's own memory, holding `body`) strings and binaries are
 /// referenced in place instead of copied.

@@ -124,3 +124,37 @@ TEST(message, value_outlives_message) {
   EXPECT_FALSE(v.to<int>());
   EXPECT_EQ(v.to<int>().error().code, errc::type_mismatch);
 }
+
+TEST(message, is_response_to_reads_only_the_head) {
+  auto response = [](std::uint64_t id) {
+    msgpack::sbuffer b;
+    msgpack::packer<msgpack::sbuffer> p{b};
+    p.pack_array(4);
+    p.pack(1);
+    p.pack(id);
+    p.pack(std::string{"eval"});
+    p.pack_map(0);
+    return std::string{b.data(), b.size()};
+  };
+  // Every width msgpack gives an id: fixint, u8, u16, u32, u64.
+  for (std::uint64_t id : {std::uint64_t{0}, std::uint64_t{5}, std::uint64_t{127}, std::uint64_t{128},
+                           std::uint64_t{255}, std::uint64_t{256}, std::uint64_t{65535},
+                           std::uint64_t{65536}, std::uint64_t{1} << 32, ~std::uint64_t{0}}) {
+    auto body = response(id);
+    EXPECT_TRUE(is_response_to(body, id)) << id;
+    EXPECT_FALSE(is_response_to(body, id + 1)) << id;
+    auto head = body.size() - 6;  // what follows the id: "eval" (5 bytes) and an empty map
+    EXPECT_TRUE(is_response_to(body.substr(0, head), id)) << id;
+    if (id >= 128) {  // cut inside the id's bytes
+      EXPECT_FALSE(is_response_to(body.substr(0, head - 1), id)) << id;
+    }
+  }
+  // A request or notification with that id, a non-uint id, other shapes, truncation.
+  EXPECT_FALSE(is_response_to(pack(std::make_tuple(0, 7, std::string{"host_call"}, 0)), 7));
+  EXPECT_FALSE(is_response_to(pack(std::make_tuple(2, 7, std::string{"log"}, 0)), 7));
+  EXPECT_FALSE(is_response_to(pack(std::make_tuple(1, -7, std::string{"eval"}, 0)), 7));
+  EXPECT_FALSE(is_response_to(pack(std::make_tuple(1, 7, std::string{"eval"})), 7));
+  EXPECT_FALSE(is_response_to(std::string{"\x94\x01", 2}, 0));
+  EXPECT_FALSE(is_response_to(std::string{"\x94\x01\xcf\x00", 4}, 0));
+  EXPECT_FALSE(is_response_to({}, 0));
+}
