@@ -1,6 +1,7 @@
 // A blocking eval or call that is alone in flight reads its reply from the pipe itself (issue
 // 12, io::connection::read_reply_here); everything else it meets goes to the I/O thread, and
 // every completion from elsewhere (a deadline, an interrupt, a crash) still reaches it.
+#include <algorithm>
 #include <atomic>
 #include <future>
 #include <thread>
@@ -66,11 +67,26 @@ TEST_F(own_reply_test, other_frames_during_the_eval_go_to_the_io_thread) {
     ASSERT_TRUE(r) << r.error();
     EXPECT_EQ(r->as<int>(), 2 * i + 2);
     EXPECT_EQ(out.out, "line " + std::to_string(i) + "\n");
+    // In pipe order: the record, written before the reply, reached the sink before it.
+    auto record = "record " + std::to_string(i);
+    auto seen = logs();
+    EXPECT_TRUE(std::any_of(seen.begin(), seen.end(), [&](const captured_line& l) {
+      return l.source == log_source::python_logging && l.line.find(record) != std::string::npos;
+    })) << record;
   }
   EXPECT_EQ(calls.load(), 40);
-  EXPECT_TRUE(wait_log([](const captured_line& l) {
-    return l.source == log_source::python_logging && l.line.find("record 19") != std::string::npos;
-  }));
+  // Synchronous code: the record comes first on the pipe the caller reads, then its reply.
+  for (int i = 0; i < 20; ++i) {
+    auto r = py.eval("import logging\nlogging.getLogger('own').warning('sync %d', i)\nreturn i",
+                     {{"i", i}}, {.timeout = scaled(10s)});
+    ASSERT_TRUE(r) << r.error();
+    EXPECT_EQ(r->as<int>(), i);
+    auto record = "sync " + std::to_string(i);
+    auto seen = logs();
+    EXPECT_TRUE(std::any_of(seen.begin(), seen.end(), [&](const captured_line& l) {
+      return l.source == log_source::python_logging && l.line == record;
+    })) << record;
+  }
   // A reply by shared memory and a large one through the pipe (its own buffer).
   auto big = py.eval("return b'a' * (3 << 20)", {}, {.timeout = scaled(30s)});
   ASSERT_TRUE(big) << big.error();
