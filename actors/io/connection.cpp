@@ -8,8 +8,6 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
-#include "io/thread_wake.hpp"
-
 namespace pyvisor::io {
 
 using namespace detail;
@@ -100,8 +98,9 @@ void connection::attach(process::spawned_process p) {
     w_dump_->start(UV_READABLE);
   }
   w_read_->start(UV_READABLE);
-  // Lending needs the epoll set; the store publishes proc_ and frames_ to lenders.
-  reader_.store(watch_fd_ >= 0 ? reader_free : reader_loop);
+  // The store publishes proc_, frames_ and watch_fd_ to lenders (without an epoll set they
+  // give the pipe back at once: read_reply_here).
+  reader_.store(reader_free);
   std::lock_guard<std::mutex> g{mu_};
   to_child_ = write_failed_ ? -1 : p.to_child;
   interrupt_fd_ = p.interrupt;
