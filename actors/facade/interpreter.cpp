@@ -1,9 +1,7 @@
 #include "pyvisor/interpreter.hpp"
 
-#include <atomic>
 #include <mutex>
 #include <optional>
-#include <thread>
 
 #include <caf/actor.hpp>
 #include <caf/scoped_actor.hpp>
@@ -11,9 +9,9 @@
 
 #include "facade/blocking_call.hpp"
 #include "facade/env_shared.hpp"
+#include "facade/reply_waiter.hpp"
 #include "facade/interpreter_shared.hpp"
 #include "interpreter/messages.hpp"
-#include "io/thread_wake.hpp"
 #include "protocol/message.hpp"
 #include "pyvisor/actor_interface.hpp"
 
@@ -28,29 +26,6 @@ interpreter_shared::~interpreter_shared() {
 
 namespace {
 
-/// One blocked caller. It reads its reply itself when the request went out alone (the
-/// interpreter's pipe is lent to it: io::connection::read_reply_here); otherwise the I/O
-/// thread completes it straight from the request table.
-struct waiter {
-  std::atomic<bool> done{false};
-  std::atomic<bool> polling{false};  // the caller may be in poll(2): wake it there
-  std::optional<protocol::reply> result;
-  std::thread::id caller = std::this_thread::get_id();
-  std::shared_ptr<io::thread_wake> wake;
-
-  explicit waiter(std::shared_ptr<io::thread_wake> w) : wake(std::move(w)) {}
-
-  void set(protocol::reply r) {
-    result.emplace(std::move(r));
-    done.store(true);
-    if (std::this_thread::get_id() == caller)
-      return;  // the caller itself, reading its reply (or answered at once)
-    if (polling.load() && wake)
-      wake->signal();
-    done.notify_one();
-  }
-};
-
 void fill_capture(const eval_options& o, protocol::reply& r) {
   if (o.capture != nullptr) {
     o.capture->out = r.out.value_or(std::string{});
@@ -61,18 +36,9 @@ void fill_capture(const eval_options& o, protocol::reply& r) {
 } // namespace
 
 protocol::reply blocking_call(interpreter_shared& s, const interp::request& r, interp::deadline d) {
-  auto w = std::make_shared<waiter>(s.table->wake_of_this_thread());
+  auto w = std::make_shared<reply_waiter>(s.table->wake_of_this_thread());
   auto sent = s.table->submit(r, d, [w](protocol::reply rep) { w->set(std::move(rep)); });
-  if (sent.alone && w->wake) {
-    // Set before the check of `done` (both seq_cst): a completion from elsewhere either is
-    // seen by answered() or sees `polling` and signals the wake.
-    w->polling.store(true);
-    s.table->read_reply_here(sent.id, *w->wake, [&w] { return w->done.load(); });
-    w->polling.store(false);
-  }
-  while (!w->done.load(std::memory_order_acquire))
-    w->done.wait(false, std::memory_order_acquire);
-  return std::move(*w->result);
+  return w->wait(s.table.get(), sent);
 }
 
 expected<value> blocking_value(interpreter_shared& s, interp::request& r, const eval_options& o) {

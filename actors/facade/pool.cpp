@@ -8,6 +8,7 @@
 
 #include "facade/env_shared.hpp"
 #include "facade/pool_shared.hpp"
+#include "facade/reply_waiter.hpp"
 #include "facade/runtime_impl.hpp"
 #include "pyvisor/actor_interface.hpp"
 
@@ -126,30 +127,24 @@ interp::request request_of(interp::request::op_t op, std::string_view text, cons
   return r;
 }
 
-/// One blocked caller of a pool.
-struct pool_waiter {
-  std::mutex mu;
-  std::condition_variable cv;
-  std::optional<protocol::reply> rep;
-  std::shared_ptr<pooling::worker> w;
+/// One blocked caller of a pool, and the worker that answered.
+struct pool_waiter : detail::reply_waiter {
+  using detail::reply_waiter::reply_waiter;
+  std::shared_ptr<pooling::worker> w;  // written before set() publishes the reply
 };
 
 protocol::reply wait_for(pool_shared& s, const interp::request& r, interp::deadline d,
                          std::string_view key, std::shared_ptr<pooling::worker>* who = nullptr) {
-  auto pw = std::make_shared<pool_waiter>();
-  s.disp->submit(r, d, key, [pw](protocol::reply rep, const std::shared_ptr<pooling::worker>& w) {
-    {
-      std::lock_guard<std::mutex> g{pw->mu};
-      pw->rep.emplace(std::move(rep));
-      pw->w = w;
-    }
-    pw->cv.notify_one();
-  });
-  std::unique_lock<std::mutex> lk{pw->mu};
-  pw->cv.wait(lk, [&] { return pw->rep.has_value(); });
+  auto pw = std::make_shared<pool_waiter>(s.rt->loop->wakes().of_this_thread());
+  auto sent = s.disp->submit(r, d, key,
+                             [pw](protocol::reply rep, const std::shared_ptr<pooling::worker>& w) {
+                               pw->w = w;
+                               pw->set(std::move(rep));
+                             });
+  auto rep = pw->wait(sent.table.get(), sent.request);
   if (who != nullptr)
     *who = pw->w;
-  return std::move(*pw->rep);
+  return rep;
 }
 
 expected<value> value_of(protocol::reply rep, const eval_options& o) {

@@ -14,6 +14,7 @@
 
 #include <cerrno>
 #include <poll.h>
+#include <thread>
 #include <sys/epoll.h>
 #include <unistd.h>
 
@@ -39,9 +40,16 @@ bool connection::read_reply_here(std::uint64_t id, thread_wake& wake,
                                  const std::function<bool()>& answered) {
   if (paused_.load() || stopped_reading_.load() || loop_.on_loop_thread())
     return false;
+  // The I/O thread may still be finishing the read that completed this caller's previous
+  // request (it releases the pipe on its way out): wait for that a little, yielding the CPU
+  // to it, or every later request of a serial caller would miss the pipe the same way.
   int expected = reader_free;
-  if (!reader_.compare_exchange_strong(expected, reader_lent))
-    return false;
+  for (int tries = 0; !reader_.compare_exchange_strong(expected, reader_lent); ++tries) {
+    if (expected != reader_loop || tries == 64)
+      return false;
+    expected = reader_free;
+    std::this_thread::yield();
+  }
   // Again now that the pipe is ours: the I/O thread pauses or stops only while it holds it,
   // so a pause that came between the check above and the claim is seen here.
   if (watch_fd_ < 0 || !ev_.frame || paused_.load() || stopped_reading_.load()) {

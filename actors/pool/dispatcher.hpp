@@ -61,11 +61,19 @@ public:
   static std::shared_ptr<dispatcher> make(io::io_loop& loop, config cfg);
   ~dispatcher();
 
+  /// Where a request went at once: the worker's table and what it did with it (no table:
+  /// queued, or answered at once). A blocking caller whose request went out alone reads its
+  /// reply itself (request_table::read_reply_here).
+  struct sent {
+    std::shared_ptr<interp::request_table> table;
+    interp::request_table::submitted request;
+  };
+
   /// Dispatches `r` (its pointers are read only during the call) to a worker now, or queues it.
-  void submit(const interp::request& r, interp::deadline d, std::string_view key, completion done);
+  sent submit(const interp::request& r, interp::deadline d, std::string_view key, completion done);
 
   /// Sends `r` to worker `w` whatever its state (requests on an env pinned there).
-  void submit_to(const std::shared_ptr<worker>& w, const interp::request& r, interp::deadline d,
+  sent submit_to(const std::shared_ptr<worker>& w, const interp::request& r, interp::deadline d,
                  completion done);
 
   // ---- from the pool actor ----------------------------------------------------------------
@@ -120,7 +128,7 @@ private:
   }
   /// Submits to `w`'s table; an unpinned request whose worker has no running process goes
   /// back to the queue instead (bounce).
-  void send(const std::shared_ptr<worker>& w, const interp::request& r, interp::deadline d,
+  sent send(const std::shared_ptr<worker>& w, const interp::request& r, interp::deadline d,
             completion done, clock::time_point t0, std::string_view key, bool pinned);
   void bounce(const std::shared_ptr<worker>& w, const interp::request& r, interp::deadline d,
               std::string_view key, clock::time_point t0, completion done);

@@ -37,6 +37,7 @@ pool_stats report_stats(const pool_totals& t, const std::map<std::uint32_t, slot
       const auto ts = s.w->table->stats();
       w.queued = ts.admission_queue;
       w.busy_transitions = ts.busy_transitions;
+      w.replies_read_by_caller = ts.replies_read_by_caller;
     }
     w.rss_bytes = s.w->rss_bytes.load(std::memory_order_relaxed);
     if (w.rss_bytes == 0 && w.pid != 0)

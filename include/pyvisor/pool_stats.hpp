@@ -40,6 +40,9 @@ struct worker_stats {
   std::size_t in_flight = 0;
   std::size_t queued = 0;    ///< requests held in the worker's own admission queue (its envs')
   std::uint64_t served = 0;  ///< requests answered (values and errors)
+  /// Of its replies, those its blocked caller read from the pipe itself (a blocking pool
+  /// eval/call alone on the worker); as interpreter_stats::replies_read_by_caller.
+  std::uint64_t replies_read_by_caller = 0;
   std::uint64_t errors = 0;
   std::vector<std::pair<errc, std::uint64_t>> errors_by_code;  ///< only codes that occurred
   std::size_t rss_bytes = 0;  ///< last reading (0 before the first)

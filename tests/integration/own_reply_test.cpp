@@ -189,3 +189,45 @@ TEST_F(own_reply_test, a_threads_wake_ends_with_the_thread) {
   EXPECT_TRUE(eventually([&] { return open_fds().size() == fds; }))
     << "fds: " << open_fds().size() << " vs " << fds;
 }
+
+TEST_F(own_reply_test, a_pool_caller_alone_on_its_worker_reads_its_own_reply) {
+  rt_->expose("echo", [](int v) { return v; });
+  pool_options o;
+  o.name = "own";
+  o.workers = 2;
+  o.worker = options();
+  auto made = rt_->spawn_pool(std::move(o));
+  ASSERT_TRUE(made) << made.error();
+  auto& p = *made;
+  for (auto& w : p.stats().per_worker)
+    track_pid(w.pid);
+  constexpr int n = 100;
+  for (int i = 0; i < n; ++i) {
+    auto r = p.eval("return x + 1", {{"x", i}}, {.timeout = scaled(10s)});
+    ASSERT_TRUE(r) << r.error();
+    ASSERT_EQ(r->as<int>(), i + 1);
+  }
+  std::uint64_t read = 0, served = 0;
+  for (auto& w : p.stats().per_worker) {
+    read += w.replies_read_by_caller;
+    served += w.served;
+  }
+  EXPECT_EQ(served, std::uint64_t{n});
+  EXPECT_GE(read, std::uint64_t{n} / 2);
+  // Callers on several threads (often not alone on their worker) get every answer right.
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 100; ++i) {
+        auto code = (i % 4 == 0) ? "import pyvisor\nreturn await pyvisor.call('echo', v)" : "return v";
+        auto r = p.eval(code, {{"v", t * 1000 + i}}, {.timeout = scaled(30s)});
+        if (!r || r->as<int>() != t * 1000 + i)
+          ++wrong;
+      }
+    });
+  for (auto& th : threads)
+    th.join();
+  EXPECT_EQ(wrong.load(), 0);
+  ASSERT_TRUE(p.stop());
+}
