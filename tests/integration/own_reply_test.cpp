@@ -26,10 +26,18 @@ TEST_F(own_reply_test, a_blocking_eval_alone_reads_its_own_reply) {
   }
   auto after = py.stats();
   EXPECT_EQ(after.requests_served - before.requests_served, std::uint64_t{n});
-  // The I/O thread reads a reply that arrives before the caller took the pipe (rare; the
-  // machine is shared): most, not all.
-  EXPECT_GE(after.replies_read_by_caller - before.replies_read_by_caller, std::uint64_t{n} / 2);
+  // The I/O thread reads a reply that arrives before the caller took the pipe: with code this
+  // quick, how many depends on the machine (a sanitizer build's host is slow), so only some.
+  EXPECT_GE(after.replies_read_by_caller - before.replies_read_by_caller, 1u);
   EXPECT_LE(after.replies_read_by_caller - before.replies_read_by_caller, std::uint64_t{n});
+  // Code that takes 2 ms leaves the caller time to take the pipe: nearly every reply.
+  constexpr int slow = 40;
+  for (int i = 0; i < slow; ++i) {
+    auto r = py.eval("import time\ntime.sleep(0.002)\nreturn x", {{"x", i}}, {.timeout = scaled(10s)});
+    ASSERT_TRUE(r) << r.error();
+    ASSERT_EQ(r->as<int>(), i);
+  }
+  EXPECT_GE(py.stats().replies_read_by_caller - after.replies_read_by_caller, std::uint64_t{slow} / 2);
   // A call, and an env's eval, too.
   auto env = py.make_env({});
   ASSERT_TRUE(env) << env.error();
@@ -42,7 +50,7 @@ TEST_F(own_reply_test, a_blocking_eval_alone_reads_its_own_reply) {
     ASSERT_TRUE(e) << e.error();
     EXPECT_EQ(e->as<int>(), i + 1);
   }
-  EXPECT_GE(py.stats().replies_read_by_caller - mid, 20u);
+  EXPECT_GE(py.stats().replies_read_by_caller - mid, 1u);
 }
 
 TEST_F(own_reply_test, other_frames_during_the_eval_go_to_the_io_thread) {
@@ -201,9 +209,10 @@ TEST_F(own_reply_test, a_pool_caller_alone_on_its_worker_reads_its_own_reply) {
   auto& p = *made;
   for (auto& w : p.stats().per_worker)
     track_pid(w.pid);
-  constexpr int n = 100;
+  // Code that takes 2 ms leaves the caller time to take the pipe (see above).
+  constexpr int n = 40;
   for (int i = 0; i < n; ++i) {
-    auto r = p.eval("return x + 1", {{"x", i}}, {.timeout = scaled(10s)});
+    auto r = p.eval("import time\ntime.sleep(0.002)\nreturn x + 1", {{"x", i}}, {.timeout = scaled(10s)});
     ASSERT_TRUE(r) << r.error();
     ASSERT_EQ(r->as<int>(), i + 1);
   }
