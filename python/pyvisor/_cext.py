@@ -13,7 +13,7 @@ What the C extension does not do by itself, and how it is covered here:
 
 import msgpack
 
-from ._scan import check, may_skip
+from ._scan import _NOT_BIG_CONTAINER, check, may_skip, may_skip_frame
 from ._ndarray import decode as decode_ndarray, is_ndarray, payload as ndarray_payload
 from ._shm import shared_array, shared_view
 from ._views import discard, pending, settle
@@ -60,6 +60,10 @@ class CCodec(object):
         self.max_depth = max_depth
         self.max_elements = max_elements
         self._small_limits = None  # decoder settings for frames up to _SMALL bytes
+        # Bodies up to this size need only the one translate() of ``may_skip``'s small case
+        # (fewer bytes than levels), checked inline: 0 when the fix containers could exceed
+        # max_elements (tests only).
+        self._tiny = max_depth if max_elements >= 15 else 0
         # Idle packers.  ``default`` packs tuple/set payloads while the outer packer is
         # busy, so nested collections need one packer per level; a free list avoids
         # building a Packer for every tuple.
@@ -93,16 +97,26 @@ class CCodec(object):
 
     def packb(self, obj):
         """Encode ``obj``; raise EncodeError for anything the protocol cannot carry."""
+        free = self._free
+        packer = free.pop() if free else self._new_packer()
         try:
-            data = self._pack_raw(obj)
+            data = packer.pack(obj)
         except EncodeError:
             raise
         except (ValueError, TypeError, OverflowError, BufferError, RecursionError) as e:
             # ValueError includes UnicodeEncodeError (lone surrogates) and the packer's own
             # "recursion limit exceeded"; the runner builds the user-facing message.
             raise EncodeError(str(e))
-        # may_skip() bounds depth and element counts (fix containers only).
-        if not may_skip(data, self.max_depth, self.max_elements):
+        # Only a packer that finished cleanly goes back to the free list (as in _pack_raw,
+        # inlined here: this is every reply's path).
+        free.append(packer)
+        if len(data) <= self._tiny and not data.translate(None, _NOT_BIG_CONTAINER):
+            return data  # may_skip()'s small case, inline
+        # may_skip() bounds depth and element counts (fix containers only); a frame whose
+        # id merely contains a header-like byte is judged without its head.
+        if not may_skip(data, self.max_depth, self.max_elements) and not may_skip_frame(
+            data, self.max_depth, self.max_elements
+        ):
             try:
                 check(data, self.max_depth, self.max_elements)
             except DecodeError as e:
@@ -172,9 +186,17 @@ class CCodec(object):
 
     def unpackb(self, data):
         """Decode exactly one value from ``data`` (bytes); raise DecodeError otherwise."""
-        if may_skip(data, self.max_depth, self.max_elements):  # no ext: no ext 6 either
+        if (
+            type(data) is bytes and len(data) <= self._tiny and not data.translate(None, _NOT_BIG_CONTAINER)
+        ) or may_skip(data, self.max_depth, self.max_elements) or may_skip_frame(  # (small case first, inline)
+            data, self.max_depth, self.max_elements
+        ):
+            # No ext (no ext 6 either, no timestamp) and fix containers only (at most 15
+            # elements, within max_elements): the extension's own bounds, every length at
+            # most the body's, are as tight as _limits' here, so only the map-key rule is
+            # passed (one keyword instead of nine).
             try:
-                return _unpackb(data, **self._limits(len(data)))
+                return _unpackb(data, strict_map_key=False)
             except Exception as e:
                 raise _decode_error(e)
         check(data, self.max_depth, self.max_elements, True)  # host frames: ext 6 allowed

@@ -31,7 +31,8 @@ class _FastPath(object):
             variables = get("vars")
             filename = get("file")
             line = get("line")
-            namespace = self._fused_namespace(payload, 4)
+            # (_fused_namespace's plain case inline: the four keys alone mean the root)
+            namespace = self.root if len(payload) == 4 else self._fused_namespace(payload, 4)
             if (
                 namespace is not None
                 and type(source) is str

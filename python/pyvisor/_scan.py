@@ -38,7 +38,7 @@ from ._wire import (
     MAX_ELEMENTS,
 )
 
-__all__ = ["check", "may_skip"]
+__all__ = ["check", "may_skip", "may_skip_frame"]
 
 _U16 = struct.Struct(">H").unpack_from
 _U32 = struct.Struct(">I").unpack_from
@@ -130,6 +130,25 @@ def may_skip(data, max_depth=MAX_DEPTH, max_elements=MAX_ELEMENTS):
         return False
     candidates = data.translate(None, _NOT_CONTAINER)
     return len(candidates) <= max_depth and not candidates.translate(None, _FIX_CONTAINERS)
+
+
+# Bytes after the first byte of a uint: 0xcc..0xcf.
+_UINT_EXTRA = {0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8}
+
+
+def may_skip_frame(data, max_depth=MAX_DEPTH, max_elements=MAX_ELEMENTS):
+    """``may_skip`` for a frame body ``[kind, id, op, payload]``, blind to the id's bytes.
+
+    may_skip() reads every byte as a possible header, so an id such as 0xcd 0x12 0xdc (one
+    request in ten once ids pass 255) looked like an array 16 and sent the frame through
+    check().  Here the head (the fixarray header, a fixint kind and a uint id: no header can
+    hide in them) is stepped over and the rest judged as may_skip judges a body, with one
+    level used by the head's array.  False when the body does not start that way."""
+    if type(data) is not bytes or len(data) < 3 or data[0] != 0x94 or data[1] > 0x7F:
+        return False
+    first = data[2]
+    start = 3 if first <= 0x7F else 3 + _UINT_EXTRA.get(first, -3)
+    return start >= 3 and may_skip(data[start:], max_depth - 1, max_elements)
 
 
 def check(data, max_depth=MAX_DEPTH, max_elements=MAX_ELEMENTS, shared=False):

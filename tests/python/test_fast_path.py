@@ -146,7 +146,15 @@ class FusedPathTakenTest(unittest.TestCase):
                 runner._early.add(late.pop())
             return namespace_for(payload, keys)
 
-        runner._fused_namespace = interrupted_meanwhile
+        runner._fused_namespace = interrupted_meanwhile  # (a call looks up its namespace)
+        cache_hit = runner._cache.hit
+
+        def hit_meanwhile(*key):  # (an eval of the host's plain shape looks up its code)
+            if late:
+                runner._early.add(late.pop())
+            return cache_hit(*key)
+
+        runner._cache.hit = hit_meanwhile
         shape = {"code": "return 'ran'", "vars": {}, "file": "<pyvisor>", "line": 1}
         self.handle(runner, 1, "eval", shape)  # compiles
         for request_id, op, payload in [(2, "eval", shape), (3, "call", {"name": "abs", "args": [-1], "kwargs": {}})]:
