@@ -65,6 +65,11 @@ class FrameSplitter(object):
         return [body]
 
     def feed(self, chunk):
+        if not self._parts and self.direct is None and len(chunk) >= 4:
+            # The serial case: exactly one whole (small) frame, nothing buffered.
+            (length,) = _unpack_length(chunk)
+            if length + 4 == len(chunk) and 0 < length <= _VIEW_MIN and length <= self.max_frame_bytes:
+                return [chunk[4:]]
         if self.direct is not None:
             view = self.direct_view()
             take = min(len(view), len(chunk))
