@@ -207,5 +207,36 @@ class ForkServerTest(TimedTestCase):
         self.assertTrue(_eventually(lambda: _gone(w.pid)))
 
 
+class CloseFromTest(TimedTestCase):
+    """A worker keeps exactly its fds: close_range(2) when the kernel takes it, the walk of
+    /proc/self/fd when it does not, with the same result."""
+
+    SCRIPT = (
+        "import os, sys, json\n"
+        "sys.path.insert(0, sys.argv[1])\n"
+        "from pyvisor import _fork_server as f\n"
+        "f._prctl()\n"
+        "if sys.argv[2] == 'refused':\n"
+        "    f._close_range = lambda first, last: -1\n"
+        "opened = [os.open(os.devnull, os.O_RDONLY) for _ in range(12)]\n"
+        "os.dup2(opened[0], 8)\n"
+        "f._close_from(7, (8, 11))\n"
+        "print(json.dumps(sorted(int(n) for n in os.listdir('/proc/self/fd') if int(n) >= 7)))\n"
+    )
+
+    def test_close_range_and_the_walk_keep_the_same_fds(self):
+        import json
+        import subprocess
+        import sys
+
+        for mode in ("close_range", "refused"):
+            out = subprocess.run([sys.executable, "-I", "-c", self.SCRIPT, RUNNER_DIR, mode], stdout=subprocess.PIPE,
+                                 timeout=30 * TIME_SCALE, check=True).stdout
+            left = json.loads(out.decode())
+            # 8 and 11 are kept; the only other one is listdir's own, open while it lists.
+            self.assertEqual([fd for fd in left if fd in (8, 11)], [8, 11], mode)
+            self.assertLessEqual(len(left), 3, (mode, left))
+
+
 if __name__ == "__main__":
     unittest.main()
