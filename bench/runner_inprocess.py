@@ -56,7 +56,7 @@ def measure_runner(batch, count):
     from pyvisor import _codec, _runner
     from pyvisor._framing import frame_header
 
-    codec = _codec.select("auto")
+    codec = _codec.select(None)  # $PYVISOR_CODEC, else the C extension when importable
     r, w = os.pipe()
     out = os.open(os.devnull, os.O_WRONLY)
     os.set_blocking(r, False)

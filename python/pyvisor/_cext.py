@@ -13,7 +13,7 @@ What the C extension does not do by itself, and how it is covered here:
 
 import msgpack
 
-from ._scan import _NOT_BIG_CONTAINER, check, may_skip, may_skip_frame
+from ._scan import _NOT_BIG_CONTAINER, check, may_skip
 from ._ndarray import decode as decode_ndarray, is_ndarray, payload as ndarray_payload
 from ._shm import shared_array, shared_view
 from ._views import discard, pending, settle
@@ -112,11 +112,8 @@ class CCodec(object):
         free.append(packer)
         if len(data) <= self._tiny and not data.translate(None, _NOT_BIG_CONTAINER):
             return data  # may_skip()'s small case, inline
-        # may_skip() bounds depth and element counts (fix containers only); a frame whose
-        # id merely contains a header-like byte is judged without its head.
-        if not may_skip(data, self.max_depth, self.max_elements) and not may_skip_frame(
-            data, self.max_depth, self.max_elements
-        ):
+        # may_skip() bounds depth and element counts (fix containers only).
+        if not may_skip(data, self.max_depth, self.max_elements):
             try:
                 check(data, self.max_depth, self.max_elements)
             except DecodeError as e:
@@ -188,9 +185,7 @@ class CCodec(object):
         """Decode exactly one value from ``data`` (bytes); raise DecodeError otherwise."""
         if (
             type(data) is bytes and len(data) <= self._tiny and not data.translate(None, _NOT_BIG_CONTAINER)
-        ) or may_skip(data, self.max_depth, self.max_elements) or may_skip_frame(  # (small case first, inline)
-            data, self.max_depth, self.max_elements
-        ):
+        ) or may_skip(data, self.max_depth, self.max_elements):  # (its small case first, inline)
             # No ext (no ext 6 either, no timestamp) and fix containers only (at most 15
             # elements, within max_elements): the extension's own bounds, every length at
             # most the body's, are as tight as _limits' here, so only the map-key rule is
@@ -198,7 +193,7 @@ class CCodec(object):
             try:
                 return _unpackb(data, strict_map_key=False)
             except Exception as e:
-                raise _decode_error(e)
+                raise _decode_error(e, data, self.max_depth, self.max_elements)
         check(data, self.max_depth, self.max_elements, True)  # host frames: ext 6 allowed
         try:
             value = _unpackb(data, **self._limits(len(data)))
@@ -234,10 +229,14 @@ class CCodec(object):
         raise DecodeError("unknown ext type %d" % code)
 
 
-def _decode_error(e):
-    # The DecodeError for an exception of the C extension's decoder.
+def _decode_error(e, data=None, max_depth=MAX_DEPTH, max_elements=MAX_ELEMENTS):
+    # The DecodeError for an exception of the C extension's decoder.  Bad text in a body
+    # that the structure check did not walk (``data`` given): a structural fault elsewhere
+    # wins, as in _pure (check raises it).
     if isinstance(e, DecodeError):
         return e
     if isinstance(e, UnicodeDecodeError):
+        if data is not None:
+            check(data, max_depth, max_elements, True)
         return InvalidUtf8(e)
     return DecodeError("%s: %s" % (type(e).__name__, e))  # msgpack's own errors, unhashable keys

@@ -42,7 +42,7 @@ _STATUS = 6  # index of the status pipe among the received fds
 _SHM = 7  # index of the shared memory fd, when present
 _WORKER_SHM_FD = 8  # where it goes in the worker
 _PR_SET_PDEATHSIG = 1
-_SYS_CLOSE_RANGE = 436  # the same number on every Linux architecture
+_SYS_CLOSE_RANGE_X86_64_ARM64 = 436
 _FD_END = 1 << 32  # past close_range's largest fd (~0U: "to the last one")
 _close_range = None  # close_range(first, last) -> 0 or -1, set up in the template by _prctl
 _MAX_REQUEST = 64 * 1024  # bytes of runner arguments in one request (well under a socket's buffer)
@@ -82,9 +82,19 @@ def _prctl():
     libc = ctypes.CDLL(None, use_errno=True)
     fn = libc.prctl
     fn.restype = ctypes.c_int
-    syscall = libc.syscall
-    syscall.restype = ctypes.c_long
-    _close_range = lambda first, last: syscall(_SYS_CLOSE_RANGE, ctypes.c_uint(first), ctypes.c_uint(last), 0)  # noqa: E731
+    # close_range(2): glibc's wrapper (2.34+), else the raw call where its number is 436
+    # (x86_64, arm64: alpha, MIPS and ia64 number it differently); else the /proc walk.
+    close_range = getattr(libc, "close_range", None)
+    if close_range is not None:
+        close_range.restype = ctypes.c_int
+        _close_range = lambda first, last: close_range(ctypes.c_uint(first), ctypes.c_uint(last), 0)  # noqa: E731
+    elif os.uname().machine in ("x86_64", "aarch64"):
+        syscall = getattr(libc, "syscall", None)
+        if syscall is not None:
+            syscall.restype = ctypes.c_long
+            _close_range = lambda first, last: syscall(  # noqa: E731
+                _SYS_CLOSE_RANGE_X86_64_ARM64, ctypes.c_uint(first), ctypes.c_uint(last), 0
+            )
     return fn
 
 

@@ -317,6 +317,9 @@ def unpackb(data, max_depth=MAX_DEPTH, max_elements=MAX_ELEMENTS):
     except DecodeError:
         raise
     except UnicodeDecodeError as e:
+        # A structural fault elsewhere wins, wherever the decoder met the bad text: both
+        # codecs then say the same (_cext does this too).
+        _scan_check(data, max_depth, max_elements, True)
         raise InvalidUtf8(e)
     except (ValueError, TypeError, IndexError, struct.error, OverflowError) as e:
         # unhashable map key / set item and the like

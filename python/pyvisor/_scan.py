@@ -38,7 +38,7 @@ from ._wire import (
     MAX_ELEMENTS,
 )
 
-__all__ = ["check", "may_skip", "may_skip_frame"]
+__all__ = ["check", "may_skip"]
 
 _U16 = struct.Struct(">H").unpack_from
 _U32 = struct.Struct(">I").unpack_from
@@ -105,6 +105,10 @@ _TRANSLATE_MAX = 1 << 20
 _RUN_MIN = 16
 
 
+# Bytes after the first byte of a uint: 0xcc..0xcf.
+_UINT_EXTRA = {0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8}
+
+
 def may_skip(data, max_depth=MAX_DEPTH, max_elements=MAX_ELEMENTS):
     """True when ``data`` provably needs no check() before the C extension decodes it.
 
@@ -115,40 +119,34 @@ def may_skip(data, max_depth=MAX_DEPTH, max_elements=MAX_ELEMENTS):
     nothing is preallocated for elements that are not there.  Everything else the C
     extension rejects by itself, exactly like check().  Two C-speed translate() calls
     keep typical request frames off the Python-level walk.
+
+    A frame body's head, ``[kind, id, ...`` as a fixarray header, a fixint and a uint, is
+    read as such: the uint's bytes are data, not headers (an id such as 0xcd 0x12 0xdc, one
+    frame in ten once ids pass 255, would otherwise look like an array 16 header).
     """
     if max_elements < 15 or type(data) is not bytes:
         # (fix containers could exceed a limit below 15, only in tests; translate() is a
         # bytes method, and only small bodies are bytes: large ones are memoryviews)
         return False
     size = len(data)
+    start = 0  # where the bytes that could be headers begin, after such a head
+    if size >= 3 and data[0] == 0x94 and data[1] <= 0x7F:
+        start = 3 + _UINT_EXTRA.get(data[2], -3)
     if size <= max_depth:
         # Fewer bytes than levels: only the kind of container headers matters.
-        return not data.translate(None, _NOT_BIG_CONTAINER)
+        return not (data[start:] if start > 0 else data).translate(None, _NOT_BIG_CONTAINER)
     if size > _TRANSLATE_MAX:
         # translate() reads every byte (and copies them): for large frames the structural
         # walk, which steps over str/bin/ext bodies without reading them, is far cheaper.
         return False
     candidates = data.translate(None, _NOT_CONTAINER)
-    return len(candidates) <= max_depth and not candidates.translate(None, _FIX_CONTAINERS)
-
-
-# Bytes after the first byte of a uint: 0xcc..0xcf.
-_UINT_EXTRA = {0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8}
-
-
-def may_skip_frame(data, max_depth=MAX_DEPTH, max_elements=MAX_ELEMENTS):
-    """``may_skip`` for a frame body ``[kind, id, op, payload]``, blind to the id's bytes.
-
-    may_skip() reads every byte as a possible header, so an id such as 0xcd 0x12 0xdc (one
-    request in ten once ids pass 255) looked like an array 16 and sent the frame through
-    check().  Here the head (the fixarray header, a fixint kind and a uint id: no header can
-    hide in them) is stepped over and the rest judged as may_skip judges a body, with one
-    level used by the head's array.  False when the body does not start that way."""
-    if type(data) is not bytes or len(data) < 3 or data[0] != 0x94 or data[1] > 0x7F:
-        return False
-    first = data[2]
-    start = 3 if first <= 0x7F else 3 + _UINT_EXTRA.get(first, -3)
-    return start >= 3 and may_skip(data[start:], max_depth - 1, max_elements)
+    levels = len(candidates)
+    if start > 0:
+        # translate() keeps the order: the head's own candidates come first (its array
+        # header and any id byte that looks like one); the array is one level.
+        candidates = candidates[len(data[:start].translate(None, _NOT_CONTAINER)):]
+        levels = 1 + len(candidates)
+    return levels <= max_depth and not candidates.translate(None, _FIX_CONTAINERS)
 
 
 def check(data, max_depth=MAX_DEPTH, max_elements=MAX_ELEMENTS, shared=False):

@@ -216,12 +216,13 @@ class ScanGateTest(support.TimedTestCase):
             self.assertFalse(_scan.may_skip(unsafe), unsafe.hex())
         self.assertFalse(_scan.may_skip(request, max_elements=3))
 
-    def test_frame_gate_steps_over_the_id_only(self):
+    def test_gate_steps_over_a_frames_id_only(self):
         pure = support.PureCodec()
         for request_id in (0xDC, 0xD4DC, 0xC7C8C9DF, 0xDEDDDCD8D7D6D5D4):
             request = pure.packb([0, request_id, "eval", {"code": "return 1", "vars": {}, "file": "f", "line": 1}])
-            self.assertFalse(_scan.may_skip(request), hex(request_id))  # the id's bytes look like headers
-            self.assertTrue(_scan.may_skip_frame(request), hex(request_id))
+            self.assertTrue(_scan.may_skip(request), hex(request_id))  # the id's bytes only look like headers
+            long_request = pure.packb([0, request_id, "eval", {"code": "x" * 150, "vars": {}, "file": "f", "line": 1}])
+            self.assertTrue(_scan.may_skip(long_request), hex(request_id))  # (above max_depth bytes)
             for codec in codecs():  # and such frames decode the same either way
                 self.assertEqual(codec.unpackb(request)[1], request_id)
             reply = [1, request_id, "eval", {"ok": 1}]
@@ -232,16 +233,21 @@ class ScanGateTest(support.TimedTestCase):
         valid = {head + b"\xa1x\xdc\x00\x01\x01": [1], head + b"\xa1x\xd4\x01\x90": ()}  # array 16, ext tuple
         invalid = (head + b"\xa1x" + b"\x91" * 127 + b"\x90", head + b"\xa1x\xd6\xff\x00\x00\x00\x01")  # depth 129, ext -1
         for body in list(valid) + list(invalid):
-            self.assertFalse(_scan.may_skip_frame(body), body.hex())
+            self.assertFalse(_scan.may_skip(body), body.hex())
             for codec in codecs():
                 if body in valid:
                     self.assertEqual(codec.unpackb(body), [0, 0xDC, "x", valid[body]], codec.name)
                     continue
                 with self.assertRaises(DecodeError, msg="%s %s" % (codec.name, body.hex())):
                     codec.unpackb(body)
-        self.assertTrue(_scan.may_skip_frame(head + b"\xa1x" + b"\x91" * 126 + b"\x90"))  # depth 128
-        for not_a_head in (bytes.fromhex("9300dc"), bytes.fromhex("94cc00dc"), bytes.fromhex("9400d0dc"), b"\x94\x00"):
-            self.assertFalse(_scan.may_skip_frame(not_a_head), not_a_head.hex())
+        self.assertTrue(_scan.may_skip(head + b"\xa1x" + b"\x91" * 126 + b"\x90"))  # depth 128
+        self.assertFalse(_scan.may_skip(head + b"\xa1x" + b"\x91" * 126 + b"\x90", max_depth=127))
+        one_map = bytes.fromhex("9400cd00dca178") + b"\x80" + b"x" * 40  # [0, 0xdc, "x", {}, ...
+        self.assertFalse(_scan.may_skip(one_map, max_depth=1))  # the head's array is a level too
+        self.assertTrue(_scan.may_skip(one_map, max_depth=2))
+        # Not such a head: a 3-array, a uint kind, a signed id: 0xdc is read as a header.
+        for not_a_head in (bytes.fromhex("9300dc"), bytes.fromhex("94cc00dc"), bytes.fromhex("9400d0dc")):
+            self.assertFalse(_scan.may_skip(not_a_head), not_a_head.hex())
 
 
 class EncodeLimitsTest(support.TimedTestCase):
