@@ -26,6 +26,7 @@ packages=(
   dpkg-dev file                    # the .deb's dependencies (dpkg-shlibdeps) and its test
   openssl                          # the gateway TLS test makes its certificate
   clang libclang-rt-14-dev         # clang 14 + its libFuzzer/ASan/UBSan runtimes (tests/fuzz/run)
+  gdb                              # a test that hangs prints every thread's stack (tests/support/bounded_call.hpp)
 )
 
 missing=()

@@ -39,7 +39,10 @@ namespace {
 // (spawned_process::python_pid).
 //
 // All of it runs in a fork of a multi-threaded host: raw syscalls only (no allocation, no
-// stdio, no locks), fixed stack buffers, hand-written number formatting and parsing.
+// stdio, no locks), fixed stack buffers, hand-written number formatting and parsing. A libc
+// wrapper is fine only where no sanitizer interceptor of it takes a lock (prctl(PR_SET_NAME)
+// does: it goes through syscall(2)); tests/integration/descendants_test.cpp's churn test holds
+// those locks while interpreters start.
 
 /// Signals G waits for (blocked in G, so sigtimedwait collects them).
 // (declared in guard.hpp)  // G's PR_SET_PDEATHSIG: the host died
@@ -319,7 +322,11 @@ void release_host_memory() {
   }
   ::close(pid_w);
   release_host_memory();  // after the pid: the host waits for it
-  ::prctl(PR_SET_NAME, "pyvisor-guard");  // in ps/top, instead of the host's name
+  // In ps/top, instead of the host's name. The raw syscall: sanitizer runtimes intercept
+  // prctl(PR_SET_NAME) to rename their record of the thread, under their thread-registry lock,
+  // which another host thread may have held at the fork (the guard then waited on it forever,
+  // Python's exit unreaped and the host's stop() with it).
+  ::syscall(SYS_prctl, PR_SET_NAME, "pyvisor-guard", 0, 0, 0);
   if (::chdir("/") != 0) {
     // harmless: only keeps the host's cwd referenced
   }

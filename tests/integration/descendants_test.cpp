@@ -1,16 +1,20 @@
 // Descendants that leave the interpreter's process group (setsid, double fork) and descendants
 // left behind when the host itself dies: every one of them is killed (issue 7, defect 4).
 #include <fcntl.h>
+#include <sys/prctl.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "support/bounded_call.hpp"
 #include "support/fixture.hpp"
 #include "support/helper_host.hpp"
 
@@ -133,6 +137,58 @@ TEST_F(descendants_test, stop_kills_setsid_and_double_forked_descendants) {
   EXPECT_TRUE(py.stop());
   EXPECT_LT(std::chrono::steady_clock::now() - t0, scaled(5s)) << "stop took too long";
   EXPECT_TRUE(eventually([&] { return all_gone(pids); }, 5s)) << describe(pids);
+}
+
+// The guard is a fork of the host that never execs, taken while other host threads run: it
+// may call nothing that takes a lock one of them can hold at that moment (the allocator's,
+// stdio's, a sanitizer runtime's thread registry, which creating or naming a thread takes).
+// Host threads that are created, named and joined without pause hold such locks often; every
+// start must still come up and every stop return. (Under ASan a guard that named itself with
+// prctl(PR_SET_NAME) hung here within a few cycles: the interceptor takes that registry lock.)
+TEST_F(descendants_test, starts_and_stops_while_host_threads_churn) {
+  std::atomic<bool> done{false};
+  std::atomic<long> churned{0};
+  std::vector<std::thread> churners;
+  for (int t = 0; t < 2; ++t)
+    churners.emplace_back([&] {
+      for (long i = 0; !done.load(); ++i) {
+        ::prctl(PR_SET_NAME, (i & 1) != 0 ? "pv-churn-a" : "pv-churn-b");
+        if (i % 64 == 0)
+          std::thread([] { ::prctl(PR_SET_NAME, "pv-churn-c"); }).join();
+        ++churned;
+      }
+    });
+  struct stop_churn {
+    std::atomic<bool>& done;
+    std::vector<std::thread>& threads;
+    ~stop_churn() {
+      done = true;
+      for (auto& t : threads)
+        t.join();
+    }
+  } stopper{done, churners};
+  auto o = options();
+  o.no_site = true;
+  for (int i = 0; i < 40; ++i) {
+    auto py = rt_->spawn_interpreter(o);
+    ASSERT_TRUE(py) << "cycle " << i << ": " << py.error().to_string();
+    auto r = py->eval("return 1", {}, {.timeout = scaled(10s)});
+    ASSERT_TRUE(r) << "cycle " << i << ": " << r.error().to_string();
+    if (i == 0) {
+      // The guard, Python's parent, still names itself for ps and top.
+      int guard = 0;
+      for (auto& p : all_processes())
+        if (p.pid == py->os_pid())
+          guard = p.ppid;
+      std::ifstream comm("/proc/" + std::to_string(guard) + "/comm");
+      std::string name;
+      std::getline(comm, name);
+      EXPECT_EQ(name, "pyvisor-guard") << "guard pid " << guard;
+    }
+    auto s = bounded("stop()", scaled(20s), [&] { return py->stop(); });
+    ASSERT_TRUE(s) << "cycle " << i << ": " << s.error().to_string();
+  }
+  EXPECT_GT(churned.load(), 0) << "the churning threads never ran";
 }
 
 TEST_F(descendants_test, runtime_destruction_kills_escaped_descendants) {

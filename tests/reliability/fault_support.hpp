@@ -23,6 +23,7 @@
 
 #include "pyvisor/expected.hpp"
 #include "pyvisor/value.hpp"
+#include "support/bounded_call.hpp"
 
 namespace pyvisor::test {
 
@@ -104,24 +105,6 @@ private:
   };
   std::shared_ptr<state> s_;
 };
-
-/// Runs `f` (a blocking call without a deadline of its own, e.g. interpreter::stop()) on its
-/// own thread and waits `bound` for it. A hang cannot be recovered from inside the process, so
-/// it is reported on stderr and the test process aborts (ctest shows the message).
-template <class F>
-auto bounded(const char* what, std::chrono::milliseconds bound, F f) -> decltype(f()) {
-  using result = decltype(f());
-  auto task = std::make_shared<std::packaged_task<result()>>(std::move(f));
-  auto fut = task->get_future();
-  std::thread t([task] { (*task)(); });
-  if (fut.wait_for(bound) != std::future_status::ready) {
-    std::fprintf(stderr, "HANG: %s did not return within %lld ms\n", what, static_cast<long long>(bound.count()));
-    std::fflush(stderr);
-    std::abort();
-  }
-  t.join();
-  return fut.get();
-}
 
 /// Python prelude: `frame(obj)` encodes one protocol frame with the runner's own pure codec,
 /// `write4(data)` writes raw bytes to the reply pipe completely (blocking meanwhile).
