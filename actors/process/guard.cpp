@@ -1,4 +1,5 @@
 #include "process/guard.hpp"
+#include "process/raw_prctl.hpp"
 
 #include <cerrno>
 #include <cstdint>
@@ -9,12 +10,25 @@
 #include <linux/close_range.h>
 #include <poll.h>
 #include <sys/mman.h>
-#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+// Whether the guard keeps its copy of the host's memory: under a sanitizer whose runtime keeps
+// its state (shadow memory, allocator metadata) in large anonymous mappings and intercepts the
+// guard's memset and memcpy, dropping them would pull that state from under it.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define PYVISOR_GUARD_KEEPS_HOST_MEMORY 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || __has_feature(memory_sanitizer)
+#define PYVISOR_GUARD_KEEPS_HOST_MEMORY 1
+#endif
+#endif
+#ifndef PYVISOR_GUARD_KEEPS_HOST_MEMORY
+#define PYVISOR_GUARD_KEEPS_HOST_MEMORY 0
+#endif
 
 namespace pyvisor::process {
 
@@ -40,9 +54,9 @@ namespace {
 //
 // All of it runs in a fork of a multi-threaded host: raw syscalls only (no allocation, no
 // stdio, no locks), fixed stack buffers, hand-written number formatting and parsing. A libc
-// wrapper is fine only where no sanitizer interceptor of it takes a lock (prctl(PR_SET_NAME)
-// does: it goes through syscall(2)); tests/integration/descendants_test.cpp's churn test holds
-// those locks while interpreters start.
+// wrapper is fine only where no sanitizer interceptor of it takes a lock: prctl goes through
+// syscall(2) (raw_prctl.hpp); tests/integration/descendants_test.cpp's churn test holds such a
+// lock from other threads while interpreters start.
 
 /// Signals G waits for (blocked in G, so sigtimedwait collects them).
 // (declared in guard.hpp)  // G's PR_SET_PDEATHSIG: the host died
@@ -219,7 +233,7 @@ void close_all_but(int keep) {
   }
 }
 
-#if !defined(__SANITIZE_ADDRESS__)
+#if !PYVISOR_GUARD_KEEPS_HOST_MEMORY
 std::uintptr_t parse_hex(const char*& p) {
   std::uintptr_t v = 0;
   for (;; ++p) {
@@ -268,10 +282,10 @@ void release_mapping(const char* line, std::uintptr_t sp) {
 /// stay behind in it (copy-on-write), up to the host's whole heap per interpreter. It needs
 /// none of them, so it drops its copies of the large anonymous mappings (heap, malloc arenas,
 /// other threads' stacks, big buffers; never the stack it runs on, never a file mapping, and
-/// nothing under 1 MiB such as libc's own data). Not under ASan: its runtime keeps state in
-/// such mappings and intercepts the guard's memset/memcpy.
+/// nothing under 1 MiB such as libc's own data). Not under ASan, TSan or MSan
+/// (PYVISOR_GUARD_KEEPS_HOST_MEMORY).
 void release_host_memory() {
-#if defined(__SANITIZE_ADDRESS__)
+#if PYVISOR_GUARD_KEEPS_HOST_MEMORY
   return;
 #else
   char marker = 0;
@@ -322,11 +336,11 @@ void release_host_memory() {
   }
   ::close(pid_w);
   release_host_memory();  // after the pid: the host waits for it
-  // In ps/top, instead of the host's name. The raw syscall: sanitizer runtimes intercept
-  // prctl(PR_SET_NAME) to rename their record of the thread, under their thread-registry lock,
-  // which another host thread may have held at the fork (the guard then waited on it forever,
-  // Python's exit unreaped and the host's stop() with it).
-  ::syscall(SYS_prctl, PR_SET_NAME, "pyvisor-guard", 0, 0, 0);
+  // In ps/top, instead of the host's name. Not libc's prctl: ASan's interceptor of
+  // PR_SET_NAME renames its record of the thread under its thread-registry lock, which another
+  // host thread may have held at the fork (the guard then waited on it forever, Python's exit
+  // unreaped and the host's stop() with it).
+  raw_prctl(PR_SET_NAME, reinterpret_cast<unsigned long>("pyvisor-guard"));
   if (::chdir("/") != 0) {
     // harmless: only keeps the host's cwd referenced
   }

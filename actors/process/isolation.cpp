@@ -1,10 +1,10 @@
 #include "process/isolation.hpp"
+#include "process/raw_prctl.hpp"
 
 #include <cerrno>
 #include <csignal>
 #include <cstring>
 #include <linux/seccomp.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -124,7 +124,7 @@ const char* apply_isolation(const child_isolation& c, pid_t parent) noexcept {
   if (c.has_nofile && ::setrlimit(RLIMIT_NOFILE, &c.nofile) != 0)
     return "setrlimit(RLIMIT_NOFILE)";
   // Raw syscalls: glibc's set*id would try to synchronise the host's other threads, which do
-  // not exist in this fork.
+  // not exist in this fork; prctl too, as everywhere after the fork (raw_prctl.hpp).
   if (c.set_groups) {
     if (::syscall(SYS_setgroups, c.n_groups, c.groups) != 0)
       return "setgroups";
@@ -135,16 +135,17 @@ const char* apply_isolation(const child_isolation& c, pid_t parent) noexcept {
     return "setresuid";
   if (c.set_groups || c.set_uid) {
     // A credential change clears the parent-death signal.
-    if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
+    if (raw_prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
       return "prctl(PR_SET_PDEATHSIG)";
     if (::getppid() != parent) {
       errno = ESRCH;
       return "the guard process died";
     }
   }
-  if (c.no_new_privs && ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+  if (c.no_new_privs && raw_prctl(PR_SET_NO_NEW_PRIVS, 1) != 0)
     return "prctl(PR_SET_NO_NEW_PRIVS)";
-  if (c.filter != nullptr && ::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, c.filter) != 0)
+  if (c.filter != nullptr &&
+      raw_prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, reinterpret_cast<unsigned long>(c.filter)) != 0)
     return "prctl(PR_SET_SECCOMP)";
   return nullptr;
 }

@@ -2,6 +2,7 @@
 
 #include "process/guard.hpp"
 #include "process/isolation.hpp"
+#include "process/raw_prctl.hpp"
 #include "process/sandbox.hpp"
 
 #include <cerrno>
@@ -12,8 +13,8 @@
 #include <fcntl.h>
 #include <linux/close_range.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sys/mman.h>
-#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -76,8 +77,9 @@ struct child_setup : bp::extend::handler {
   template <class Executor>
   void on_exec_setup(Executor& e) const {
     // 1. Default dispositions: handlers and ignored signals of the host (CAF, libuv, an
-    //    ignored SIGPIPE) must reach neither the guard nor Python. The guard's signals stay
-    //    blocked from here on, so none is lost before it waits for them.
+    //    ignored SIGPIPE) must reach neither the guard nor Python. Every signal is blocked
+    //    until here (spawn blocks them across the fork); the guard's stay blocked from here
+    //    on, so none is lost before it waits for them.
     struct sigaction sa;
     std::memset(&sa, 0, sizeof sa);
     sa.sa_handler = SIG_DFL;
@@ -89,9 +91,9 @@ struct child_setup : bp::extend::handler {
     ::sigprocmask(SIG_SETMASK, &guard_set, nullptr);
     // 2. The guard: subreaper (orphans of every descendant come to it), told when the host
     //    dies (the forking host thread: the I/O loop thread), race with that death closed.
-    if (::prctl(PR_SET_CHILD_SUBREAPER, 1) != 0)
+    if (raw_prctl(PR_SET_CHILD_SUBREAPER, 1) != 0)
       fail(e, "prctl(PR_SET_CHILD_SUBREAPER)");
-    if (::prctl(PR_SET_PDEATHSIG, guard_death_signal) != 0)
+    if (raw_prctl(PR_SET_PDEATHSIG, guard_death_signal) != 0)
       fail(e, "prctl(PR_SET_PDEATHSIG)");
     if (::getppid() != parent)
       ::_exit(127);
@@ -109,7 +111,7 @@ struct child_setup : bp::extend::handler {
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
     if (::setpgid(0, 0) != 0)
       fail(e, "setpgid");
-    if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
+    if (raw_prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
       fail(e, "prctl(PR_SET_PDEATHSIG)");
     if (::getppid() != guard)
       ::_exit(127);
@@ -193,7 +195,7 @@ error spawn_error(const std::string& what, int err) {
 } // namespace
 
 void reserve_low_fds() {
-  for (int fd = 0; fd <= 6; ++fd) {
+  for (int fd = 0; fd <= 8; ++fd) {
     if (::fcntl(fd, F_GETFD) == -1 && errno == EBADF) {
       // open() returns the lowest free fd, which is `fd` since all below are open.
       int got = ::open("/dev/null", O_RDWR | O_CLOEXEC);
@@ -363,6 +365,21 @@ expected<spawned_process> spawn(const spawn_request& req) {
   std::error_code ec;
   pid_t pid = -1;
   {
+    // Every signal stays blocked in this thread across the fork: until on_exec_setup resets
+    // the dispositions, the child would run the host's handlers (a Ctrl-C in that window ran
+    // the CLI's handler in both, and it took the one Ctrl-C for a second one). The child starts
+    // with them blocked and sets its own mask; the host's is restored when the child returns.
+    struct signals_blocked {
+      sigset_t old;
+      signals_blocked() {
+        sigset_t all;
+        sigfillset(&all);
+        ::pthread_sigmask(SIG_BLOCK, &all, &old);
+      }
+      ~signals_blocked() { ::pthread_sigmask(SIG_SETMASK, &old, nullptr); }
+      signals_blocked(const signals_blocked&) = delete;
+      signals_blocked& operator=(const signals_blocked&) = delete;
+    } blocked;
     // Returns once Python exec'd (Boost's exec-error pipe saw EOF: Python's copy closed at
     // exec, the guard closed its own) or with the error Python reported.
     bp::child c = req.cwd.empty()

@@ -95,9 +95,10 @@ struct spawned_process {
 /// *thread* exits): pyvisor calls it on the I/O loop thread.
 expected<spawned_process> spawn(const spawn_request& req);
 
-/// Keeps fds 0..6 of the host open (on /dev/null when they are closed), so that no pipe the
-/// host creates, ours or Boost.Process's internal exec-error pipe, can be numbered 0..6 and be
-/// clobbered by the dup2 onto the child's 0..6. Called once per runtime; idempotent.
+/// Keeps fds 0..8 of the host open (on /dev/null when they are closed), so that no pipe the
+/// host creates, ours or Boost.Process's internal exec-error pipe, can be numbered 0..8 and be
+/// clobbered by a dup2 onto the child's 0..8 (6 the dump pipe, 7 a template's control socket
+/// or bwrap's seccomp program, 8 the shared memory). Called once per runtime; idempotent.
 void reserve_low_fds();
 
 /// A memfd of 2 * `bytes` bytes (sparse: pages exist once written), O_CLOEXEC; -1 with errno
