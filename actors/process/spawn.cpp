@@ -368,7 +368,7 @@ expected<spawned_process> spawn(const spawn_request& req) {
     // Every signal stays blocked in this thread across the fork: until on_exec_setup resets
     // the dispositions, the child would run the host's handlers (a Ctrl-C in that window ran
     // the CLI's handler in both, and it took the one Ctrl-C for a second one). The child starts
-    // with them blocked and sets its own mask; the host's is restored when the child returns.
+    // with them blocked and sets its own mask; this thread's is restored once Boost returns.
     struct signals_blocked {
       sigset_t old;
       signals_blocked() {
