@@ -17,6 +17,7 @@
 #include "support/bounded_call.hpp"
 #include "support/fixture.hpp"
 #include "support/helper_host.hpp"
+#include "support/temp_files.hpp"
 
 using namespace pyvisor;
 using namespace pyvisor::test;
@@ -88,6 +89,14 @@ protected:
     for (int p : pids)
       started_.push_back(p);
     return pids;
+  }
+
+  // The guard: Python's parent (0 when Python is not found).
+  static int guard_of(const interpreter& py) {
+    for (auto& p : all_processes())
+      if (p.pid == py.os_pid())
+        return p.ppid;
+    return 0;
   }
 
   static bool all_gone(const std::vector<int>& pids) {
@@ -175,15 +184,10 @@ TEST_F(descendants_test, starts_and_stops_while_host_threads_churn) {
     auto r = py->eval("return 1", {}, {.timeout = scaled(10s)});
     ASSERT_TRUE(r) << "cycle " << i << ": " << r.error().to_string();
     if (i == 0) {
-      // The guard, Python's parent, still names itself for ps and top.
-      int guard = 0;
-      for (auto& p : all_processes())
-        if (p.pid == py->os_pid())
-          guard = p.ppid;
-      std::ifstream comm("/proc/" + std::to_string(guard) + "/comm");
-      std::string name;
-      std::getline(comm, name);
-      EXPECT_EQ(name, "pyvisor-guard") << "guard pid " << guard;
+      // The guard still names itself for ps and top.
+      int guard = guard_of(*py);
+      EXPECT_EQ(read_file("/proc/" + std::to_string(guard) + "/comm"), "pyvisor-guard\n")
+        << "guard pid " << guard;
     }
     auto s = bounded("stop()", scaled(20s), [&] { return py->stop(); });
     ASSERT_TRUE(s) << "cycle " << i << ": " << s.error().to_string();
@@ -258,15 +262,7 @@ TEST_F(descendants_test, the_guard_does_not_keep_the_hosts_heap) {
   auto py = must_spawn(options());
   for (std::size_t i = 0; i < size; i += 4096)  // the host rewrites every page after the fork
     heap[i] = 2;
-  int guard = 0;
-  {
-    std::ifstream st("/proc/" + std::to_string(py.os_pid()) + "/stat");
-    std::string line;
-    std::getline(st, line);
-    std::istringstream rest(line.substr(line.rfind(')') + 2));
-    char state;
-    rest >> state >> guard;  // Python's parent
-  }
+  int guard = guard_of(py);
   ASSERT_GT(guard, 0);
   long private_kib = -1;
   {

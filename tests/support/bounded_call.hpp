@@ -9,9 +9,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <future>
-#include <iterator>
 #include <memory>
 #include <set>
 #include <string>
@@ -19,6 +17,7 @@
 #include <vector>
 
 #include "support/leak_audit.hpp"
+#include "support/temp_files.hpp"
 
 namespace pyvisor::test {
 
@@ -27,11 +26,10 @@ namespace pyvisor::test {
 /// (gdb in batch mode, when installed; each attach bounded by `timeout`). Written to stderr.
 inline void report_hang() {
   auto read_all = [](const std::string& path) {
-    std::ifstream f(path);
-    std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    auto s = read_file(path);
     for (auto& c : s)
       if (c == '\0')
-        c = ' ';
+        c = ' ';  // cmdline's separators
     return s;
   };
   std::set<int> family{static_cast<int>(::getpid())};
